@@ -1,0 +1,127 @@
+/**
+ * The engine behind the public API: the keyspace, the clock, the TTL default, the
+ * transaction counter and the persistence seam. It works on internal (latin1) keys that the
+ * API layer has already validated; `Emdb`, `Transaction` and `Focus` are thin shells on top.
+ *
+ * Every write goes to `persistence` first and to memory second, so a write that fails to
+ * log leaves memory untouched.
+ */
+import { EmdbError } from "./errors.js";
+import { copyOut, hashInternalKey, keyToBuffer } from "./keys.js";
+import type { LoggedOp, Persistence } from "./persistence.js";
+import { type Entry, Keyspace, Timed } from "./shards/keyspace.js";
+import { type Clock, NO_EXPIRY } from "./ttl/ttl.js";
+
+export class Core {
+  readonly ks = new Keyspace();
+  closed = false;
+  lastTxId = 0;
+
+  constructor(
+    public persistence: Persistence,
+    readonly clock: Clock,
+    readonly defaultTtlMs: number | undefined,
+    readonly dbPath: string | undefined,
+  ) {}
+
+  assertOpen(): void {
+    if (this.closed) throw new EmdbError("EMDB_CLOSED", "the database has been closed");
+  }
+
+  /** The live entry for a key, or undefined when absent or expired. */
+  live(k: string, hash: number): Entry | undefined {
+    const e = this.ks.shard(hash).get(k);
+    if (e instanceof Timed && e.expiresAt <= this.clock()) return undefined;
+    return e;
+  }
+
+  put(k: string, hash: number, value: Buffer, expiresAt: number | undefined): void {
+    this.persistence.put(k, value, expiresAt ?? NO_EXPIRY);
+    this.ks.set(k, hash, value, expiresAt);
+  }
+
+  /** Removes a key; returns the previous *live* value (a copy). */
+  remove(k: string, hash: number): Buffer | undefined {
+    const e = this.ks.shard(hash).get(k);
+    // Nothing to log for a key that is not there (emdb-rs logged it anyway, §9.3 S5).
+    if (e === undefined) return undefined;
+    this.persistence.delete(k);
+    this.ks.delete(k, hash);
+    if (e instanceof Timed) return e.expiresAt <= this.clock() ? undefined : copyOut(e.value);
+    return copyOut(e);
+  }
+
+  clear(): void {
+    if (this.ks.size === 0) return;
+    this.persistence.clear();
+    this.ks.clear();
+  }
+
+  /** Applies `ops` as one atomic unit with a fresh transaction id. */
+  applyBatch(ops: readonly LoggedOp[]): void {
+    if (ops.length === 0) return;
+    const txId = this.lastTxId + 1;
+    this.persistence.batch(txId, ops);
+    this.lastTxId = txId;
+    const ks = this.ks;
+    for (const op of ops) {
+      const hash = hashInternalKey(op.key);
+      if (op.kind === "put") {
+        ks.set(op.key, hash, op.value, op.expiresAt === NO_EXPIRY ? undefined : op.expiresAt);
+      } else {
+        ks.delete(op.key, hash);
+      }
+    }
+  }
+
+  /** Removes expired entries from memory and records them; returns how many. */
+  sweep(): number {
+    const now = this.clock();
+    if (this.ks.nextDeadline() > now) return 0;
+    const removed: string[] = [];
+    this.ks.removeExpired(now, (k) => removed.push(k));
+    if (removed.length > 0) this.persistence.expired(removed);
+    return removed.length;
+  }
+
+  /** Live entry count. Drops expired entries first, so the count is exact. */
+  liveCount(): number {
+    this.sweep();
+    return this.ks.size;
+  }
+
+  /**
+   * Live entries within internal-key bounds, in order, as `[key, value]` Buffer copies.
+   * Tolerates writes between steps (see `SortedKeys.range`).
+   */
+  *entries(
+    lo: string | undefined,
+    loInclusive: boolean,
+    hi: string | undefined,
+    hiInclusive: boolean,
+    reverse: boolean,
+    limit: number,
+  ): Generator<[Buffer, Buffer], void, undefined> {
+    if (limit <= 0) return;
+    let n = 0;
+    for (const k of this.ks.sorted.range(lo, loInclusive, hi, hiInclusive, reverse)) {
+      this.assertOpen();
+      const e = this.live(k, hashInternalKey(k));
+      if (e === undefined) continue;
+      yield [keyToBuffer(k), copyOut(e instanceof Timed ? e.value : e)];
+      if (++n >= limit) return;
+    }
+  }
+
+  *keys(): Generator<Buffer, void, undefined> {
+    for (const k of this.ks.sorted.range(undefined, true, undefined, true, false)) {
+      this.assertOpen();
+      if (this.live(k, hashInternalKey(k)) !== undefined) yield keyToBuffer(k);
+    }
+  }
+
+  /** Every key (live or expired) within [lo, hi): for group deletes. */
+  keysIn(lo: string, hi: string): string[] {
+    return [...this.ks.sorted.range(lo, true, hi, false, false)];
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * Keys and values at the API boundary.
+ *
+ * Inside emdb a key is a *latin1 string*: one char per key byte (0..255). Two reasons:
+ * a V8 Map can only look a key up by value if it is a primitive, and JS string comparison
+ * (`<`) on such strings is exactly unsigned byte order, which is the order emdb promises.
+ * ASCII string keys (the common case) are already in that form, so they need no conversion.
+ */
+import { EmdbError } from "./errors.js";
+
+/** The longest key, in bytes, that emdb accepts (chosen so a 4 KB page holds several). */
+export const MAX_KEY_SIZE = 1024;
+/** The largest value, in bytes, that emdb accepts. */
+export const MAX_VALUE_SIZE = 256 * 1024 * 1024;
+
+export type Key = string | Uint8Array;
+export type Value = string | Uint8Array;
+
+/** A shared, frozen empty value: empty values are common in sets and cost nothing this way. */
+export const EMPTY_VALUE: Buffer = Object.freeze(Buffer.alloc(0)) as Buffer;
+
+/** Hash of the last key encoded by `encodeKey`: computed in the same pass, read at once. */
+export let keyHash = 0;
+
+function keyTooLarge(size: number): EmdbError {
+  return new EmdbError(
+    "EMDB_KEY_TOO_LARGE",
+    `key is ${size} bytes; the maximum is ${MAX_KEY_SIZE} (MAX_KEY_SIZE)`,
+  );
+}
+
+/**
+ * Converts a user key to its internal latin1 form and sets `keyHash` (FNV-1a over the
+ * key bytes). Throws TypeError for a wrong type, EMDB_KEY_TOO_LARGE past `MAX_KEY_SIZE`.
+ */
+export function encodeKey(key: unknown): string {
+  if (typeof key === "string") {
+    const n = key.length;
+    let h = 0x811c9dc5;
+    for (let i = 0; i < n; i++) {
+      const c = key.charCodeAt(i);
+      if (c > 0x7f) return encodeUtf8Key(key);
+      h = Math.imul(h ^ c, 0x01000193);
+    }
+    if (n > MAX_KEY_SIZE) throw keyTooLarge(n);
+    keyHash = h;
+    return key;
+  }
+  if (key instanceof Uint8Array) {
+    const n = key.length;
+    if (n > MAX_KEY_SIZE) throw keyTooLarge(n);
+    let h = 0x811c9dc5;
+    for (let i = 0; i < n; i++) h = Math.imul(h ^ key[i]!, 0x01000193);
+    keyHash = h;
+    return Buffer.from(key.buffer, key.byteOffset, n).toString("latin1");
+  }
+  throw new TypeError(`key must be a string or a Uint8Array, got ${describe(key)}`);
+}
+
+function encodeUtf8Key(key: string): string {
+  const bytes = Buffer.from(key, "utf8");
+  return encodeKey(bytes);
+}
+
+/** Hash of an internal (latin1) key; equal to what `encodeKey` computed for it. */
+export function hashInternalKey(k: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < k.length; i++) h = Math.imul(h ^ k.charCodeAt(i), 0x01000193);
+  return h;
+}
+
+/** Internal key → the Buffer users see. */
+export function keyToBuffer(k: string): Buffer {
+  return Buffer.from(k, "latin1");
+}
+
+/**
+ * Copies a user value into a Buffer emdb owns, so later changes to the caller's array cannot
+ * reach the database. Throws TypeError for a wrong type, EMDB_VALUE_TOO_LARGE past the limit.
+ */
+export function encodeValue(value: unknown): Buffer {
+  let out: Buffer;
+  if (typeof value === "string") {
+    out = value.length === 0 ? EMPTY_VALUE : Buffer.from(value, "utf8");
+  } else if (value instanceof Uint8Array) {
+    if (value.length === 0) return EMPTY_VALUE;
+    if (value.length > MAX_VALUE_SIZE) throw valueTooLarge(value.length);
+    out = Buffer.allocUnsafe(value.length);
+    out.set(value);
+    return out;
+  } else {
+    throw new TypeError(`value must be a string or a Uint8Array, got ${describe(value)}`);
+  }
+  if (out.length > MAX_VALUE_SIZE) throw valueTooLarge(out.length);
+  return out;
+}
+
+function valueTooLarge(size: number): EmdbError {
+  return new EmdbError(
+    "EMDB_VALUE_TOO_LARGE",
+    `value is ${size} bytes; the maximum is ${MAX_VALUE_SIZE} (MAX_VALUE_SIZE)`,
+  );
+}
+
+/** A copy of a stored value for the caller: the stored Buffer never leaves emdb. */
+export function copyOut(v: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(v.length);
+  v.copy(out);
+  return out;
+}
+
+export function describe(x: unknown): string {
+  if (x === null) return "null";
+  if (Array.isArray(x)) return "an array";
+  if (typeof x === "object") return `an object (${(x as object).constructor?.name ?? "Object"})`;
+  return typeof x;
+}
+
+/**
+ * Converts a range bound to internal form. Unlike keys, bounds have no length limit: a
+ * bound only needs to compare.
+ */
+export function encodeBound(bound: unknown, name: string): string {
+  if (typeof bound === "string") {
+    for (let i = 0; i < bound.length; i++) {
+      if (bound.charCodeAt(i) > 0x7f) return Buffer.from(bound, "utf8").toString("latin1");
+    }
+    return bound;
+  }
+  if (bound instanceof Uint8Array) {
+    return Buffer.from(bound.buffer, bound.byteOffset, bound.length).toString("latin1");
+  }
+  throw new TypeError(
+    `range option ${name} must be a string or a Uint8Array, got ${describe(bound)}`,
+  );
+}

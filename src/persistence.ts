@@ -1,0 +1,55 @@
+/**
+ * The seam between the in-memory keyspace and durable storage.
+ *
+ * `Emdb` validates a write, hands it to its `Persistence` first and applies it to memory
+ * only when that returned: a write that cannot be logged changes nothing (emdb-rs D10).
+ * In-memory databases use `MemoryPersistence`, which logs nothing.
+ * Keys are in internal latin1 form (see `keys.ts`); `expiresAt` 0 means no expiry.
+ */
+
+export type LoggedOp =
+  | {
+      readonly kind: "put";
+      readonly key: string;
+      readonly value: Buffer;
+      readonly expiresAt: number;
+    }
+  | { readonly kind: "delete"; readonly key: string };
+
+export interface PersistenceStats {
+  readonly [name: string]: number | string | boolean | undefined;
+}
+
+export interface Persistence {
+  readonly durable: boolean;
+  put(key: string, value: Buffer, expiresAt: number): void;
+  delete(key: string): void;
+  clear(): void;
+  /** One atomic unit (a transaction, a group delete): all of it survives a crash or none. */
+  batch(txId: number, ops: readonly LoggedOp[]): void;
+  /** Expired entries removed from memory, recorded so they do not come back at reopen. */
+  expired(keys: readonly string[]): void;
+  flush(): void;
+  compact(): void;
+  close(): void;
+  stats(): PersistenceStats;
+  check(): string[];
+}
+
+export class MemoryPersistence implements Persistence {
+  readonly durable = false;
+  put(): void {}
+  delete(): void {}
+  clear(): void {}
+  batch(): void {}
+  expired(): void {}
+  flush(): void {}
+  compact(): void {}
+  close(): void {}
+  stats(): PersistenceStats {
+    return { storage: "memory" };
+  }
+  check(): string[] {
+    return [];
+  }
+}

@@ -1,0 +1,164 @@
+/**
+ * The in-memory primary index: every key → its value and expiry, in 32 hash shards, plus
+ * the ordered view (`SortedKeys`) and the expiry heap.
+ *
+ * Why shards: one V8 Map holds at most 2^24 entries ("Map maximum size exceeded" at
+ * 16,777,216), so 32 of them lift the limit to 2^29. The shard is picked by FNV-1a of the
+ * key bytes, computed while the key is validated (see `keys.ts`), so a read is one hash and
+ * one Map lookup.
+ *
+ * An entry is the value Buffer itself when it never expires (no wrapper object per key:
+ * memory is the cost of an in-memory index), or a `Timed` when it has a deadline.
+ */
+import { hashInternalKey as hashOf } from "../keys.js";
+import { ExpiryHeap } from "../ttl/expiry-heap.js";
+import { SortedKeys } from "./sorted-keys.js";
+
+export const SHARD_COUNT = 32;
+const SHARD_MASK = SHARD_COUNT - 1;
+
+export class Timed {
+  constructor(
+    readonly value: Buffer,
+    readonly expiresAt: number,
+  ) {}
+}
+
+export type Entry = Buffer | Timed;
+
+export function entryValue(e: Entry): Buffer {
+  return e instanceof Timed ? e.value : e;
+}
+
+/** Deadline of an entry, or undefined when it never expires. */
+export function entryExpiry(e: Entry): number | undefined {
+  return e instanceof Timed ? e.expiresAt : undefined;
+}
+
+export class Keyspace {
+  readonly shards: Map<string, Entry>[] = [];
+  readonly sorted = new SortedKeys();
+  readonly expiries = new ExpiryHeap();
+  /** Number of entries (live and expired-but-not-yet-removed). */
+  private total = 0;
+  /** Entries that carry a deadline (for heap maintenance). */
+  private timed = 0;
+
+  constructor() {
+    for (let i = 0; i < SHARD_COUNT; i++) this.shards.push(new Map());
+  }
+
+  get size(): number {
+    return this.total;
+  }
+
+  get timedCount(): number {
+    return this.timed;
+  }
+
+  shard(hash: number): Map<string, Entry> {
+    return this.shards[(hash ^ (hash >>> 15)) & SHARD_MASK]!;
+  }
+
+  /** Stores an entry; returns the previous one. */
+  set(k: string, hash: number, value: Buffer, expiresAt: number | undefined): Entry | undefined {
+    const shard = this.shard(hash);
+    const prev = shard.get(k);
+    const entry: Entry = expiresAt === undefined ? value : new Timed(value, expiresAt);
+    shard.set(k, entry);
+    if (prev === undefined) {
+      this.total++;
+      this.sorted.insertNew(k);
+    } else if (prev instanceof Timed) {
+      this.timed--;
+    }
+    if (expiresAt !== undefined) {
+      this.timed++;
+      this.expiries.push(expiresAt, k);
+      this.maybeShedHeap();
+    }
+    return prev;
+  }
+
+  /** Removes a key; returns the entry it held. */
+  delete(k: string, hash: number): Entry | undefined {
+    const shard = this.shard(hash);
+    const prev = shard.get(k);
+    if (prev === undefined) return undefined;
+    shard.delete(k);
+    this.total--;
+    if (prev instanceof Timed) this.timed--;
+    this.sorted.delete(k);
+    return prev;
+  }
+
+  clear(): void {
+    for (const s of this.shards) s.clear();
+    this.sorted.clear();
+    this.expiries.clear();
+    this.total = 0;
+    this.timed = 0;
+  }
+
+  /**
+   * Removes every entry whose deadline is <= now and calls `onRemoved` for each, in deadline
+   * order. Costs O(removed × log n) thanks to the heap.
+   */
+  removeExpired(now: number, onRemoved?: (k: string) => void): number {
+    const heap = this.expiries;
+    let removed = 0;
+    while (heap.peek() <= now) {
+      const deadline = heap.peek();
+      const k = heap.peekKey()!;
+      heap.pop();
+      const hash = hashOf(k);
+      const e = this.shard(hash).get(k);
+      // A stale pair: the key was removed, overwritten or given another deadline since.
+      if (!(e instanceof Timed) || e.expiresAt !== deadline) continue;
+      this.delete(k, hash);
+      removed++;
+      onRemoved?.(k);
+    }
+    return removed;
+  }
+
+  /** The earliest deadline still in the heap (may be stale), or Infinity. */
+  nextDeadline(): number {
+    return this.expiries.peek();
+  }
+
+  private maybeShedHeap(): void {
+    const heap = this.expiries;
+    if (heap.size <= 1024 || heap.size <= 2 * this.timed) return;
+    const pairs: [number, string][] = [];
+    for (const shard of this.shards) {
+      for (const [k, e] of shard) if (e instanceof Timed) pairs.push([e.expiresAt, k]);
+    }
+    heap.rebuild(pairs);
+  }
+
+  /** Invariants between the shards, the ordered view and the counters. */
+  check(): string[] {
+    const problems = this.sorted.check();
+    let n = 0;
+    let timed = 0;
+    for (let i = 0; i < SHARD_COUNT; i++) {
+      for (const [k, e] of this.shards[i]!) {
+        n++;
+        if (e instanceof Timed) timed++;
+        if (this.shard(hashOf(k)) !== this.shards[i])
+          problems.push(`key ${JSON.stringify(k)} in the wrong shard`);
+      }
+    }
+    if (n !== this.total) problems.push(`keyspace: count ${this.total} but shards hold ${n}`);
+    if (timed !== this.timed)
+      problems.push(`keyspace: timed count ${this.timed} but ${timed} held`);
+    if (this.sorted.size !== n)
+      problems.push(`keyspace: ordered view has ${this.sorted.size} keys, shards ${n}`);
+    for (const k of this.sorted.all()) {
+      if (!this.shard(hashOf(k)).has(k))
+        problems.push(`ordered key ${JSON.stringify(k)} missing from shards`);
+    }
+    return problems;
+  }
+}

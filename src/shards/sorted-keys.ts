@@ -1,0 +1,247 @@
+/**
+ * The ordered view of the keyspace: every key (latin1 form) in ascending byte order.
+ *
+ * The hash shards answer point lookups; this answers "the keys from here to there, in
+ * order" in O(log n + k), which iteration, `range`, `group` and `deleteGroup` need.
+ *
+ * Structure: a list of sorted chunks of at most 2 × LOAD keys, plus the last key of each
+ * chunk for a binary search (the layout of Python's sortedcontainers). A lookup is two
+ * binary searches; an insert shifts at most one chunk; splitting a chunk shifts the chunk
+ * list, which is n / LOAD entries long. At 16.8 million keys that is ~33k pointers.
+ *
+ * Cursors survive mutation: each iterator remembers the last key it returned and the
+ * structure's `version`; after any change it seeks again from that key.
+ */
+
+const LOAD = 512;
+
+export class SortedKeys {
+  private chunks: string[][] = [];
+  private maxes: string[] = [];
+  private count = 0;
+  /** Bumped by every change, so cursors know to seek again. */
+  version = 0;
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** Index of the first chunk whose last key is >= k (chunks.length when none). */
+  private chunkFor(k: string): number {
+    const maxes = this.maxes;
+    let lo = 0;
+    let hi = maxes.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (maxes[mid]! < k) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** Inserts a key the caller knows is absent. */
+  insertNew(k: string): void {
+    this.version++;
+    this.count++;
+    const chunks = this.chunks;
+    if (chunks.length === 0) {
+      chunks.push([k]);
+      this.maxes.push(k);
+      return;
+    }
+    let ci = this.chunkFor(k);
+    if (ci === chunks.length) {
+      // Larger than every key: append to the last chunk (the fast path for ordered loads).
+      ci--;
+      const last = chunks[ci]!;
+      last.push(k);
+      this.maxes[ci] = k;
+      if (last.length > 2 * LOAD) this.split(ci);
+      return;
+    }
+    const chunk = chunks[ci]!;
+    chunk.splice(lowerBound(chunk, k), 0, k);
+    if (chunk.length > 2 * LOAD) this.split(ci);
+  }
+
+  private split(ci: number): void {
+    const chunk = this.chunks[ci]!;
+    const right = chunk.splice(LOAD);
+    this.chunks.splice(ci + 1, 0, right);
+    this.maxes.splice(ci, 0, chunk[chunk.length - 1]!);
+  }
+
+  /** Removes a key the caller knows is present. */
+  delete(k: string): void {
+    const ci = this.chunkFor(k);
+    const chunk = this.chunks[ci];
+    if (chunk === undefined) return;
+    const i = lowerBound(chunk, k);
+    if (chunk[i] !== k) return;
+    this.version++;
+    this.count--;
+    chunk.splice(i, 1);
+    if (chunk.length === 0) {
+      this.chunks.splice(ci, 1);
+      this.maxes.splice(ci, 1);
+    } else if (i === chunk.length) {
+      this.maxes[ci] = chunk[chunk.length - 1]!;
+    }
+  }
+
+  clear(): void {
+    this.version++;
+    this.chunks = [];
+    this.maxes = [];
+    this.count = 0;
+  }
+
+  /** Replaces the contents with keys that are already sorted and unique (O(n), for open). */
+  loadSorted(keys: readonly string[]): void {
+    this.clear();
+    for (let i = 0; i < keys.length; i += LOAD) {
+      const chunk = keys.slice(i, i + LOAD);
+      this.chunks.push(chunk);
+      this.maxes.push(chunk[chunk.length - 1]!);
+    }
+    this.count = keys.length;
+  }
+
+  /**
+   * Keys within the bounds, ascending (or descending with `reverse`). `undefined` bounds are
+   * open. The generator tolerates changes made between its steps: it continues after the
+   * last key it returned, so it never repeats or skips a key that stayed in place.
+   */
+  *range(
+    lo: string | undefined,
+    loInclusive: boolean,
+    hi: string | undefined,
+    hiInclusive: boolean,
+    reverse: boolean,
+  ): Generator<string, void, undefined> {
+    if (reverse) {
+      yield* this.rangeReverse(lo, loInclusive, hi, hiInclusive);
+      return;
+    }
+    let version = this.version;
+    let [ci, pi] = this.seekForward(lo, loInclusive);
+    for (;;) {
+      const chunk = this.chunks[ci];
+      if (chunk === undefined) return;
+      if (pi >= chunk.length) {
+        ci++;
+        pi = 0;
+        continue;
+      }
+      const k = chunk[pi]!;
+      if (hi !== undefined && (hiInclusive ? k > hi : k >= hi)) return;
+      pi++;
+      yield k;
+      if (version !== this.version) {
+        // The structure changed while the caller held the key: resume strictly after it.
+        version = this.version;
+        [ci, pi] = this.seekForward(k, false);
+      }
+    }
+  }
+
+  private *rangeReverse(
+    lo: string | undefined,
+    loInclusive: boolean,
+    hi: string | undefined,
+    hiInclusive: boolean,
+  ): Generator<string, void, undefined> {
+    let version = this.version;
+    let [ci, pi] = this.seekBackward(hi, hiInclusive);
+    for (;;) {
+      if (ci < 0) return;
+      const chunk = this.chunks[ci]!;
+      if (pi < 0) {
+        ci--;
+        pi = ci >= 0 ? this.chunks[ci]!.length - 1 : -1;
+        continue;
+      }
+      const k = chunk[pi]!;
+      if (lo !== undefined && (loInclusive ? k < lo : k <= lo)) return;
+      pi--;
+      yield k;
+      if (version !== this.version) {
+        version = this.version;
+        [ci, pi] = this.seekBackward(k, false);
+      }
+    }
+  }
+
+  /** Position of the first key > lo (or >= lo when inclusive). */
+  private seekForward(lo: string | undefined, inclusive: boolean): [number, number] {
+    if (lo === undefined) return [0, 0];
+    const ci = this.chunkFor(lo);
+    const chunk = this.chunks[ci];
+    if (chunk === undefined) return [ci, 0];
+    let pi = lowerBound(chunk, lo);
+    if (!inclusive && chunk[pi] === lo) pi++;
+    return [ci, pi];
+  }
+
+  /** Position of the last key < hi (or <= hi when inclusive); ci = -1 when none. */
+  private seekBackward(hi: string | undefined, inclusive: boolean): [number, number] {
+    const chunks = this.chunks;
+    if (hi === undefined) {
+      const ci = chunks.length - 1;
+      return [ci, ci >= 0 ? chunks[ci]!.length - 1 : -1];
+    }
+    let ci = this.chunkFor(hi);
+    if (ci === chunks.length) {
+      ci--;
+      return [ci, ci >= 0 ? chunks[ci]!.length - 1 : -1];
+    }
+    const chunk = chunks[ci]!;
+    let pi = lowerBound(chunk, hi);
+    // pi is the first key >= hi.
+    if (inclusive && chunk[pi] === hi) return [ci, pi];
+    pi--;
+    if (pi < 0) {
+      ci--;
+      return [ci, ci >= 0 ? chunks[ci]!.length - 1 : -1];
+    }
+    return [ci, pi];
+  }
+
+  /** Every key in order (for tests and the consistency checker). */
+  *all(): Generator<string, void, undefined> {
+    for (const chunk of this.chunks) yield* chunk;
+  }
+
+  /** Structural invariants, as a list of problems (empty when sound). */
+  check(): string[] {
+    const problems: string[] = [];
+    let prev: string | undefined;
+    let n = 0;
+    for (let ci = 0; ci < this.chunks.length; ci++) {
+      const chunk = this.chunks[ci]!;
+      if (chunk.length === 0) problems.push(`sorted keys: chunk ${ci} is empty`);
+      if (this.maxes[ci] !== chunk[chunk.length - 1])
+        problems.push(`sorted keys: chunk ${ci} max is stale`);
+      for (const k of chunk) {
+        if (prev !== undefined && !(prev < k))
+          problems.push(`sorted keys: ${JSON.stringify(k)} out of order`);
+        prev = k;
+        n++;
+      }
+    }
+    if (n !== this.count) problems.push(`sorted keys: count ${this.count} but ${n} keys held`);
+    return problems;
+  }
+}
+
+/** First index i with a[i] >= k. */
+function lowerBound(a: readonly string[], k: string): number {
+  let lo = 0;
+  let hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (a[mid]! < k) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}

@@ -1,0 +1,112 @@
+/**
+ * A transaction: writes are staged in an overlay and applied as one atomic unit when the
+ * callback returns; reads see the overlay first (read-your-writes).
+ *
+ * JS runs the callback to completion without interleaving, so a synchronous transaction is
+ * serializable by construction: no other write can land between its reads and its commit
+ * (emdb-rs had no isolation at all, §9.3 S3). The overlay keeps only the final state of each
+ * key, so the logged batch has one op per key touched.
+ */
+import type { Core } from "./core.js";
+import { EmdbError } from "./errors.js";
+import { copyOut, encodeKey, encodeValue, type Key, keyHash, type Value } from "./keys.js";
+import type { LoggedOp } from "./persistence.js";
+import { type Entry, Timed } from "./shards/keyspace.js";
+import { NO_EXPIRY, resolveExpiry, Ttl } from "./ttl/ttl.js";
+
+interface Staged {
+  readonly hash: number;
+  /** null = removed in this transaction. */
+  readonly entry: Entry | null;
+}
+
+export class Transaction {
+  private readonly staged = new Map<string, Staged>();
+  private open = true;
+
+  /** @internal */
+  constructor(private readonly core: Core) {}
+
+  private assertOpen(): void {
+    if (!this.open) {
+      throw new EmdbError(
+        "EMDB_TRANSACTION_CLOSED",
+        "this transaction has finished; use the handle only inside its callback",
+      );
+    }
+    this.core.assertOpen();
+  }
+
+  /** Stages an insert using the database's default TTL. */
+  insert(key: Key, value: Value): void {
+    this.insertWithTtl(key, value, Ttl.default());
+  }
+
+  insertWithTtl(key: Key, value: Value, ttl: Ttl): void {
+    this.assertOpen();
+    const k = encodeKey(key);
+    const hash = keyHash;
+    const v = encodeValue(value);
+    const at = resolveExpiry(ttl, this.core.clock(), this.core.defaultTtlMs);
+    this.staged.set(k, { hash, entry: at === undefined ? v : new Timed(v, at) });
+  }
+
+  /** The value as this transaction sees it (its own writes first), or undefined. */
+  get(key: Key): Buffer | undefined {
+    this.assertOpen();
+    const e = this.visible(encodeKey(key), keyHash);
+    if (e === undefined) return undefined;
+    return copyOut(e instanceof Timed ? e.value : e);
+  }
+
+  containsKey(key: Key): boolean {
+    this.assertOpen();
+    return this.visible(encodeKey(key), keyHash) !== undefined;
+  }
+
+  /** Stages a removal; returns the value the transaction saw before it. */
+  remove(key: Key): Buffer | undefined {
+    this.assertOpen();
+    const k = encodeKey(key);
+    const hash = keyHash;
+    const prev = this.visible(k, hash);
+    this.staged.set(k, { hash, entry: null });
+    if (prev === undefined) return undefined;
+    return copyOut(prev instanceof Timed ? prev.value : prev);
+  }
+
+  private visible(k: string, hash: number): Entry | undefined {
+    const s = this.staged.get(k);
+    if (s === undefined) return this.core.live(k, hash);
+    const e = s.entry;
+    if (e === null) return undefined;
+    if (e instanceof Timed && e.expiresAt <= this.core.clock()) return undefined;
+    return e;
+  }
+
+  /** @internal Applies the staged writes atomically and closes the handle. */
+  commit(): void {
+    this.assertOpen();
+    this.open = false;
+    const ops: LoggedOp[] = [];
+    const shards = this.core.ks;
+    for (const [key, s] of this.staged) {
+      const e = s.entry;
+      if (e === null) {
+        // Deleting what is not there needs no log record.
+        if (shards.shard(s.hash).has(key)) ops.push({ kind: "delete", key });
+      } else if (e instanceof Timed) {
+        ops.push({ kind: "put", key, value: e.value, expiresAt: e.expiresAt });
+      } else {
+        ops.push({ kind: "put", key, value: e, expiresAt: NO_EXPIRY });
+      }
+    }
+    this.core.applyBatch(ops);
+  }
+
+  /** @internal Discards the staged writes and closes the handle. */
+  abort(): void {
+    this.open = false;
+    this.staged.clear();
+  }
+}
