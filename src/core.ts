@@ -104,8 +104,13 @@ export class Core {
   ): Generator<[Buffer, Buffer], void, undefined> {
     if (limit <= 0) return;
     let n = 0;
-    for (const k of this.ks.sorted.range(lo, loInclusive, hi, hiInclusive, reverse)) {
+    const keys = this.ks.sorted.range(lo, loInclusive, hi, hiInclusive, reverse);
+    for (;;) {
+      // Checked before each step, so an iterator kept past close() fails loudly.
       this.assertOpen();
+      const step = keys.next();
+      if (step.done === true) return;
+      const k = step.value;
       const e = this.live(k, hashInternalKey(k));
       if (e === undefined) continue;
       yield [keyToBuffer(k), copyOut(e instanceof Timed ? e.value : e)];
@@ -114,8 +119,12 @@ export class Core {
   }
 
   *keys(): Generator<Buffer, void, undefined> {
-    for (const k of this.ks.sorted.range(undefined, true, undefined, true, false)) {
+    const keys = this.ks.sorted.range(undefined, true, undefined, true, false);
+    for (;;) {
       this.assertOpen();
+      const step = keys.next();
+      if (step.done === true) return;
+      const k = step.value;
       if (this.live(k, hashInternalKey(k)) !== undefined) yield keyToBuffer(k);
     }
   }

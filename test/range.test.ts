@@ -1,0 +1,138 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { Emdb } from "../src/index.js";
+import { SortedKeys } from "../src/shards/sorted-keys.js";
+import { assertConsistent } from "./helpers/db.js";
+import { Prng, testSeed, withSeed } from "./helpers/prng.js";
+
+const keysOf = (it: Iterable<[Buffer, Buffer]>) => [...it].map(([k]) => k.toString());
+
+function lettersDb(): Emdb {
+  const db = Emdb.openInMemory();
+  for (const k of ["a", "b", "c", "d", "e"]) db.insert(k, k.toUpperCase());
+  return db;
+}
+
+describe("range()", () => {
+  test("bounds: gt, gte, lt, lte", () => {
+    const db = lettersDb();
+    assert.deepEqual(keysOf(db.range({ gte: "b", lte: "d" })), ["b", "c", "d"]);
+    assert.deepEqual(keysOf(db.range({ gt: "b", lt: "d" })), ["c"]);
+    assert.deepEqual(keysOf(db.range({ gt: "bb" })), ["c", "d", "e"]);
+    assert.deepEqual(keysOf(db.range({ lt: "a" })), []);
+    assert.deepEqual(keysOf(db.range()), ["a", "b", "c", "d", "e"]);
+    assert.deepEqual(keysOf(db.range({ gte: "z" })), []);
+    assert.deepEqual(keysOf(db.range({ gte: "d", lte: "b" })), []);
+  });
+
+  test("reverse and limit", () => {
+    const db = lettersDb();
+    assert.deepEqual(keysOf(db.range({ reverse: true })), ["e", "d", "c", "b", "a"]);
+    assert.deepEqual(keysOf(db.range({ reverse: true, lt: "d", gt: "a" })), ["c", "b"]);
+    assert.deepEqual(keysOf(db.range({ reverse: true, lte: "d", limit: 2 })), ["d", "c"]);
+    assert.deepEqual(keysOf(db.range({ limit: 0 })), []);
+    assert.deepEqual(keysOf(db.range({ gte: "b", limit: 1 })), ["b"]);
+    assert.deepEqual(keysOf(db.range({ limit: Number.POSITIVE_INFINITY })).length, 5);
+  });
+
+  test("values come with their keys", () => {
+    const db = lettersDb();
+    assert.deepEqual(
+      [...db.range({ gte: "c", limit: 1 })].map(([k, v]) => [String(k), String(v)]),
+      [["c", "C"]],
+    );
+  });
+
+  test("binary bounds compare as unsigned bytes", () => {
+    const db = Emdb.openInMemory();
+    for (const b of [0x00, 0x7f, 0x80, 0xff]) db.insert(Buffer.from([b]), "v");
+    assert.deepEqual(
+      [...db.range({ gte: Buffer.from([0x7f]), lt: Buffer.from([0xff]) })].map(([k]) => k[0]),
+      [0x7f, 0x80],
+    );
+  });
+
+  test("invalid options are TypeErrors or RangeErrors", () => {
+    const db = lettersDb();
+    assert.throws(() => db.range({ gt: "a", gte: "a" }), TypeError);
+    assert.throws(() => db.range({ lt: "a", lte: "a" }), TypeError);
+    assert.throws(() => db.range({ gt: 5 as never }), TypeError);
+    assert.throws(() => db.range({ limit: -1 }), RangeError);
+    assert.throws(() => db.range({ limit: 1.5 }), RangeError);
+    assert.throws(() => db.range({ reverse: "yes" as never }), TypeError);
+    assert.throws(() => db.range(null as never), TypeError);
+  });
+
+  test("iterators tolerate writes between steps: no repeats, no skips of untouched keys", () => {
+    const db = Emdb.openInMemory();
+    for (let i = 0; i < 3000; i++) db.insert(`k${String(i).padStart(5, "0")}`, "v");
+    const seen: string[] = [];
+    for (const [k] of db.iter()) {
+      seen.push(k.toString());
+      db.remove(k); // the classic "delete while iterating" pattern
+    }
+    assert.equal(seen.length, 3000);
+    assert.equal(new Set(seen).size, 3000);
+    assert.equal(db.len(), 0);
+    for (let i = 0; i < 100; i++) db.insert(`k${String(i).padStart(5, "0")}`, "v");
+    const seenRev: string[] = [];
+    for (const [k] of db.range({ reverse: true })) {
+      seenRev.push(k.toString());
+      db.insert(`${k.toString()}x`, "new after the cursor in reverse order");
+    }
+    assert.equal(seenRev.length, 100, "keys inserted behind a reverse cursor are not visited");
+    assertConsistent(db);
+  });
+});
+
+describe("SortedKeys (the ordered view)", () => {
+  test("matches a sorted model under random inserts, deletes and range queries", () => {
+    const seed = testSeed();
+    withSeed(seed, () => {
+      const rng = new Prng(seed);
+      const sk = new SortedKeys();
+      const model = new Set<string>();
+      for (let round = 0; round < 20_000; round++) {
+        const k = String.fromCharCode(
+          ...Array.from({ length: 1 + rng.int(4) }, () => rng.int(256)),
+        );
+        if (rng.chance(0.65)) {
+          if (!model.has(k)) {
+            model.add(k);
+            sk.insertNew(k);
+          }
+        } else if (model.has(k)) {
+          model.delete(k);
+          sk.delete(k);
+        }
+        if (round % 2000 === 0) {
+          const sorted = [...model].sort();
+          const lo = String.fromCharCode(rng.int(256));
+          const hi = String.fromCharCode(rng.int(256), rng.int(256));
+          const loInc = rng.chance(0.5);
+          const hiInc = rng.chance(0.5);
+          const expected = sorted.filter(
+            (x) => (loInc ? x >= lo : x > lo) && (hiInc ? x <= hi : x < hi),
+          );
+          assert.deepEqual([...sk.range(lo, loInc, hi, hiInc, false)], expected);
+          assert.deepEqual([...sk.range(lo, loInc, hi, hiInc, true)], [...expected].reverse());
+        }
+      }
+      assert.deepEqual([...sk.all()], [...model].sort());
+      assert.deepEqual(sk.check(), []);
+      assert.ok(model.size > 5000, "enough keys to split many chunks");
+    });
+  });
+
+  test("loadSorted builds the same structure as inserts", () => {
+    const keys = Array.from({ length: 5000 }, (_, i) => `k${String(i).padStart(6, "0")}`);
+    const sk = new SortedKeys();
+    sk.loadSorted(keys);
+    assert.deepEqual([...sk.all()], keys);
+    assert.deepEqual(sk.check(), []);
+    sk.insertNew("k0000005a");
+    sk.delete("k000000");
+    assert.deepEqual(sk.check(), []);
+    assert.equal(sk.size, 5000);
+  });
+});

@@ -1,0 +1,219 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { Emdb, EmdbError, type Transaction, Ttl } from "../src/index.js";
+import { assertConsistent, FakeClock, memDb, str } from "./helpers/db.js";
+
+describe("transactions (emdb-rs transactions.rs)", () => {
+  test("a commit inserts every key", () => {
+    const db = Emdb.openInMemory();
+    db.transaction((tx) => {
+      tx.insert("a", "1");
+      tx.insert("b", "2");
+      tx.insert("c", "3");
+    });
+    assert.deepEqual([...db.keys()].map(String), ["a", "b", "c"]);
+  });
+
+  test("throwing EMDB_TRANSACTION_ABORTED rolls back and is rethrown unchanged", () => {
+    const db = Emdb.openInMemory();
+    const abort = new EmdbError("EMDB_TRANSACTION_ABORTED", "changed my mind");
+    assert.throws(
+      () =>
+        db.transaction((tx) => {
+          tx.insert("a", "1");
+          tx.insert("b", "2");
+          throw abort;
+        }),
+      (e: unknown) => e === abort,
+    );
+    assert.equal(db.len(), 0);
+  });
+
+  test("any thrown value rolls back and is rethrown as the same value", () => {
+    const db = Emdb.openInMemory();
+    db.insert("k", "before");
+    const thrown = { not: "an error" };
+    assert.throws(
+      () =>
+        db.transaction((tx) => {
+          tx.insert("k", "after");
+          tx.remove("k");
+          throw thrown;
+        }),
+      (e: unknown) => e === thrown,
+    );
+    assert.equal(str(db.get("k")), "before");
+    assertConsistent(db);
+  });
+
+  test("reads see the transaction's own writes", () => {
+    const db = Emdb.openInMemory();
+    db.transaction((tx) => {
+      assert.equal(tx.get("a"), undefined);
+      tx.insert("a", "1");
+      assert.equal(str(tx.get("a")), "1");
+      assert.equal(tx.containsKey("a"), true);
+      assert.equal(db.get("a"), undefined, "not visible outside before commit");
+    });
+    assert.equal(str(db.get("a")), "1");
+  });
+
+  test("remove then get inside a transaction returns undefined", () => {
+    const db = Emdb.openInMemory();
+    db.insert("k", "v");
+    db.transaction((tx) => {
+      assert.equal(str(tx.remove("k")), "v");
+      assert.equal(tx.get("k"), undefined);
+      assert.equal(tx.containsKey("k"), false);
+      assert.equal(tx.remove("k"), undefined);
+    });
+    assert.equal(db.get("k"), undefined);
+    assertConsistent(db);
+  });
+
+  test("an empty transaction commits and uses no transaction id", () => {
+    const db = Emdb.openInMemory();
+    assert.equal(
+      db.transaction(() => 42),
+      42,
+    );
+    assert.equal(db.len(), 0);
+    assert.equal(db.stats().lastTxId, 0);
+  });
+
+  test("transaction ids increase by one per committed transaction", () => {
+    const db = Emdb.openInMemory();
+    for (let i = 1; i <= 100; i++) {
+      db.transaction((tx) => tx.insert(`k${i}`, "v"));
+      assert.equal(db.stats().lastTxId, i);
+    }
+    try {
+      db.transaction((tx) => {
+        tx.insert("x", "y");
+        throw new Error("no");
+      });
+    } catch {}
+    assert.equal(db.stats().lastTxId, 100, "a rolled-back transaction uses no id");
+  });
+});
+
+describe("transaction handles", () => {
+  test("the callback's return value is returned", () => {
+    const db = Emdb.openInMemory();
+    const out = db.transaction((tx) => {
+      tx.insert("a", "1");
+      return { ok: true };
+    });
+    assert.deepEqual(out, { ok: true });
+  });
+
+  test("a handle used after its callback returned throws EMDB_TRANSACTION_CLOSED", () => {
+    const db = Emdb.openInMemory();
+    let leaked: Transaction | undefined;
+    db.transaction((tx) => {
+      leaked = tx;
+    });
+    assert.throws(() => leaked!.insert("a", "1"), { code: "EMDB_TRANSACTION_CLOSED" });
+    assert.throws(() => leaked!.get("a"), { code: "EMDB_TRANSACTION_CLOSED" });
+    assert.equal(db.len(), 0);
+  });
+
+  test("an async callback is refused and nothing it staged is applied", async () => {
+    const db = Emdb.openInMemory();
+    let later: Promise<void> | undefined;
+    assert.throws(
+      () =>
+        db.transaction(async (tx) => {
+          tx.insert("a", "1");
+          later = Promise.resolve();
+          await later;
+          tx.insert("b", "2"); // throws EMDB_TRANSACTION_CLOSED inside the discarded promise
+        }),
+      TypeError,
+    );
+    await later;
+    await new Promise((r) => setImmediate(r));
+    assert.equal(db.len(), 0);
+  });
+
+  test("transactions nest as independent units; direct writes inside apply at once", () => {
+    const db = Emdb.openInMemory();
+    db.transaction((outer) => {
+      outer.insert("outer", "1");
+      db.transaction((inner) => inner.insert("inner", "2"));
+      db.insert("direct", "3");
+      assert.equal(str(outer.get("inner")), "2", "committed inner write is visible");
+    });
+    assert.deepEqual([...db.keys()].map(String), ["direct", "inner", "outer"]);
+  });
+
+  test("insertWithTtl in a transaction uses the injected clock", () => {
+    const clock = new FakeClock();
+    const db = memDb(clock);
+    db.transaction((tx) => {
+      tx.insertWithTtl("t", "v", Ttl.after(10));
+      tx.insertWithTtl("gone", "v", Ttl.after(0));
+      assert.equal(tx.get("gone"), undefined);
+    });
+    assert.equal(db.ttl("t"), 10);
+    assert.equal(db.get("gone"), undefined);
+    clock.advance(10);
+    assert.equal(db.get("t"), undefined);
+    assertConsistent(db);
+  });
+
+  test("bad input inside a transaction throws and rolls back everything", () => {
+    const db = Emdb.openInMemory();
+    assert.throws(
+      () =>
+        db.transaction((tx) => {
+          tx.insert("good", "1");
+          tx.insert(42 as never, "2");
+        }),
+      TypeError,
+    );
+    assert.equal(db.len(), 0);
+  });
+});
+
+/** The oracle test of emdb-rs: an LCG drives 512 steps over 32 keys, compared with a Map. */
+test("a deterministic LCG-driven operation sequence matches the oracle", () => {
+  const db = Emdb.openInMemory();
+  const oracle = new Map<string, string>();
+  const MASK = (1n << 64n) - 1n;
+  let state = 0x123456789abcdef0n;
+  const next = (): bigint => {
+    state = (state * 6364136223846793005n + 1n) & MASK;
+    return state;
+  };
+  for (let step = 0; step < 512; step++) {
+    const r = next();
+    const op = Number((r >> 33n) % 4n);
+    const key = `key-${Number((r >> 40n) % 32n)}`;
+    const value = `value-${step}`;
+    switch (op) {
+      case 0:
+        db.insert(key, value);
+        oracle.set(key, value);
+        break;
+      case 1:
+        assert.equal(str(db.remove(key)), oracle.get(key));
+        oracle.delete(key);
+        break;
+      case 2:
+        db.transaction((tx) => tx.insert(key, value));
+        oracle.set(key, value);
+        break;
+      default:
+        db.transaction((tx) => tx.remove(key));
+        oracle.delete(key);
+    }
+  }
+  assert.equal(db.len(), oracle.size);
+  const expected = [...oracle.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  assert.deepEqual(
+    [...db.iter()].map(([k, v]) => [String(k), String(v)]),
+    expected,
+  );
+  assertConsistent(db);
+});
