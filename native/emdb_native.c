@@ -243,9 +243,10 @@ static void finalize_mapping(napi_env env, void *data, void *hint) {
  *
  * There is deliberately no munmap(): JS views (subarrays) of the Buffer would keep pointing
  * at unmapped memory and crash the process when touched. The mapping is released when the
- * Buffer and every view of it have been garbage-collected. The size is not reported to V8 as
- * external memory either: it is address space and page cache, not heap, and reporting
- * gigabytes would make V8 collect far too often. */
+ * Buffer and every view of it have been garbage-collected. No napi_adjust_external_memory on
+ * top: V8 already counts an external Buffer's length as external memory, so mapping large
+ * windows does prompt collections (one mark-compact per few hundred MiB newly mapped), which
+ * is what frees superseded mappings in time. */
 static napi_value Mmap(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   int fd;

@@ -12,7 +12,8 @@
  *
  * Mappings are released only by garbage collection (the addon has no munmap, because JS
  * views would outlive it), so grow the file and call `remap` in large steps rather than one
- * page at a time: every superseded window keeps its address space until it is collected.
+ * page at a time: every superseded window keeps its address space until it is collected,
+ * and V8 counts each new window's length as external memory, which prompts a collection.
  */
 import { constants as bufferConstants } from "node:buffer";
 import { EmdbError } from "../errors.js";
