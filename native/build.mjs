@@ -9,7 +9,7 @@
  *
  * Environment:
  *   EMDB_SKIP_NATIVE_BUILD=1        do not build (the runtime then uses the fallback)
- *   EMDB_NATIVE_BUILD_TIMEOUT_MS=n  give up after n ms (default 300000)
+ *   EMDB_NATIVE_BUILD_TIMEOUT_MS=n  give up after n ms (default 120000)
  */
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
@@ -20,7 +20,7 @@ import { fileURLToPath } from "node:url";
 const here = path.dirname(fileURLToPath(import.meta.url));
 const addonFile = path.join(here, "build", "Release", "emdb_native.node");
 const logFile = path.join(here, "build", "build.log");
-const timeoutMs = Number(process.env.EMDB_NATIVE_BUILD_TIMEOUT_MS) || 300_000;
+const timeoutMs = Number(process.env.EMDB_NATIVE_BUILD_TIMEOUT_MS) || 120_000;
 /** Keeps the tail of node-gyp's output: the compiler's error is near the end. */
 const MAX_LOG_CHARS = 256 * 1024;
 
