@@ -154,7 +154,8 @@ class HeldLock implements FileLock {
       // holder after we are done.
       fs.ftruncateSync(this.fd, 0);
     } catch {
-      // Diagnostics only in flock mode; in pidfile mode our own pid is taken over anyway.
+      // Harmless either way: in flock mode the line is diagnostics only, and in pidfile mode
+      // others see our live pid and stay out until we exit, which is safe, just strict.
     }
     // Closing the only descriptor of this open file description drops the flock.
     fs.closeSync(this.fd);
