@@ -238,6 +238,8 @@ test("the lock tests also pass without the addon (EMDB_DISABLE_NATIVE=1)", {
   const env: NodeJS.ProcessEnv = { ...process.env, EMDB_DISABLE_NATIVE: "1" };
   // Without this the child would report to our runner's protocol instead of printing TAP.
   delete env.NODE_TEST_CONTEXT;
+  // The child runs without the addon on purpose.
+  delete env.EMDB_REQUIRE_NATIVE;
   const child = spawn(
     process.execPath,
     ["--import", "tsx", "--test", "--test-reporter=tap", THIS_FILE],
