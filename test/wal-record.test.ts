@@ -133,7 +133,7 @@ test("decoding a record inside a larger buffer reports absolute offsets", () => 
     kind: "delete",
     key: "k",
   });
-  rec[14] ^= 1;
+  rec[14]! ^= 1;
   const damaged = Buffer.concat([Buffer.alloc(10), rec]);
   assert.throws(() => decodeRecord(damaged, 10, damaged.length, SEED, 1000), isCorrupted(1010));
 });
