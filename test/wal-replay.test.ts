@@ -3,6 +3,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { test } from "node:test";
+import { xxh32 } from "@node-rs/xxhash";
 import { isEmdbError } from "../src/errors.js";
 import { FileBackend, MemoryBackend } from "../src/pager/backend.js";
 import { decodeWalHeader, encodeWalHeader } from "../src/wal/header.js";
@@ -349,11 +350,21 @@ test("files without a usable header: empty-unbound only when they cannot hold a 
     () => replayWal(withBytes(magic), WAL, expect, neverCalled),
     isCorrupted(0, /magic/),
   );
-  // An unknown version stays a version mismatch, even in a header-only file.
+  // An unknown version under a valid checksum is a real header of another format version,
+  // even in a header-only file; with a bad checksum there, it is a torn header.
   const v2 = encodeWalHeader(fileId, GEN);
   v2.writeUInt32LE(2, 8);
+  assert.equal(replayWal(withBytes(v2), WAL, expect, neverCalled).status, "empty-unbound");
+  v2.writeUInt32LE(xxh32(v2.subarray(0, 60)), 60);
   assert.throws(
     () => replayWal(withBytes(v2), WAL, expect, neverCalled),
+    (e) => isEmdbError(e, "EMDB_VERSION_MISMATCH"),
+  );
+  // With records after it, an unknown version is a version mismatch whatever the checksum.
+  const v2r = Buffer.from(bytes);
+  v2r.writeUInt32LE(2, 8);
+  assert.throws(
+    () => replayWal(withBytes(v2r), WAL, expect, neverCalled),
     (e) => isEmdbError(e, "EMDB_VERSION_MISMATCH"),
   );
 });

@@ -57,6 +57,14 @@ export function encodeWalHeader(fileId: Uint8Array, generation: number): Buffer 
   return buf;
 }
 
+/** Whether bytes 60..64 are the checksum of bytes 0..60, whatever the rest says. */
+export function walHeaderChecksumOk(buf: Buffer): boolean {
+  return (
+    buf.length >= WAL_HEADER_SIZE &&
+    xxh32(buf.subarray(0, OFF_CHECKSUM)) === buf.readUInt32LE(OFF_CHECKSUM)
+  );
+}
+
 /**
  * Decodes `buf[0..64]`. Throws `EMDB_CORRUPTED` (offset 0) for a bad magic or checksum and
  * `EMDB_VERSION_MISMATCH` for a version this build does not know.
@@ -76,10 +84,8 @@ export function decodeWalHeader(buf: Buffer, file?: string): WalHeader {
       file !== undefined ? { file, offset: OFF_VERSION } : { offset: OFF_VERSION },
     );
   }
+  if (!walHeaderChecksumOk(buf)) throw corrupted("WAL header checksum mismatch", 0, file);
   const checksum = buf.readUInt32LE(OFF_CHECKSUM);
-  if (xxh32(buf.subarray(0, OFF_CHECKSUM)) !== checksum) {
-    throw corrupted("WAL header checksum mismatch", 0, file);
-  }
   const generation = readU64(buf, OFF_GENERATION);
   if (generation < 0) throw corrupted("WAL header generation is larger than 2^53", 0, file);
   return {

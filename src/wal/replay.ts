@@ -9,14 +9,15 @@
  * | status             | when                                                     | replays |
  * |--------------------|----------------------------------------------------------|---------|
  * | `missing`          | no file                                                  | no      |
- * | `empty-unbound`    | file shorter than a header, or exactly a header's size with an invalid header: it holds no record, so nothing can be lost (a crash inside `reset`/`create` leaves this) | no |
+ * | `empty-unbound`    | file shorter than a header, or exactly a header's size with an invalid header (bad magic or checksum): it holds no record, so nothing can be lost (a crash inside `reset`/`create` leaves this) | no |
  * | `foreign`          | valid header, other `fileId` (never replayed, D15)       | no      |
  * | `older-generation` | valid header, generation below the expected one          | no      |
  * | `newer-generation` | valid header, generation above the expected one          | no      |
  * | `ok`               | valid header, same fileId and generation                 | yes     |
  *
  * Errors: a bad header magic or checksum in a file longer than a header → `EMDB_CORRUPTED`
- * at offset 0; an unknown version → `EMDB_VERSION_MISMATCH`.
+ * at offset 0; an unknown version → `EMDB_VERSION_MISMATCH` (in a header-only file, only
+ * when the checksum is valid: otherwise it is a torn header, `empty-unbound`).
  *
  * Record rules (DESIGN §3.6). A record whose frame cannot be read (shorter than 17 bytes,
  * length over the maximum or past the end of file) or whose checksum fails is *bad*. A bad
@@ -45,7 +46,7 @@
 import { Xxh32 } from "@node-rs/xxhash";
 import { corrupted, EmdbError, isEmdbError } from "../errors.js";
 import type { StorageBackend, StorageFile } from "../pager/backend.js";
-import { decodeWalHeader, WAL_HEADER_SIZE, type WalHeader } from "./header.js";
+import { decodeWalHeader, WAL_HEADER_SIZE, type WalHeader, walHeaderChecksumOk } from "./header.js";
 import {
   decodeVerifiedRecord,
   FRAME_LOOKAHEAD,
@@ -138,7 +139,13 @@ export function replayWal(
     try {
       header = decodeWalHeader(raw, walPath);
     } catch (err) {
-      if (size === WAL_HEADER_SIZE && isEmdbError(err, "EMDB_CORRUPTED")) {
+      // A header-sized file holds no record, so an invalid header there loses nothing: it is
+      // a torn header write (which can tear inside the version field too). Only a version
+      // mismatch under a valid checksum is a real header from another format version.
+      const torn =
+        isEmdbError(err, "EMDB_CORRUPTED") ||
+        (isEmdbError(err, "EMDB_VERSION_MISMATCH") && !walHeaderChecksumOk(raw));
+      if (size === WAL_HEADER_SIZE && torn) {
         return notReplayed("empty-unbound", undefined, size, {
           offset: 0,
           reason: `invalid header and no records (${err.message})`,
