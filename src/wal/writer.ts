@@ -21,6 +21,8 @@
  * written. Even if a filesystem reordered that, the old records' checksums are seeded with the
  * old header's checksum and fail under the new one, so they would replay as a torn tail.
  * A torn header can only exist in a file of at most 64 bytes, which replay treats as empty.
+ * `create` then fsyncs the directory: until that returns, a crash may lose a newly created
+ * file altogether (replay: `missing`), which loses nothing either.
  *
  * Errors: a failed write or fdatasync leaves the file in an unknown state (after a failed
  * fdatasync the kernel may already have dropped the dirty pages), so the writer refuses every
