@@ -1,0 +1,427 @@
+/**
+ * Replays the WAL sidecar: checks that it belongs to the expected page-file state, then
+ * delivers every effective operation in order, whole batches at once.
+ *
+ * File layout: the 64-byte header (`header.ts`) followed by records (`record.ts`).
+ *
+ * Outcomes (`status`):
+ *
+ * | status             | when                                                     | replays |
+ * |--------------------|----------------------------------------------------------|---------|
+ * | `missing`          | no file                                                  | no      |
+ * | `empty-unbound`    | file shorter than a header, or exactly a header's size with an invalid header (bad magic or checksum): it holds no record, so nothing can be lost (a crash inside `reset`/`create` leaves this) | no |
+ * | `foreign`          | valid header, other `fileId` (never replayed, D15)       | no      |
+ * | `older-generation` | valid header, generation below the expected one          | no      |
+ * | `newer-generation` | valid header, generation above the expected one          | no      |
+ * | `ok`               | valid header, same fileId and generation                 | yes     |
+ *
+ * Errors: a bad header magic or checksum in a file longer than a header → `EMDB_CORRUPTED`
+ * at offset 0; an unknown version → `EMDB_VERSION_MISMATCH` (in a header-only file, only
+ * when the checksum is valid: otherwise it is a torn header, `empty-unbound`).
+ *
+ * Record rules (DESIGN §3.6). A record whose frame cannot be read (shorter than 17 bytes,
+ * length over the maximum or past the end of file) or whose checksum fails is *bad*. A bad
+ * record is a torn tail only if nothing valid follows: the replay scans every later byte
+ * offset for a frame that is plausible (`plausibleFrame`), carries an LSN above the last good
+ * one, and has a valid checksum. If one exists the bad record is corruption in the middle:
+ * `EMDB_CORRUPTED` with its offset. Otherwise everything from the bad record, or from the
+ * start of the batch it sits in, is dropped (`tornTail`, `validEnd`).
+ *
+ * A record with a valid checksum was written by our writer under this header, so a torn write
+ * cannot explain it: if its fields do not decode, its LSN is not the previous one plus 1, or it
+ * breaks the batch framing (BatchBegin inside a batch, BatchEnd without a batch or disagreeing
+ * with its BatchBegin, more ops than the BatchBegin declared), that is `EMDB_CORRUPTED`.
+ * An incomplete batch at the very end of the file is a torn tail.
+ *
+ * Bounded work: the file is read through a 1 MiB window (records larger than half of it get
+ * their own buffer), so memory is the window plus the largest record plus the ops of one open
+ * batch. The forward scan does O(1) work per byte offset, plus checksums of plausible frames;
+ * those are capped at 4 × the scanned bytes + 1 MiB, and past the cap the replay reports
+ * `EMDB_CORRUPTED` (it cannot prove the tail torn, so it refuses rather than drop data). Only
+ * crafted bytes (values full of fake frames with plausible LSNs) come near the cap.
+ *
+ * Ops are delivered while reading: if the replay later throws, the caller must discard what it
+ * applied (the open fails anyway).
+ */
+import { Xxh32 } from "@node-rs/xxhash";
+import { corrupted, EmdbError, isEmdbError } from "../errors.js";
+import type { StorageBackend, StorageFile } from "../pager/backend.js";
+import { decodeWalHeader, WAL_HEADER_SIZE, type WalHeader, walHeaderChecksumOk } from "./header.js";
+import {
+  decodeVerifiedRecord,
+  FRAME_LOOKAHEAD,
+  MAX_BODY_LENGTH,
+  plausibleFrame,
+  RECORD_OVERHEAD,
+  RECORD_PREFIX_SIZE,
+  recordChecksumOk,
+  type WalDataOp,
+} from "./record.js";
+
+export type { WalDataOp } from "./record.js";
+
+/** An operation to apply: a data op, or a complete batch to apply atomically. */
+export type WalOp = WalDataOp | { kind: "batch"; txId: number; ops: WalDataOp[] };
+
+export type WalStatus =
+  | "ok"
+  | "missing"
+  | "foreign"
+  | "older-generation"
+  | "newer-generation"
+  | "empty-unbound";
+
+export interface WalReplayResult {
+  status: WalStatus;
+  /** The decoded header; undefined for `missing` and `empty-unbound`. */
+  header: WalHeader | undefined;
+  /** Size of the file when the replay read it (0 when missing). */
+  fileSize: number;
+  /** Offset just past the last record kept; where appends continue. 0 unless `ok`. */
+  validEnd: number;
+  /** LSN of the last record kept (0 when none). */
+  lastLsn: number;
+  /** Largest txId among the complete batches delivered (0 when none). */
+  maxTxId: number;
+  /** Records kept, batch markers included. */
+  records: number;
+  /** Set when bytes past `validEnd` were dropped: where the damage starts and why. */
+  tornTail?: { offset: number; reason: string };
+}
+
+export interface WalExpectation {
+  fileId: Uint8Array;
+  generation: number;
+}
+
+const WINDOW_SIZE = 1024 * 1024;
+/** Records above this size are read into their own buffer instead of the window. */
+const BIG_RECORD = WINDOW_SIZE / 2;
+
+function notReplayed(
+  status: WalStatus,
+  header: WalHeader | undefined,
+  fileSize: number,
+  tornTail?: { offset: number; reason: string },
+): WalReplayResult {
+  const result: WalReplayResult = {
+    status,
+    header,
+    fileSize,
+    validEnd: 0,
+    lastLsn: 0,
+    maxTxId: 0,
+    records: 0,
+  };
+  if (tornTail !== undefined) result.tornTail = tornTail;
+  return result;
+}
+
+export function replayWal(
+  backend: StorageBackend,
+  walPath: string,
+  expect: WalExpectation,
+  onOp: (op: WalOp) => void,
+): WalReplayResult {
+  if (!backend.exists(walPath)) return notReplayed("missing", undefined, 0);
+  const file = backend.open(walPath, false);
+  try {
+    const size = file.size();
+    if (size < WAL_HEADER_SIZE) {
+      return notReplayed("empty-unbound", undefined, size, {
+        offset: 0,
+        reason: `file is ${size} bytes, shorter than a header`,
+      });
+    }
+    const raw = Buffer.alloc(WAL_HEADER_SIZE);
+    readExactly(file, raw, 0, WAL_HEADER_SIZE, 0, walPath);
+    let header: WalHeader;
+    try {
+      header = decodeWalHeader(raw, walPath);
+    } catch (err) {
+      // A header-sized file holds no record, so an invalid header there loses nothing: it is
+      // a torn header write (which can tear inside the version field too). Only a version
+      // mismatch under a valid checksum is a real header from another format version.
+      const torn =
+        isEmdbError(err, "EMDB_CORRUPTED") ||
+        (isEmdbError(err, "EMDB_VERSION_MISMATCH") && !walHeaderChecksumOk(raw));
+      if (size === WAL_HEADER_SIZE && torn) {
+        return notReplayed("empty-unbound", undefined, size, {
+          offset: 0,
+          reason: `invalid header and no records (${err.message})`,
+        });
+      }
+      throw err;
+    }
+    if (!header.fileId.equals(expect.fileId)) return notReplayed("foreign", header, size);
+    if (header.generation < expect.generation) {
+      return notReplayed("older-generation", header, size);
+    }
+    if (header.generation > expect.generation) {
+      return notReplayed("newer-generation", header, size);
+    }
+    return new RecordScanner(file, size, walPath, header).run(onOp);
+  } finally {
+    file.close();
+  }
+}
+
+function readExactly(
+  file: StorageFile,
+  buf: Buffer,
+  offset: number,
+  length: number,
+  position: number,
+  walPath: string,
+): void {
+  const n = file.read(buf, offset, length, position);
+  if (n !== length) {
+    throw new EmdbError("EMDB_IO", `short read at ${position}: the WAL changed during replay`, {
+      file: walPath,
+      offset: position,
+    });
+  }
+}
+
+interface OpenBatch {
+  start: number;
+  lsnBefore: number;
+  recordsBefore: number;
+  txId: number;
+  opCount: number;
+  ops: WalDataOp[];
+}
+
+class RecordScanner {
+  private readonly window = Buffer.allocUnsafe(WINDOW_SIZE);
+  /** File offset of `window[0]` and how many bytes of it are loaded. */
+  private windowStart = 0;
+  private windowLength = 0;
+  private readonly seed: number;
+
+  private lastLsn = 0;
+  private records = 0;
+  private maxTxId = 0;
+  private batch: OpenBatch | undefined;
+
+  constructor(
+    private readonly file: StorageFile,
+    private readonly size: number,
+    private readonly walPath: string,
+    private readonly header: WalHeader,
+  ) {
+    this.seed = header.checksum;
+  }
+
+  /** Loads the window so that `[pos, pos+n)` is in it (n ≤ WINDOW_SIZE); returns its index. */
+  private at(pos: number, n: number): number {
+    if (pos >= this.windowStart && pos + n <= this.windowStart + this.windowLength) {
+      return pos - this.windowStart;
+    }
+    const length = Math.min(WINDOW_SIZE, this.size - pos);
+    readExactly(this.file, this.window, 0, length, pos, this.walPath);
+    this.windowStart = pos;
+    this.windowLength = length;
+    return 0;
+  }
+
+  run(onOp: (op: WalOp) => void): WalReplayResult {
+    let pos = WAL_HEADER_SIZE;
+    while (pos < this.size) {
+      const avail = this.size - pos;
+      if (avail < RECORD_OVERHEAD) return this.bad(pos, "record frame cut short by end of file");
+      const bodyLength = this.window.readUInt32LE(this.at(pos, RECORD_PREFIX_SIZE));
+      if (bodyLength > MAX_BODY_LENGTH) {
+        return this.bad(pos, `record length ${bodyLength} over the maximum`);
+      }
+      const total = RECORD_OVERHEAD + bodyLength;
+      if (total > avail) return this.bad(pos, "record runs past the end of file");
+
+      let buf: Buffer;
+      let start: number;
+      let owned: boolean;
+      if (total <= BIG_RECORD) {
+        start = this.at(pos, total);
+        buf = this.window;
+        owned = false;
+      } else {
+        // Its own exact-size buffer: the value handed out is a view of it, never copied again.
+        buf = Buffer.allocUnsafe(total);
+        readExactly(this.file, buf, 0, total, pos, this.walPath);
+        start = 0;
+        owned = true;
+      }
+      if (!recordChecksumOk(buf, start, start + total, this.seed)) {
+        return this.bad(pos, "record checksum mismatch");
+      }
+      const { lsn, entry } = decodeVerifiedRecord(
+        buf,
+        start,
+        start + total,
+        pos - start,
+        this.walPath,
+      );
+      if (lsn !== this.lastLsn + 1) {
+        throw corrupted(
+          `record has LSN ${lsn} where ${this.lastLsn + 1} was expected`,
+          pos,
+          this.walPath,
+        );
+      }
+
+      const batch = this.batch;
+      switch (entry.kind) {
+        case "batch-begin":
+          if (batch !== undefined) {
+            throw corrupted(
+              `BatchBegin (txId ${entry.txId}) inside the batch that starts at ${batch.start}`,
+              pos,
+              this.walPath,
+            );
+          }
+          this.batch = {
+            start: pos,
+            lsnBefore: this.lastLsn,
+            recordsBefore: this.records,
+            txId: entry.txId,
+            opCount: entry.opCount,
+            ops: [],
+          };
+          break;
+        case "batch-end":
+          if (batch === undefined) {
+            throw corrupted(`BatchEnd (txId ${entry.txId}) without BatchBegin`, pos, this.walPath);
+          }
+          if (
+            entry.txId !== batch.txId ||
+            entry.opCount !== batch.opCount ||
+            batch.ops.length !== batch.opCount
+          ) {
+            throw corrupted(
+              `BatchEnd (txId ${entry.txId}, ${entry.opCount} ops) does not match the batch at ` +
+                `${batch.start} (txId ${batch.txId}, ${batch.opCount} ops declared, ` +
+                `${batch.ops.length} present)`,
+              pos,
+              this.walPath,
+            );
+          }
+          this.batch = undefined;
+          if (batch.txId > this.maxTxId) this.maxTxId = batch.txId;
+          onOp({ kind: "batch", txId: batch.txId, ops: batch.ops });
+          break;
+        default: {
+          const op =
+            entry.kind === "put" && !owned ? { ...entry, value: Buffer.from(entry.value) } : entry;
+          if (batch === undefined) {
+            onOp(op);
+          } else {
+            if (batch.ops.length === batch.opCount) {
+              throw corrupted(
+                `the batch at ${batch.start} declared ${batch.opCount} ops and has more`,
+                pos,
+                this.walPath,
+              );
+            }
+            batch.ops.push(op);
+          }
+        }
+      }
+      this.lastLsn = lsn;
+      this.records++;
+      pos += total;
+    }
+    if (this.batch !== undefined) {
+      return this.torn(this.batch.start, "batch has no BatchEnd before the end of file");
+    }
+    return this.result(pos);
+  }
+
+  private result(validEnd: number, tornTail?: { offset: number; reason: string }) {
+    const result: WalReplayResult = {
+      status: "ok",
+      header: this.header,
+      fileSize: this.size,
+      validEnd,
+      lastLsn: this.lastLsn,
+      maxTxId: this.maxTxId,
+      records: this.records,
+    };
+    if (tornTail !== undefined) result.tornTail = tornTail;
+    return result;
+  }
+
+  /** The record at `pos` is bad: a torn tail if nothing valid follows, else corruption. */
+  private bad(pos: number, reason: string): WalReplayResult {
+    const found = this.findValidRecordAfter(pos);
+    if (found !== undefined) {
+      throw corrupted(
+        `${reason}, yet a valid record (LSN ${found.lsn}) follows at offset ${found.offset}`,
+        pos,
+        this.walPath,
+      );
+    }
+    return this.torn(pos, reason);
+  }
+
+  private torn(offset: number, reason: string): WalReplayResult {
+    const batch = this.batch;
+    if (batch === undefined) return this.result(offset, { offset, reason });
+    this.lastLsn = batch.lsnBefore;
+    this.records = batch.recordsBefore;
+    this.batch = undefined;
+    const where = offset === batch.start ? "" : ` (at offset ${offset}, inside the batch)`;
+    return this.result(batch.start, { offset, reason: reason + where });
+  }
+
+  /**
+   * Looks for a record written by our writer after the bad one at `bad`: any byte offset where
+   * a plausible frame with an LSN in (lastLsn, lastLsn + 1 + (p - bad) / 17] has a valid
+   * checksum. The LSN bound holds for any genuine record: records are at least 17 bytes.
+   */
+  private findValidRecordAfter(bad: number): { offset: number; lsn: number } | undefined {
+    const minLsn = this.lastLsn + 1;
+    let budget = 4 * (this.size - bad) + WINDOW_SIZE;
+    for (let p = bad + 1; p + RECORD_OVERHEAD <= this.size; p++) {
+      const avail = this.size - p;
+      const i = this.at(p, Math.min(avail, FRAME_LOOKAHEAD));
+      const maxLsn = minLsn + Math.floor((p - bad) / RECORD_OVERHEAD);
+      const total = plausibleFrame(this.window, i, avail, minLsn, maxLsn);
+      if (total < 0) continue;
+      budget -= total;
+      if (budget < 0) {
+        throw corrupted(
+          "cannot tell a torn tail from corruption: too many record-like frames follow the " +
+            "damaged record (crafted data?)",
+          bad,
+          this.walPath,
+        );
+      }
+      if (this.checksumAt(p, total)) {
+        return {
+          offset: p,
+          lsn: this.window.readUInt32LE(i + 8) * 2 ** 32 + this.window.readUInt32LE(i + 4),
+        };
+      }
+    }
+    return undefined;
+  }
+
+  /** Verifies the checksum of the `total`-byte frame at file offset `p` without moving the window. */
+  private checksumAt(p: number, total: number): boolean {
+    if (p >= this.windowStart && p + total <= this.windowStart + this.windowLength) {
+      const i = p - this.windowStart;
+      return recordChecksumOk(this.window, i, i + total, this.seed);
+    }
+    const hash = new Xxh32(this.seed);
+    const chunk = Buffer.allocUnsafe(Math.min(WINDOW_SIZE, total));
+    const bodyEnd = p + total - 4;
+    for (let q = p; q < bodyEnd; ) {
+      const n = Math.min(chunk.length, bodyEnd - q);
+      readExactly(this.file, chunk, 0, n, q, this.walPath);
+      hash.update(chunk.subarray(0, n));
+      q += n;
+    }
+    readExactly(this.file, chunk, 0, 4, bodyEnd, this.walPath);
+    return hash.digest() === chunk.readUInt32LE(0);
+  }
+}

@@ -1,0 +1,375 @@
+/**
+ * Appends records to the WAL sidecar. Layouts: `header.ts` (64-byte header) and `record.ts`.
+ *
+ * Appends encode into an in-memory buffer and cost no I/O; `writeOut()` hands everything
+ * buffered to the OS in one write, `sync()` also makes it durable (fdatasync). Which of the
+ * two runs when is the engine's flush policy. Two exceptions keep memory bounded: a record of
+ * 1 MiB or more is written straight through at append time (value bytes go from the caller's
+ * buffer to the file, never copied), and the buffer is written out once it holds 4 MiB.
+ *
+ * Crash points of `reset(generation)` (and of `create`, which runs the same sequence), and
+ * what a power loss at each leaves on disk:
+ *
+ * | step                             | failpoint after it          | on disk after a crash here                  | replay   |
+ * |----------------------------------|-----------------------------|---------------------------------------------|----------|
+ * | (before reset)                   |                             | old header, old records                     | old generation (`older-generation` against the new meta) |
+ * | truncate to 0, fdatasync         | `wal:reset:truncated`       | empty file                                  | `empty-unbound` |
+ * | write the new header             | `wal:reset:header-written`  | empty file, or the header (torn or whole)   | `empty-unbound`, or `ok` with no records |
+ * | fdatasync                        | `wal:after-sync`            | new header, no records                      | `ok` with no records |
+ *
+ * The file is never "new header + old records": truncation is synced before the header is
+ * written. Even if a filesystem reordered that, the old records' checksums are seeded with the
+ * old header's checksum and fail under the new one, so they would replay as a torn tail.
+ * A torn header can only exist in a file of at most 64 bytes, which replay treats as empty.
+ * `create` then fsyncs the directory: until that returns, a crash may lose a newly created
+ * file altogether (replay: `missing`), which loses nothing either.
+ *
+ * Errors: a failed write or fdatasync leaves the file in an unknown state (after a failed
+ * fdatasync the kernel may already have dropped the dirty pages), so the writer refuses every
+ * later append, `writeOut` and `sync` with `EMDB_IO` until a `reset` succeeds.
+ */
+import { Xxh32 } from "@node-rs/xxhash";
+import { EmdbError } from "../errors.js";
+import { dirOf, type StorageBackend, type StorageFile } from "../pager/backend.js";
+import { decodeWalHeader, encodeWalHeader, WAL_HEADER_SIZE, type WalHeader } from "./header.js";
+import {
+  BATCH_RECORD_SIZE,
+  CLEAR_RECORD_SIZE,
+  deleteRecordSize,
+  encodeBatchMarker,
+  encodeClear,
+  encodeDelete,
+  encodePut,
+  KIND_BATCH_BEGIN,
+  KIND_BATCH_END,
+  putRecordSize,
+  WAL_MAX_KEY_BYTES,
+  WAL_MAX_VALUE_BYTES,
+  writePutHead,
+} from "./record.js";
+import type { WalReplayResult } from "./replay.js";
+
+const INITIAL_BUFFER = 64 * 1024;
+/** Records at least this large bypass the buffer. */
+const WRITE_THROUGH_BYTES = 1024 * 1024;
+/** The buffer is written out once it holds this much. */
+const SPILL_BYTES = 4 * 1024 * 1024;
+
+export type WalFailpoint =
+  | "wal:before-write"
+  | "wal:after-write"
+  | "wal:after-sync"
+  | "wal:reset:truncated"
+  | "wal:reset:header-written";
+
+const CLOSED = Symbol("closed");
+
+export class WalWriter {
+  /** Called at each named durability boundary; a test throws from it to "crash" there. */
+  failpoint: ((name: WalFailpoint) => void) | undefined;
+
+  private buf = Buffer.allocUnsafe(INITIAL_BUFFER);
+  private len = 0;
+  /** Bytes in the file: header plus every record written out. */
+  private fileSize: number;
+  /** Written to the file since the last fdatasync. */
+  private dirty = false;
+  /** Set after a failed write/sync (the error) or close; blocks further appends. */
+  private broken: unknown;
+  private header: WalHeader;
+  private seed: number;
+  private lsn: number;
+
+  private constructor(
+    private readonly file: StorageFile,
+    readonly path: string,
+    header: WalHeader,
+    fileSize: number,
+    lastLsn: number,
+  ) {
+    this.header = header;
+    this.seed = header.checksum;
+    this.fileSize = fileSize;
+    this.lsn = lastLsn;
+  }
+
+  /**
+   * Creates (or replaces) the WAL as "empty, follows `generation` of page file `fileId`":
+   * header written and synced, directory entry synced.
+   */
+  static create(
+    backend: StorageBackend,
+    walPath: string,
+    fileId: Uint8Array,
+    generation: number,
+  ): WalWriter {
+    const headerBytes = encodeWalHeader(fileId, generation);
+    const file = backend.open(walPath, true);
+    try {
+      const writer = new WalWriter(file, walPath, decodeWalHeader(headerBytes, walPath), 0, 0);
+      writer.rebind(headerBytes);
+      backend.syncDir(dirOf(walPath));
+      return writer;
+    } catch (err) {
+      file.close();
+      throw err;
+    }
+  }
+
+  /**
+   * Reopens a WAL that `replayWal` reported `ok`, appending after its last valid record. A
+   * torn tail is truncated away and the truncation synced first, so new records never follow
+   * garbage.
+   */
+  static openAt(backend: StorageBackend, walPath: string, replay: WalReplayResult): WalWriter {
+    if (replay.status !== "ok" || replay.header === undefined) {
+      throw new RangeError(`cannot append to a WAL whose replay status is ${replay.status}`);
+    }
+    const file = backend.open(walPath, false);
+    try {
+      const size = file.size();
+      if (size < replay.validEnd) {
+        throw new EmdbError(
+          "EMDB_IO",
+          `the WAL is ${size} bytes, shorter than the ${replay.validEnd} its replay kept`,
+          { file: walPath, offset: size },
+        );
+      }
+      if (size > replay.validEnd) {
+        file.truncate(replay.validEnd);
+        file.sync();
+      }
+      return new WalWriter(file, walPath, replay.header, replay.validEnd, replay.lastLsn);
+    } catch (err) {
+      file.close();
+      throw err;
+    }
+  }
+
+  get fileId(): Buffer {
+    return this.header.fileId;
+  }
+
+  get generation(): number {
+    return this.header.generation;
+  }
+
+  /** LSN of the last record appended (0 right after a reset). */
+  get lastLsn(): number {
+    return this.lsn;
+  }
+
+  /** Bytes appended but not yet handed to the OS. */
+  get bufferedBytes(): number {
+    return this.len;
+  }
+
+  /** Size of the WAL including buffered records. */
+  get size(): number {
+    return this.fileSize + this.len;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Appends. Each returns the record's LSN. The LSN is taken only once encoding succeeded, so a
+  // rejected argument never leaves a gap.
+
+  /** `key` is bytes, or a latin1 string (one char per byte); `expiresAt` is Unix ms, 0 = never. */
+  appendPut(key: Uint8Array | string, value: Uint8Array, expiresAt: number): number {
+    checkKey(key);
+    if (value.length > WAL_MAX_VALUE_BYTES) {
+      throw new EmdbError(
+        "EMDB_VALUE_TOO_LARGE",
+        `value is ${value.length} bytes, the maximum is ${WAL_MAX_VALUE_BYTES}`,
+      );
+    }
+    if (this.broken !== undefined) this.throwBroken();
+    const size = putRecordSize(key.length, value.length);
+    if (size >= WRITE_THROUGH_BYTES) return this.appendLargePut(key, value, expiresAt);
+    if (this.len + size > this.buf.length) this.grow(size);
+    this.len = encodePut(this.buf, this.len, this.lsn + 1, key, value, expiresAt, this.seed);
+    return this.appended();
+  }
+
+  appendDelete(key: Uint8Array | string): number {
+    checkKey(key);
+    if (this.broken !== undefined) this.throwBroken();
+    const size = deleteRecordSize(key.length);
+    if (this.len + size > this.buf.length) this.grow(size);
+    this.len = encodeDelete(this.buf, this.len, this.lsn + 1, key, this.seed);
+    return this.appended();
+  }
+
+  appendClear(): number {
+    if (this.broken !== undefined) this.throwBroken();
+    if (this.len + CLEAR_RECORD_SIZE > this.buf.length) this.grow(CLEAR_RECORD_SIZE);
+    this.len = encodeClear(this.buf, this.len, this.lsn + 1, this.seed);
+    return this.appended();
+  }
+
+  appendBatchBegin(txId: number, opCount: number): number {
+    return this.appendMarker(KIND_BATCH_BEGIN, txId, opCount);
+  }
+
+  appendBatchEnd(txId: number, opCount: number): number {
+    return this.appendMarker(KIND_BATCH_END, txId, opCount);
+  }
+
+  private appendMarker(
+    kind: typeof KIND_BATCH_BEGIN | typeof KIND_BATCH_END,
+    txId: number,
+    opCount: number,
+  ): number {
+    if (this.broken !== undefined) this.throwBroken();
+    if (this.len + BATCH_RECORD_SIZE > this.buf.length) this.grow(BATCH_RECORD_SIZE);
+    this.len = encodeBatchMarker(this.buf, this.len, this.lsn + 1, kind, txId, opCount, this.seed);
+    return this.appended();
+  }
+
+  private appended(): number {
+    const lsn = ++this.lsn;
+    if (this.len >= SPILL_BYTES) this.writeOut();
+    return lsn;
+  }
+
+  private grow(needed: number): void {
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.len + needed));
+    this.buf.copy(next, 0, 0, this.len);
+    this.buf = next;
+  }
+
+  /**
+   * Buffered records and this record's head go out in one write, then the value straight from
+   * the caller's memory, then the checksum: no copy of the value is ever made.
+   */
+  private appendLargePut(key: Uint8Array | string, value: Uint8Array, expiresAt: number): number {
+    const headSize = putRecordSize(key.length, 0) - 4;
+    if (this.len + headSize > this.buf.length) this.grow(headSize);
+    const headStart = this.len;
+    const lsn = this.lsn + 1;
+    const valueAt = writePutHead(this.buf, headStart, lsn, key, value.length, expiresAt);
+    const hash = new Xxh32(this.seed);
+    hash.update(this.buf.subarray(headStart, valueAt));
+    hash.update(value);
+    const trailer = Buffer.allocUnsafe(4);
+    trailer.writeUInt32LE(hash.digest(), 0);
+    // Until all three writes land, the buffer holds half a record: nothing may append.
+    this.broken = new EmdbError("EMDB_IO", "a large WAL append was interrupted", {
+      file: this.path,
+    });
+    this.failpoint?.("wal:before-write");
+    this.dirty = true;
+    this.writeRaw(this.buf, valueAt);
+    this.len = 0;
+    const v = Buffer.isBuffer(value)
+      ? value
+      : Buffer.from(value.buffer, value.byteOffset, value.length);
+    this.writeRaw(v, v.length);
+    this.writeRaw(trailer, 4);
+    this.broken = undefined;
+    this.lsn = lsn;
+    this.failpoint?.("wal:after-write");
+    return lsn;
+  }
+
+  private writeRaw(buf: Buffer, length: number): void {
+    try {
+      this.file.write(buf, 0, length, this.fileSize);
+    } catch (err) {
+      this.broken = err;
+      throw err;
+    }
+    this.fileSize += length;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Durability
+
+  /** Hands everything buffered to the OS in one write (no fdatasync). */
+  writeOut(): void {
+    if (this.broken !== undefined) this.throwBroken();
+    if (this.len === 0) return;
+    this.failpoint?.("wal:before-write");
+    this.dirty = true;
+    this.writeRaw(this.buf, this.len);
+    this.len = 0;
+    this.failpoint?.("wal:after-write");
+  }
+
+  /** `writeOut()` and fdatasync: every record appended so far is durable when this returns. */
+  sync(): void {
+    this.writeOut();
+    if (!this.dirty) return;
+    try {
+      this.file.sync();
+    } catch (err) {
+      this.broken = err;
+      throw err;
+    }
+    this.dirty = false;
+    this.failpoint?.("wal:after-sync");
+  }
+
+  /**
+   * Empties the WAL and binds it to `generation` (called after a checkpoint committed that
+   * generation). Buffered records are dropped: the checkpoint covers them. See the crash-point
+   * table at the top of this file.
+   */
+  reset(generation: number): void {
+    if (this.broken === CLOSED) this.throwBroken();
+    this.rebind(encodeWalHeader(this.header.fileId, generation));
+  }
+
+  private rebind(headerBytes: Buffer): void {
+    // Latched until the new header is durable: an error half-way leaves the file unknown.
+    this.broken = new EmdbError("EMDB_IO", "a WAL reset did not complete", { file: this.path });
+    this.len = 0;
+    try {
+      this.file.truncate(0);
+      this.file.sync();
+      this.fileSize = 0;
+      this.failpoint?.("wal:reset:truncated");
+      this.file.write(headerBytes, 0, WAL_HEADER_SIZE, 0);
+      this.fileSize = WAL_HEADER_SIZE;
+      this.failpoint?.("wal:reset:header-written");
+      this.file.sync();
+    } catch (err) {
+      this.broken = err;
+      throw err;
+    }
+    this.dirty = false;
+    this.header = decodeWalHeader(headerBytes, this.path);
+    this.seed = this.header.checksum;
+    this.lsn = 0;
+    this.broken = undefined;
+    this.failpoint?.("wal:after-sync");
+  }
+
+  /** Writes out buffered records (no fdatasync: call `sync()` first for durability) and closes. */
+  close(): void {
+    if (this.broken === CLOSED) return;
+    try {
+      if (this.broken === undefined) this.writeOut();
+    } finally {
+      this.broken = CLOSED;
+      this.file.close();
+    }
+  }
+
+  private throwBroken(): never {
+    if (this.broken === CLOSED) throw new EmdbError("EMDB_CLOSED", "the WAL writer is closed");
+    throw new EmdbError(
+      "EMDB_IO",
+      "the WAL is unusable after a failed write, sync or reset; reset it or reopen",
+      { file: this.path, cause: this.broken },
+    );
+  }
+}
+
+function checkKey(key: Uint8Array | string): void {
+  if (key.length > WAL_MAX_KEY_BYTES) {
+    throw new EmdbError(
+      "EMDB_KEY_TOO_LARGE",
+      `key is ${key.length} bytes, the maximum is ${WAL_MAX_KEY_BYTES}`,
+    );
+  }
+}
