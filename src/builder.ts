@@ -13,7 +13,22 @@ export interface EmdbConfig {
   readonly defaultTtlMs: number | undefined;
   readonly useMmap: boolean;
   readonly clock: Clock;
+  readonly pageSize: number;
+  readonly cachePages: number;
+  readonly checkpointBytes: number;
+  readonly onProgress: ProgressListener | undefined;
 }
+
+/** Progress of long work (migration, compaction): called every few thousand records. */
+export type ProgressListener = (progress: {
+  phase: string;
+  done: number;
+  total: number | undefined;
+}) => void;
+
+export const DEFAULT_PAGE_SIZE = 4096;
+export const DEFAULT_CACHE_PAGES = 4096;
+export const DEFAULT_CHECKPOINT_BYTES = 16 * 1024 * 1024;
 
 function invalid(message: string): EmdbError {
   return new EmdbError("EMDB_INVALID_CONFIG", message);
@@ -26,12 +41,20 @@ export class EmdbBuilder {
     defaultTtlMs: number | undefined;
     useMmap: boolean;
     clock: Clock;
+    pageSize: number;
+    cachePages: number;
+    checkpointBytes: number;
+    onProgress: ProgressListener | undefined;
   } = {
     path: undefined,
     flushPolicy: DEFAULT_FLUSH_POLICY,
     defaultTtlMs: undefined,
     useMmap: false,
     clock: systemClock,
+    pageSize: DEFAULT_PAGE_SIZE,
+    cachePages: DEFAULT_CACHE_PAGES,
+    checkpointBytes: DEFAULT_CHECKPOINT_BYTES,
+    onProgress: undefined,
   };
 
   /** @internal */
@@ -83,6 +106,48 @@ export class EmdbBuilder {
   clock(clock: () => number): this {
     if (typeof clock !== "function") throw new TypeError("clock must be a function returning ms");
     this.cfg.clock = clock;
+    return this;
+  }
+
+  /**
+   * Page size of a *new* file, in bytes: a power of two from 512 to 65536 (default 4096).
+   * An existing file keeps its own. Small pages are for tests that want deep trees.
+   */
+  pageSize(bytes: number): this {
+    if (
+      !Number.isSafeInteger(bytes) ||
+      bytes < 512 ||
+      bytes > 65536 ||
+      (bytes & (bytes - 1)) !== 0
+    ) {
+      throw invalid(`pageSize needs a power of two from 512 to 65536, got ${String(bytes)}`);
+    }
+    this.cfg.pageSize = bytes;
+    return this;
+  }
+
+  /** How many pages the page cache keeps (default 4096, i.e. 16 MiB of 4 KB pages). */
+  cacheSize(pages: number): this {
+    if (!Number.isSafeInteger(pages) || pages < 16) {
+      throw invalid(`cacheSize needs an integer of at least 16 pages, got ${String(pages)}`);
+    }
+    this.cfg.cachePages = pages;
+    return this;
+  }
+
+  /** WAL size, in bytes, past which a checkpoint runs (default 16 MiB). */
+  checkpointThreshold(bytes: number): this {
+    if (!Number.isSafeInteger(bytes) || bytes < 1) {
+      throw invalid(`checkpointThreshold needs a positive integer of bytes, got ${String(bytes)}`);
+    }
+    this.cfg.checkpointBytes = bytes;
+    return this;
+  }
+
+  /** Called with the progress of long work (migrating an emdb-rs file, compacting). */
+  onProgress(listener: ProgressListener): this {
+    if (typeof listener !== "function") throw new TypeError("onProgress needs a function");
+    this.cfg.onProgress = listener;
     return this;
   }
 

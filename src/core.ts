@@ -38,6 +38,7 @@ export class Core {
   put(k: string, hash: number, value: Buffer, expiresAt: number | undefined): void {
     this.persistence.put(k, value, expiresAt ?? NO_EXPIRY);
     this.ks.set(k, hash, value, expiresAt);
+    this.persistence.settle();
   }
 
   /** Removes a key; returns the previous *live* value (a copy). */
@@ -47,6 +48,7 @@ export class Core {
     if (e === undefined) return undefined;
     this.persistence.delete(k);
     this.ks.delete(k, hash);
+    this.persistence.settle();
     if (e instanceof Timed) return e.expiresAt <= this.clock() ? undefined : copyOut(e.value);
     return copyOut(e);
   }
@@ -55,6 +57,7 @@ export class Core {
     if (this.ks.size === 0) return;
     this.persistence.clear();
     this.ks.clear();
+    this.persistence.settle();
   }
 
   /** Applies `ops` as one atomic unit with a fresh transaction id. */
@@ -72,6 +75,7 @@ export class Core {
         ks.delete(op.key, hash);
       }
     }
+    this.persistence.settle();
   }
 
   /** Removes expired entries from memory and records them; returns how many. */
@@ -80,7 +84,10 @@ export class Core {
     if (this.ks.nextDeadline() > now) return 0;
     const removed: string[] = [];
     this.ks.removeExpired(now, (k) => removed.push(k));
-    if (removed.length > 0) this.persistence.expired(removed);
+    if (removed.length > 0) {
+      this.persistence.expired(removed);
+      this.persistence.settle();
+    }
     return removed.length;
   }
 

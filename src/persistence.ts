@@ -29,6 +29,11 @@ export interface Persistence {
   batch(txId: number, ops: readonly LoggedOp[]): void;
   /** Expired entries removed from memory, recorded so they do not come back at reopen. */
   expired(keys: readonly string[]): void;
+  /**
+   * Called after a logged write has been applied to memory: the point where background
+   * work that reads memory (a checkpoint) may run. Never called in the middle of a batch.
+   */
+  settle(): void;
   flush(): void;
   compact(): void;
   close(): void;
@@ -43,6 +48,7 @@ export class MemoryPersistence implements Persistence {
   clear(): void {}
   batch(): void {}
   expired(): void {}
+  settle(): void {}
   flush(): void {}
   compact(): void {}
   close(): void {}

@@ -92,6 +92,25 @@ export class Keyspace {
     return prev;
   }
 
+  /**
+   * Fills an empty keyspace from keys already in ascending order (as a B+tree scan yields
+   * them): O(n), with no per-key search of the ordered view.
+   */
+  loadSorted(keys: readonly string[], entries: readonly Entry[]): void {
+    this.clear();
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i]!;
+      const e = entries[i]!;
+      this.shard(hashOf(k)).set(k, e);
+      if (e instanceof Timed) {
+        this.timed++;
+        this.expiries.push(e.expiresAt, k);
+      }
+    }
+    this.total = keys.length;
+    this.sorted.loadSorted(keys);
+  }
+
   clear(): void {
     for (const s of this.shards) s.clear();
     this.sorted.clear();
