@@ -67,7 +67,7 @@ export function walHeaderChecksumOk(buf: Buffer): boolean {
 
 /**
  * Decodes `buf[0..64]`. Throws `EMDB_CORRUPTED` (offset 0) for a bad magic or checksum and
- * `EMDB_VERSION_MISMATCH` for a version this build does not know.
+ * `EMDB_VERSION_MISMATCH` for a checksum-valid header of a version this build does not know.
  */
 export function decodeWalHeader(buf: Buffer, file?: string): WalHeader {
   if (buf.length < WAL_HEADER_SIZE) {
@@ -76,6 +76,10 @@ export function decodeWalHeader(buf: Buffer, file?: string): WalHeader {
   if (!buf.subarray(0, WAL_MAGIC.length).equals(WAL_MAGIC)) {
     throw corrupted("WAL header magic is not EMDBWAL\\0", 0, file);
   }
+  // The checksum comes first: a flipped version byte is damage, not a newer format. Every
+  // version keeps magic, version and checksum where they are, so a real newer header still
+  // checks out and is reported as a version mismatch.
+  if (!walHeaderChecksumOk(buf)) throw corrupted("WAL header checksum mismatch", 0, file);
   const version = buf.readUInt32LE(OFF_VERSION);
   if (version !== WAL_VERSION) {
     throw new EmdbError(
@@ -84,7 +88,6 @@ export function decodeWalHeader(buf: Buffer, file?: string): WalHeader {
       file !== undefined ? { file, offset: OFF_VERSION } : { offset: OFF_VERSION },
     );
   }
-  if (!walHeaderChecksumOk(buf)) throw corrupted("WAL header checksum mismatch", 0, file);
   const checksum = buf.readUInt32LE(OFF_CHECKSUM);
   const generation = readU64(buf, OFF_GENERATION);
   if (generation < 0) throw corrupted("WAL header generation is larger than 2^53", 0, file);
