@@ -1,0 +1,247 @@
+/**
+ * The copy-on-write B+tree over the pager: one instance per open page file.
+ *
+ * The engine keeps every live entry in memory, so the tree is read in full only at open
+ * (`forEach`) and otherwise only along the paths a checkpoint touches (`apply`). Between
+ * commits the tree's root lives here; `commit()` makes it durable through the pager.
+ *
+ * Page formats: `leaf.ts`, `branch.ts`, `overflow.ts`. Size limits: `limits.ts`.
+ */
+import { corrupted } from "../errors.js";
+import type { Meta } from "../pager/meta.js";
+import { NO_PAGE, type PageId, PageType } from "../pager/page.js";
+import type { Pager } from "../pager/pager.js";
+import { Applier, type Change } from "./apply.js";
+import { type BranchNode, childIndex, decodeBranch } from "./branch.js";
+import { checkTree } from "./check.js";
+import { leafCount, leafRecordAt, REC_CONTIGUOUS, scanLeaf, searchLeaf } from "./leaf.js";
+import { MAX_VALUE_LENGTH, maxKeySize } from "./limits.js";
+import { freeOverflow, readOverflow } from "./overflow.js";
+
+export type { Change } from "./apply.js";
+
+export interface ApplyOptions {
+  /** Free the whole tree first (the user called `clear()` since the last checkpoint). */
+  readonly clearFirst?: boolean;
+}
+
+/** Checks a batch before anything is written (emdb-rs D9: never fail halfway on bad input). */
+function validateChanges(changes: readonly Change[], pageSize: number): void {
+  const maxKey = maxKeySize(pageSize);
+  let prev: Buffer | undefined;
+  for (let i = 0; i < changes.length; i++) {
+    const ch = changes[i]!;
+    if (!Buffer.isBuffer(ch.key)) throw new TypeError(`change ${i}: key must be a Buffer`);
+    if (ch.key.length > maxKey) {
+      throw new RangeError(
+        `change ${i}: key of ${ch.key.length} bytes exceeds the maximum of ${maxKey} for ${pageSize}-byte pages`,
+      );
+    }
+    if (prev !== undefined && Buffer.compare(prev, ch.key) >= 0) {
+      throw new RangeError(
+        `change ${i}: changes must be sorted ascending by key, without duplicates`,
+      );
+    }
+    prev = ch.key;
+    if (ch.value !== undefined) {
+      if (!Buffer.isBuffer(ch.value)) throw new TypeError(`change ${i}: value must be a Buffer`);
+      if (ch.value.length > MAX_VALUE_LENGTH) {
+        throw new RangeError(`change ${i}: value of ${ch.value.length} bytes is too large`);
+      }
+    }
+    if (!Number.isSafeInteger(ch.expiresAt) || ch.expiresAt < 0) {
+      throw new RangeError(`change ${i}: expiresAt must be a non-negative safe integer`);
+    }
+  }
+}
+
+export class BTree {
+  /** Root of the working tree (uncommitted changes included); 0 when empty. */
+  root: PageId;
+  /** Entries in the working tree. */
+  entryCount: number;
+
+  constructor(readonly pager: Pager) {
+    this.root = pager.meta.root as PageId;
+    this.entryCount = pager.meta.entryCount;
+  }
+
+  /** The longest key this tree accepts. */
+  get maxKeySize(): number {
+    return maxKeySize(this.pager.pageSize);
+  }
+
+  /**
+   * Applies changes sorted ascending by unsigned key bytes, keys unique. Invalid input is a
+   * TypeError/RangeError before anything is written. If applying fails (I/O, corruption),
+   * everything since the last commit is rolled back. Returns the new root.
+   */
+  apply(changes: readonly Change[], options: ApplyOptions = {}): PageId {
+    validateChanges(changes, this.pager.pageSize);
+    try {
+      if (options.clearFirst) this.clearAll();
+      if (changes.length === 0) return this.root;
+      const applier = new Applier(this.pager, changes);
+      this.root = applier.run(this.root);
+      this.entryCount += applier.delta;
+      return this.root;
+    } catch (err) {
+      this.rollback();
+      throw err;
+    }
+  }
+
+  /** Frees every page of the tree (pending, like any page the durable meta reaches). */
+  clearAll(): void {
+    const P = this.pager.pageSize;
+    const path = this.pager.path;
+    this.walk(
+      (page, id) => {
+        const n = leafCount(page);
+        for (let i = 0; i < n; i++) {
+          const r = leafRecordAt(page, i, id * P, path);
+          if (r.inline === undefined) {
+            freeOverflow(
+              this.pager,
+              r.head,
+              r.valueLength,
+              (r.flags & REC_CONTIGUOUS) !== 0,
+              id * P,
+            );
+          }
+        }
+        this.pager.free(id);
+      },
+      (id) => this.pager.free(id),
+    );
+    this.root = NO_PAGE;
+    this.entryCount = 0;
+  }
+
+  /** Commits the working tree through the pager; on failure the tree returns to the durable state. */
+  commit(lastTxId: number = this.pager.meta.lastTxId): Meta {
+    try {
+      return this.pager.commit({ root: this.root, entryCount: this.entryCount, lastTxId });
+    } catch (err) {
+      this.root = this.pager.meta.root as PageId;
+      this.entryCount = this.pager.meta.entryCount;
+      throw err;
+    }
+  }
+
+  /** Drops every change since the last commit. */
+  rollback(): void {
+    this.pager.rollback();
+    this.root = this.pager.meta.root as PageId;
+    this.entryCount = this.pager.meta.entryCount;
+  }
+
+  /** Point lookup (tests and tools; the engine serves reads from memory). */
+  get(key: Buffer): { value: Buffer; expiresAt: number } | undefined {
+    const P = this.pager.pageSize;
+    let id = this.root;
+    let height: number | undefined;
+    if (id === NO_PAGE) return undefined;
+    for (;;) {
+      const type =
+        height === undefined ? undefined : height === 0 ? PageType.Leaf : PageType.Branch;
+      const page = this.pager.read(id, type);
+      if (page[4] === PageType.Leaf) {
+        const i = searchLeaf(page, key, id * P, this.pager.path);
+        if (i < 0) return undefined;
+        const r = leafRecordAt(page, i, id * P, this.pager.path);
+        const value =
+          r.inline !== undefined
+            ? Buffer.from(r.inline)
+            : readOverflow(
+                this.pager,
+                r.head,
+                r.valueLength,
+                (r.flags & REC_CONTIGUOUS) !== 0,
+                id * P,
+              );
+        return { value, expiresAt: r.expiresAt };
+      }
+      const node = decodeBranch(page, id * P, this.pager.path);
+      if (height !== undefined && node.height !== height) {
+        throw corrupted(
+          `branch ${id} has height ${node.height}, expected ${height}`,
+          id * P + 5,
+          this.pager.path,
+        );
+      }
+      height = node.height - 1;
+      id = node.children[childIndex(node.keys, key)]!;
+    }
+  }
+
+  /**
+   * Calls `cb` for every entry in ascending key order. `key` and (inline) `value` are views
+   * into page buffers, valid only during the callback: copy them to keep them. Leaves under
+   * one branch are read with as few reads as their ids allow and bypass the page cache.
+   */
+  forEach(cb: (key: Buffer, value: Buffer, expiresAt: number) => void): void {
+    const P = this.pager.pageSize;
+    const path = this.pager.path;
+    const overflow = (head: number, length: number, contiguous: boolean, at: number) =>
+      readOverflow(this.pager, head, length, contiguous, at);
+    this.walk((page, id) => {
+      scanLeaf(page, id * P, path, overflow, cb);
+    });
+  }
+
+  /**
+   * Depth-first walk in key order. Heights must decrease by one per level and no page may
+   * be reached twice, so a corrupt link can neither loop nor blow up into a huge DAG walk.
+   * `onBranch` runs after the branch's children.
+   */
+  private walk(
+    onLeaf: (page: Buffer, id: PageId) => void,
+    onBranch?: (id: PageId, node: BranchNode) => void,
+  ): void {
+    if (this.root === NO_PAGE) return;
+    const P = this.pager.pageSize;
+    const path = this.pager.path;
+    const seen = new Uint8Array(this.pager.pageCount);
+    const mark = (id: PageId, from: number) => {
+      if (id < 2 || id >= seen.length) {
+        throw corrupted(`tree link to page ${id} out of range`, from, path);
+      }
+      if (seen[id] !== 0) throw corrupted(`page ${id} is reached twice in the tree`, from, path);
+      seen[id] = 1;
+    };
+    const visit = (id: PageId, page: Buffer, height: number | undefined): void => {
+      if (page[4] === PageType.Leaf) {
+        onLeaf(page, id);
+        return;
+      }
+      if (page[4] !== PageType.Branch)
+        throw corrupted(`page ${id} is not a tree page`, id * P + 4, path);
+      const node = decodeBranch(page, id * P, path);
+      if (height !== undefined && node.height !== height) {
+        throw corrupted(
+          `branch ${id} has height ${node.height}, expected ${height}`,
+          id * P + 5,
+          path,
+        );
+      }
+      for (const c of node.children) mark(c, id * P);
+      if (node.height === 1) {
+        const leaves = this.pager.readMany(node.children, PageType.Leaf, id * P);
+        for (let i = 0; i < leaves.length; i++) onLeaf(leaves[i]!, node.children[i]!);
+      } else {
+        for (const c of node.children) {
+          visit(c, this.pager.read(c, PageType.Branch, id * P), node.height - 1);
+        }
+      }
+      onBranch?.(id, node);
+    };
+    mark(this.root, 0);
+    visit(this.root, this.pager.read(this.root, undefined), undefined);
+  }
+
+  /** Consistency check of the last commit (pager accounting plus tree order); [] when clean. */
+  check(): string[] {
+    return checkTree(this.pager);
+  }
+}

@@ -1,0 +1,792 @@
+/**
+ * The page file: fixed-size pages, two meta pages, a persisted free-list and a page cache.
+ *
+ * File layout: page `n` occupies bytes `[n * pageSize, (n + 1) * pageSize)`. Pages 0 and 1
+ * are the meta slots (`meta.ts`); every other page carries the common header of `page.ts`.
+ *
+ * Transactions are copy-on-write. Between two commits the caller allocates pages, writes
+ * them (only pages allocated in this transaction may be written) and frees the pages the new
+ * tree no longer uses. Freed pages that the durable meta reaches become *pending*; pages that
+ * were allocated and freed within the same transaction are reusable at once. `commit()`:
+ *
+ *  1. rewrites the free-list into newly allocated pages (the old free-list pages go pending),
+ *  2. writes every dirty page, adjacent pages coalesced into one write   failpoint `commit:pages-written`
+ *  3. `sync()`                                                           failpoint `commit:pages-synced`
+ *  4. writes the meta slot of generation + 1                             failpoint `commit:meta-written`
+ *  5. `sync()`                                                           failpoint `commit:meta-synced`
+ *
+ * Nothing in steps 1–3 touches a page the durable meta reaches, so a crash anywhere leaves
+ * the old meta and everything it reaches intact; after step 5 the new meta is the durable
+ * one. A failure in steps 1–3 rolls the transaction back; a failure in 4–5 leaves the
+ * file's state unknown (the meta may or may not be on disk), so the pager refuses further
+ * use and must be reopened.
+ *
+ * Pending pages become free only at `releasePending()`, which the engine calls once falling
+ * back to the previous meta is no longer legitimate (new meta synced and WAL reset).
+ *
+ * Open uses the page size recorded in the file, whatever `options.pageSize` says (that
+ * option only applies when the file is created). Meta slot B is looked for at offset
+ * `pageSize` of slot A; when A is unreadable every legal page size is tried for B.
+ */
+import { randomBytes } from "node:crypto";
+import { corrupted, EmdbError } from "../errors.js";
+import { dirOf, type StorageBackend, type StorageFile } from "./backend.js";
+import {
+  countRuns,
+  decodeFreelistPage,
+  encodeFreelistPage,
+  FreeSet,
+  type Run,
+  runsPerPage,
+  toRuns,
+} from "./freelist.js";
+import { decodeMeta, encodeMeta, META_BYTES, META_MAGIC, type Meta, metaSlot } from "./meta.js";
+import {
+  DEFAULT_PAGE_SIZE,
+  isValidPageSize,
+  MAX_PAGE_SIZE,
+  MIN_PAGE_SIZE,
+  NO_PAGE,
+  type PageId,
+  PageType,
+  pageGeneration,
+  sealPage,
+  verifyPage,
+} from "./page.js";
+import { DEFAULT_CACHE_PAGES, PageCache } from "./page-cache.js";
+import { type PageSource, PreadSource } from "./page-source.js";
+
+export type CommitFailpoint =
+  | "commit:pages-written"
+  | "commit:pages-synced"
+  | "commit:meta-written"
+  | "commit:meta-synced";
+
+export interface PagerOptions {
+  /** Page size for a new file (power of two, 512..65536). An existing file keeps its own. */
+  readonly pageSize?: number;
+  /** Page cache capacity, in pages. */
+  readonly cachePages?: number;
+  /** Uncommitted dirty pages are written early (not synced) once they exceed this many bytes. */
+  readonly spillBytes?: number;
+  /** Builds the reader; defaults to positional reads. */
+  readonly source?: (file: StorageFile) => PageSource;
+  /** Clock for `createdAt`. */
+  readonly now?: () => number;
+}
+
+export interface CommitFields {
+  readonly root: number;
+  readonly entryCount: number;
+  readonly lastTxId: number;
+}
+
+export interface MetaStatus {
+  /** The meta the pager opened with: the valid one with the highest generation. */
+  readonly chosen: Meta;
+  /** The other slot, when it is valid too. */
+  readonly other: Meta | undefined;
+  /** Why the other slot is not valid. */
+  readonly otherError?: string;
+}
+
+export interface PagerStats {
+  readonly pageSize: number;
+  readonly pageCount: number;
+  /** Ids reusable now. */
+  readonly freePages: number;
+  /** Ids freed by durable commits, reusable after `releasePending()`. */
+  readonly pendingPages: number;
+  readonly fileBytes: number;
+  readonly generation: number;
+  readonly cacheHits: number;
+  readonly cacheMisses: number;
+  /** Pages written since open (tree, overflow and free-list pages, not meta). */
+  readonly pagesWritten: number;
+}
+
+/** What the tree walker gets from `check()`. */
+export interface PageVisitor {
+  readonly meta: Meta;
+  readonly pageSize: number;
+  /** Claims a page for the tree; false (and a problem recorded) if out of range or claimed twice. */
+  claim(id: number, what: string): boolean;
+  problem(message: string): void;
+  /** Reads and verifies a page from the file itself (not the cache); undefined on failure. */
+  read(id: number, type: PageType | undefined): Buffer | undefined;
+}
+
+interface TxnSnapshot {
+  readonly free: number[];
+  readonly pending: Set<number>;
+  readonly pageCount: number;
+}
+
+/** Coalesced writes are cut at this size so a huge commit does not build one huge buffer. */
+const MAX_WRITE_BYTES = 1 << 20;
+const DEFAULT_SPILL_BYTES = 8 << 20;
+
+const OWNER_NAMES = ["nothing", "a meta page", "a free-list page", "free", "pending", "the tree"];
+
+export class Pager {
+  readonly pageSize: number;
+  readonly fileId: Buffer;
+  /** The last durable meta. */
+  meta: Meta;
+  metaStatus: MetaStatus;
+  /** Called at each durability boundary of a commit; throw from it to simulate a crash there. */
+  failpoint: ((name: CommitFailpoint) => void) | undefined;
+
+  private readonly cache: PageCache;
+  private readonly source: PageSource;
+  private readonly spillBytes: number;
+  private readonly freeSet = new FreeSet();
+  /** Freed by durable commits, not yet released. */
+  private pending = new Set<number>();
+  /** Freed in this transaction, reachable from the durable meta. */
+  private txnFreed = new Set<number>();
+  /** Allocated in this transaction: the only pages that may be written. */
+  private readonly txnAllocated = new Set<number>();
+  private readonly dirty = new Map<number, Buffer>();
+  private txn: TxnSnapshot | undefined;
+  private workingPageCount: number;
+  private freelistPages: PageId[];
+  private closed = false;
+  private broken: unknown;
+  private pagesWritten = 0;
+  /** Whether this transaction wrote any page (early spills included), so commit must sync. */
+  private txnWrote = false;
+
+  private constructor(
+    readonly file: StorageFile,
+    readonly path: string,
+    status: MetaStatus,
+    options: PagerOptions,
+  ) {
+    this.meta = status.chosen;
+    this.metaStatus = status;
+    this.pageSize = status.chosen.pageSize;
+    this.fileId = status.chosen.fileId;
+    this.workingPageCount = status.chosen.pageCount;
+    this.cache = new PageCache(options.cachePages ?? DEFAULT_CACHE_PAGES);
+    this.source = (options.source ?? ((f) => new PreadSource(f)))(file);
+    this.spillBytes = options.spillBytes ?? DEFAULT_SPILL_BYTES;
+    this.freelistPages = this.loadFreelist();
+  }
+
+  /** Opens the page file at `path`, creating it (and syncing its directory) when missing or empty. */
+  static open(backend: StorageBackend, path: string, options: PagerOptions = {}): Pager {
+    const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
+    if (!isValidPageSize(pageSize)) {
+      throw new EmdbError(
+        "EMDB_INVALID_CONFIG",
+        `page size must be a power of two from ${MIN_PAGE_SIZE} to ${MAX_PAGE_SIZE}, got ${pageSize}`,
+      );
+    }
+    const file = backend.open(path, true);
+    try {
+      let status: MetaStatus;
+      if (isBlank(file)) {
+        status = {
+          chosen: create(file, pageSize, options.now ?? Date.now),
+          other: undefined,
+          otherError: "meta slot 1 is empty (new file)",
+        };
+        backend.syncDir(dirOf(path));
+      } else {
+        status = readMetas(file, path, pageSize);
+      }
+      return new Pager(file, path, status, options);
+    } catch (err) {
+      file.close();
+      throw err;
+    }
+  }
+
+  /** Page count including pages allocated by the open transaction. */
+  get pageCount(): number {
+    return this.workingPageCount;
+  }
+
+  get inTransaction(): boolean {
+    return this.txn !== undefined;
+  }
+
+  /** The generation the open transaction will commit as. */
+  get nextGeneration(): number {
+    return this.meta.generation + 1;
+  }
+
+  private usable(): void {
+    if (this.closed) throw new EmdbError("EMDB_CLOSED", "the page file is closed");
+    if (this.broken !== undefined) {
+      throw new EmdbError(
+        "EMDB_IO",
+        "a commit failed while writing the meta page; reopen the page file",
+        { cause: this.broken, file: this.path },
+      );
+    }
+  }
+
+  private outOfRange(id: number, from: number | undefined): EmdbError {
+    return corrupted(
+      `page id ${id} out of range (page count ${this.workingPageCount})`,
+      from ?? id * this.pageSize,
+      this.path,
+    );
+  }
+
+  /**
+   * A verified page. `from` is the file offset of the link that named `id`, reported when
+   * the id is out of range. The buffer is shared: never write into it.
+   */
+  read(id: PageId, type: PageType | undefined, from?: number): Buffer {
+    this.usable();
+    if (!(id >= 2 && id < this.workingPageCount)) throw this.outOfRange(id, from);
+    const known = this.dirty.get(id) ?? this.cache.get(id);
+    if (known !== undefined) {
+      if (type !== undefined && known[4] !== type) {
+        verifyPage(known, id, type, id * this.pageSize, this.path);
+      }
+      return known;
+    }
+    const fresh = this.readFromFile(id, type);
+    // A mapped view could change under a caller once the id is reused: keep a private copy.
+    const page = this.source.returnsViews ? Buffer.from(fresh) : fresh;
+    this.cache.set(id, page);
+    return page;
+  }
+
+  /**
+   * Verified pages for a full scan: runs of adjacent ids are read with one call, and the
+   * pages are not put in the cache (a scan of the whole file would only evict the hot
+   * pages). Returned buffers are valid until the next write.
+   */
+  readMany(ids: readonly PageId[], type: PageType, from?: number): Buffer[] {
+    this.usable();
+    const P = this.pageSize;
+    const out = new Array<Buffer>(ids.length);
+    let i = 0;
+    while (i < ids.length) {
+      const id = ids[i]!;
+      if (id < 2 || id >= this.workingPageCount) throw this.outOfRange(id, from);
+      const known = this.dirty.get(id) ?? this.cache.get(id);
+      if (known !== undefined) {
+        if (known[4] !== type) verifyPage(known, id, type, id * P, this.path);
+        out[i++] = known;
+        continue;
+      }
+      let j = i + 1;
+      while (
+        j < ids.length &&
+        ids[j] === id + (j - i) &&
+        (j - i + 1) * P <= MAX_WRITE_BYTES &&
+        ids[j]! < this.workingPageCount &&
+        !this.dirty.has(ids[j]!)
+      ) {
+        j++;
+      }
+      const bytes = this.source.read(id * P, (j - i) * P);
+      for (let k = i; k < j; k++) {
+        const pid = ids[k]!;
+        const at = (k - i) * P;
+        if (bytes.length < at + P) {
+          throw corrupted(`page ${pid} lies beyond the end of the file`, pid * P, this.path);
+        }
+        const page = bytes.subarray(at, at + P);
+        verifyPage(page, pid, type, pid * P, this.path);
+        out[k] = page;
+      }
+      i = j;
+    }
+    return out;
+  }
+
+  private readFromFile(id: number, type: PageType | undefined): Buffer {
+    const offset = id * this.pageSize;
+    const page = this.source.read(offset, this.pageSize);
+    if (page.length < this.pageSize) {
+      throw corrupted(`page ${id} lies beyond the end of the file`, offset, this.path);
+    }
+    verifyPage(page, id as PageId, type, offset, this.path);
+    return page;
+  }
+
+  private beginTxn(): void {
+    if (this.txn !== undefined) return;
+    this.usable();
+    this.txn = {
+      free: this.freeSet.snapshot(),
+      pending: new Set(this.pending),
+      pageCount: this.workingPageCount,
+    };
+  }
+
+  private claimFresh(id: number): PageId {
+    this.txnAllocated.add(id);
+    this.cache.delete(id as PageId);
+    return id as PageId;
+  }
+
+  /** A page id for this transaction: the lowest free id, else a new page at the end. */
+  allocate(): PageId {
+    this.beginTxn();
+    return this.claimFresh(this.freeSet.pop() ?? this.workingPageCount++);
+  }
+
+  /**
+   * `n` adjacent page ids (an overflow chain then reads with one call); returns the first.
+   * Takes the lowest free run of that length, else extends the file, unless `extend` is
+   * false: then it returns undefined and allocates nothing.
+   */
+  allocateRun(n: number, extend = true): PageId | undefined {
+    this.beginTxn();
+    let first = this.freeSet.takeRun(n);
+    if (first === undefined) {
+      if (!extend) return undefined;
+      first = this.workingPageCount;
+      this.workingPageCount += n;
+    }
+    for (let k = 0; k < n; k++) this.claimFresh(first + k);
+    return first as PageId;
+  }
+
+  /** Gives a page back. Pages the durable meta reaches stay untouched until released. */
+  free(id: PageId): void {
+    this.beginTxn();
+    if (id < 2 || id >= this.workingPageCount) {
+      throw new Error(`internal: freeing page ${id} outside the file`);
+    }
+    if (this.txnAllocated.delete(id)) {
+      this.dirty.delete(id);
+      this.cache.delete(id);
+      this.freeSet.add(id);
+      return;
+    }
+    if (this.txnFreed.has(id) || this.pending.has(id) || this.freeSet.has(id)) {
+      throw new Error(`internal: page ${id} freed twice`);
+    }
+    this.txnFreed.add(id);
+  }
+
+  /**
+   * Stages a page of this transaction. The header's generation and checksum are stamped
+   * here; the buffer must not be modified afterwards.
+   */
+  write(id: PageId, page: Buffer): void {
+    this.usable();
+    if (!this.txnAllocated.has(id)) {
+      throw new Error(`internal: page ${id} written without being allocated in this transaction`);
+    }
+    if (page.length !== this.pageSize) throw new Error("internal: page buffer of the wrong size");
+    sealPage(page, id, this.nextGeneration);
+    this.dirty.set(id, page);
+    this.cache.delete(id);
+    if (this.dirty.size * this.pageSize >= this.spillBytes) this.flushDirty();
+  }
+
+  /** Writes the dirty pages, adjacent ones in one call; they stay readable through the cache. */
+  private flushDirty(): number {
+    if (this.dirty.size === 0) return 0;
+    const P = this.pageSize;
+    const ids = [...this.dirty.keys()].sort((a, b) => a - b);
+    const perWrite = Math.max(1, Math.floor(MAX_WRITE_BYTES / P));
+    let i = 0;
+    while (i < ids.length) {
+      let j = i + 1;
+      while (j < ids.length && ids[j] === ids[i]! + (j - i) && j - i < perWrite) j++;
+      const first = ids[i]!;
+      if (j - i === 1) {
+        this.file.write(this.dirty.get(first)!, 0, P, first * P);
+      } else {
+        const run = Buffer.allocUnsafe((j - i) * P);
+        for (let k = i; k < j; k++) this.dirty.get(ids[k]!)!.copy(run, (k - i) * P);
+        this.file.write(run, 0, run.length, first * P);
+      }
+      i = j;
+    }
+    for (const id of ids) this.cache.set(id as PageId, this.dirty.get(id)!);
+    this.pagesWritten += ids.length;
+    this.txnWrote = true;
+    this.dirty.clear();
+    this.source.invalidate();
+    return ids.length;
+  }
+
+  /** Makes the open transaction durable as generation + 1 (see the file comment). */
+  commit(fields: CommitFields): Meta {
+    this.usable();
+    const { root, entryCount, lastTxId } = fields;
+    if (root !== NO_PAGE && (!Number.isSafeInteger(root) || root < 2 || root >= this.pageCount)) {
+      throw new RangeError(`commit: root ${root} out of range`);
+    }
+    for (const [name, v] of [
+      ["entryCount", entryCount],
+      ["lastTxId", lastTxId],
+    ] as const) {
+      if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`commit: bad ${name} ${v}`);
+    }
+    this.beginTxn();
+    const generation = this.nextGeneration;
+    let next: Meta;
+    let newFreelist: PageId[];
+    try {
+      // The old free-list pages are reachable from the durable meta: pending, like tree pages.
+      for (const id of this.freelistPages) this.txnFreed.add(id);
+      this.workingPageCount = this.freeSet.trimTail(this.workingPageCount);
+      const pendingAsc = [...this.pending, ...this.txnFreed].sort((a, b) => a - b);
+      const pendingRuns = toRuns(pendingAsc, true);
+      const perPage = runsPerPage(this.pageSize);
+      newFreelist = [];
+      let freeAsc = this.freeSet.ascending();
+      // Taking the lowest free id never adds a run, so this settles after a few rounds.
+      while (newFreelist.length < Math.ceil((countRuns(freeAsc) + pendingRuns.length) / perPage)) {
+        newFreelist.push(this.allocate());
+        freeAsc = this.freeSet.ascending();
+      }
+      const runs: Run[] = [...toRuns(freeAsc, false), ...pendingRuns];
+      for (let k = 0; k < newFreelist.length; k++) {
+        const chunk = runs.slice(k * perPage, (k + 1) * perPage);
+        const link = newFreelist[k + 1] ?? NO_PAGE;
+        this.write(newFreelist[k]!, encodeFreelistPage(this.pageSize, chunk, link));
+      }
+      next = {
+        pageSize: this.pageSize,
+        fileId: this.fileId,
+        generation,
+        root,
+        pageCount: this.workingPageCount,
+        freelistRoot: newFreelist[0] ?? NO_PAGE,
+        freePageCount: freeAsc.length + pendingAsc.length,
+        lastTxId,
+        entryCount,
+        createdAt: this.meta.createdAt,
+      };
+      this.flushDirty();
+      this.failpoint?.("commit:pages-written");
+      if (this.txnWrote) this.file.sync();
+      this.failpoint?.("commit:pages-synced");
+    } catch (err) {
+      this.rollback();
+      throw err;
+    }
+    try {
+      const bytes = encodeMeta(next);
+      this.file.write(bytes, 0, bytes.length, metaSlot(generation) * this.pageSize);
+      this.failpoint?.("commit:meta-written");
+      this.file.sync();
+      this.failpoint?.("commit:meta-synced");
+    } catch (err) {
+      this.broken = err;
+      throw err;
+    }
+    const previous = this.meta;
+    this.meta = next;
+    this.metaStatus = { chosen: next, other: previous };
+    for (const id of this.txnFreed) this.pending.add(id);
+    this.txnFreed = new Set();
+    this.txnAllocated.clear();
+    this.txn = undefined;
+    this.txnWrote = false;
+    this.freelistPages = newFreelist;
+    this.trimFile();
+    return next;
+  }
+
+  /** Drops the file tail past the page count (free pages the commit gave back). */
+  private trimFile(): void {
+    const want = this.meta.pageCount * this.pageSize;
+    try {
+      if (this.file.size() > want) {
+        this.file.truncate(want);
+        this.source.invalidate();
+      }
+    } catch {
+      // The tail holds nothing either meta needs; the next commit tries again.
+    }
+  }
+
+  /** Forgets everything since the last commit. Pages already written early are simply free. */
+  rollback(): void {
+    const t = this.txn;
+    if (t === undefined) return;
+    for (const id of this.txnAllocated) this.cache.delete(id as PageId);
+    this.dirty.clear();
+    this.freeSet.restore(t.free);
+    this.pending = t.pending;
+    this.workingPageCount = t.pageCount;
+    this.txnFreed = new Set();
+    this.txnAllocated.clear();
+    this.txn = undefined;
+    this.txnWrote = false;
+  }
+
+  /**
+   * Makes the pages freed by durable commits reusable. Call only when falling back to any
+   * meta older than the current durable one is no longer legitimate.
+   */
+  releasePending(): void {
+    this.usable();
+    if (this.pending.size === 0) return;
+    this.freeSet.addAll(this.pending);
+    this.pending = new Set();
+  }
+
+  stats(): PagerStats {
+    return {
+      pageSize: this.pageSize,
+      pageCount: this.workingPageCount,
+      freePages: this.freeSet.size,
+      pendingPages: this.pending.size + this.txnFreed.size,
+      fileBytes: this.file.size(),
+      generation: this.meta.generation,
+      cacheHits: this.cache.hits,
+      cacheMisses: this.cache.misses,
+      pagesWritten: this.pagesWritten,
+    };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.rollback();
+    this.closed = true;
+    this.cache.clear();
+    this.file.close();
+  }
+
+  private loadFreelist(): PageId[] {
+    const m = this.meta;
+    const P = this.pageSize;
+    const chain: PageId[] = [];
+    const inChain = new Set<number>();
+    const listed = new Set<number>();
+    const free: number[] = [];
+    let id = m.freelistRoot;
+    let from = metaSlot(m.generation) * P + 56;
+    while (id !== NO_PAGE) {
+      if (id < 2 || id >= m.pageCount || inChain.has(id) || listed.has(id)) {
+        throw corrupted(
+          `free-list link to page ${id} is invalid or forms a cycle`,
+          from,
+          this.path,
+        );
+      }
+      chain.push(id as PageId);
+      inChain.add(id);
+      const page = this.readFromFile(id, PageType.FreeList);
+      const { next, runs } = decodeFreelistPage(page, id * P, this.path);
+      for (const r of runs) {
+        if (r.start < 2 || r.start + r.length > m.pageCount) {
+          throw corrupted(`free-list run ${r.start}+${r.length} out of range`, id * P, this.path);
+        }
+        for (let p = r.start; p < r.start + r.length; p++) {
+          if (listed.has(p) || inChain.has(p)) {
+            throw corrupted(`page ${p} listed twice in the free-list`, id * P, this.path);
+          }
+          listed.add(p);
+          if (r.pending) this.pending.add(p);
+          else free.push(p);
+        }
+      }
+      from = id * P + 16;
+      id = next;
+    }
+    for (const p of chain) {
+      if (listed.has(p)) throw corrupted(`free-list page ${p} lists itself`, p * P, this.path);
+    }
+    if (listed.size !== m.freePageCount) {
+      throw corrupted(
+        `free-list holds ${listed.size} pages, the meta says ${m.freePageCount}`,
+        metaSlot(m.generation) * P + 64,
+        this.path,
+      );
+    }
+    this.freeSet.addAll(free);
+    return chain;
+  }
+
+  /**
+   * Consistency check of the last commit, as a reopen would see it: every page below the
+   * page count is exactly one of meta, free-list page, free, pending, or claimed by the tree
+   * walker (exactly once); every page read verifies. Returns the problems found.
+   */
+  check(walkTree?: (visitor: PageVisitor) => void): string[] {
+    this.usable();
+    const problems: string[] = [];
+    const m = this.meta;
+    const owner = new Uint8Array(m.pageCount);
+    const claim = (id: number, code: number, what: string): boolean => {
+      if (!Number.isSafeInteger(id) || id < 2 || id >= m.pageCount) {
+        problems.push(`${what}: page ${id} out of range (page count ${m.pageCount})`);
+        return false;
+      }
+      if (owner[id] !== 0) {
+        problems.push(`${what}: page ${id} already belongs to ${OWNER_NAMES[owner[id]!]}`);
+        return false;
+      }
+      owner[id] = code;
+      return true;
+    };
+    owner[0] = 1;
+    owner[1] = 1;
+    const read = (id: number, type: PageType | undefined): Buffer | undefined => {
+      try {
+        const page = this.readFromFile(id, type);
+        const g = pageGeneration(page);
+        if (g > m.generation) {
+          problems.push(`page ${id} claims generation ${g}, newer than the meta's ${m.generation}`);
+        }
+        return page;
+      } catch (err) {
+        problems.push(err instanceof Error ? err.message : String(err));
+        return undefined;
+      }
+    };
+    const listedFree: number[] = [];
+    const listedPending: number[] = [];
+    const chain: number[] = [];
+    for (let id = m.freelistRoot; id !== NO_PAGE; ) {
+      if (!claim(id, 2, "free-list chain")) break;
+      chain.push(id);
+      const page = read(id, PageType.FreeList);
+      if (page === undefined) break;
+      try {
+        const { next, runs } = decodeFreelistPage(page, id * this.pageSize, this.path);
+        for (const r of runs) {
+          for (let p = r.start; p < r.start + r.length; p++) {
+            if (claim(p, r.pending ? 4 : 3, "free-list entry")) {
+              (r.pending ? listedPending : listedFree).push(p);
+            }
+          }
+        }
+        id = next;
+      } catch (err) {
+        problems.push(err instanceof Error ? err.message : String(err));
+        break;
+      }
+    }
+    if (listedFree.length + listedPending.length !== m.freePageCount) {
+      problems.push(
+        `free-list lists ${listedFree.length + listedPending.length} pages, meta says ${m.freePageCount}`,
+      );
+    }
+    walkTree?.({
+      meta: m,
+      pageSize: this.pageSize,
+      claim: (id, what) => claim(id, 5, what),
+      problem: (message) => problems.push(message),
+      read,
+    });
+    const leaked: number[] = [];
+    for (let id = 2; id < m.pageCount; id++) if (owner[id] === 0) leaked.push(id);
+    if (leaked.length > 0) {
+      problems.push(
+        `${leaked.length} page(s) leaked (neither reachable nor free): ${leaked.slice(0, 20).join(", ")}${leaked.length > 20 ? ", …" : ""}`,
+      );
+    }
+    if (this.txn === undefined) {
+      const same = (a: readonly number[], b: readonly number[]) =>
+        a.length === b.length && a.every((x, i) => x === b[i]);
+      // releasePending() moves ids from pending to free without a commit, so compare the
+      // union, and require only that what memory still holds back is pending on disk.
+      const asc = (a: number[]) => a.sort((x, y) => x - y);
+      const mem = asc([...this.freeSet.ascending(), ...this.pending]);
+      if (!same(mem, asc([...listedFree, ...listedPending]))) {
+        problems.push("in-memory free and pending ids differ from the free-list on disk");
+      }
+      const onDisk = new Set(listedPending);
+      if (![...this.pending].every((id) => onDisk.has(id))) {
+        problems.push("in-memory pending ids are not all pending on disk");
+      }
+      if (!same(this.freelistPages, chain)) problems.push("in-memory free-list chain differs");
+      if (this.workingPageCount !== m.pageCount) problems.push("in-memory page count differs");
+    }
+    return problems;
+  }
+}
+
+function isBlank(file: StorageFile): boolean {
+  const size = file.size();
+  if (size === 0) return true;
+  // A crash while creating the file can leave it extended but zero-filled; no real page
+  // file is all zeros (its meta has a magic), so such a file is treated as new.
+  if (size > 2 * MAX_PAGE_SIZE) return false;
+  const bytes = Buffer.alloc(size);
+  file.read(bytes, 0, size, 0);
+  return bytes.every((b) => b === 0);
+}
+
+function create(file: StorageFile, pageSize: number, now: () => number): Meta {
+  const meta: Meta = {
+    pageSize,
+    fileId: randomBytes(16),
+    generation: 0,
+    root: NO_PAGE,
+    pageCount: 2,
+    freelistRoot: NO_PAGE,
+    freePageCount: 0,
+    lastTxId: 0,
+    entryCount: 0,
+    createdAt: Math.max(0, Math.floor(now())),
+  };
+  const both = Buffer.alloc(2 * pageSize);
+  encodeMeta(meta).copy(both, 0);
+  file.truncate(0);
+  file.write(both, 0, both.length, 0);
+  file.sync();
+  return meta;
+}
+
+function readAt(file: StorageFile, position: number, length: number): Buffer {
+  const buf = Buffer.alloc(length);
+  const n = file.read(buf, 0, length, position);
+  return buf.subarray(0, n);
+}
+
+function readMetas(file: StorageFile, path: string, preferredPageSize: number): MetaStatus {
+  const a = decodeMeta(readAt(file, 0, META_BYTES), 0);
+  let b: ReturnType<typeof decodeMeta> | undefined;
+  let bOffset = 0;
+  if (a.ok) {
+    bOffset = a.meta.pageSize;
+    b = decodeMeta(readAt(file, bOffset, META_BYTES), 1);
+    if (b.ok && b.meta.pageSize !== a.meta.pageSize) {
+      b = { ok: false, kind: "corrupt", reason: "meta slot 1 disagrees on the page size", at: 12 };
+    } else if (b.ok && !b.meta.fileId.equals(a.meta.fileId)) {
+      b = { ok: false, kind: "corrupt", reason: "meta slot 1 has another file id", at: 16 };
+    }
+  } else {
+    const sizes = [preferredPageSize, DEFAULT_PAGE_SIZE];
+    for (let s = MIN_PAGE_SIZE; s <= MAX_PAGE_SIZE; s *= 2) sizes.push(s);
+    for (const size of new Set(sizes)) {
+      const r = decodeMeta(readAt(file, size, META_BYTES), 1);
+      if (r.ok && r.meta.pageSize !== size) continue;
+      if (b === undefined || r.ok) {
+        b = r;
+        bOffset = size;
+      }
+      if (r.ok) break;
+    }
+  }
+  if (b === undefined) throw new Error("unreachable");
+  if (a.ok && b.ok) {
+    const [chosen, other] =
+      a.meta.generation > b.meta.generation ? [a.meta, b.meta] : [b.meta, a.meta];
+    return { chosen, other };
+  }
+  if (a.ok && !b.ok) return { chosen: a.meta, other: undefined, otherError: b.reason };
+  if (b.ok && !a.ok) return { chosen: b.meta, other: undefined, otherError: a.reason };
+  if (a.ok || b.ok) throw new Error("unreachable");
+  const reasons = `${a.reason}; ${b.reason}`;
+  if (a.kind === "version" || b.kind === "version") {
+    throw new EmdbError("EMDB_VERSION_MISMATCH", reasons, {
+      file: path,
+      offset: a.kind === "version" ? a.at : bOffset + b.at,
+    });
+  }
+  const hasMagic = (at: number) => readAt(file, at, 8).equals(META_MAGIC);
+  if (!hasMagic(0) && !hasMagic(bOffset)) {
+    throw new EmdbError("EMDB_MAGIC_MISMATCH", reasons, { file: path, offset: 0 });
+  }
+  throw corrupted(`both meta pages are invalid: ${reasons}`, a.at, path);
+}
