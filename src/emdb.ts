@@ -5,7 +5,7 @@
  */
 import { EmdbBuilder, type EmdbConfig } from "./builder.js";
 import { Core } from "./core.js";
-import { EmdbError } from "./errors.js";
+import { FileStore } from "./file-store.js";
 import type { FlushPolicy } from "./flush-policy.js";
 import { Focus } from "./focus.js";
 import { groupBounds, validatePath } from "./groups.js";
@@ -19,7 +19,7 @@ import {
   keyHash,
   type Value,
 } from "./keys.js";
-import { MemoryPersistence } from "./persistence.js";
+import { MemoryPersistence, type PersistenceStats } from "./persistence.js";
 import { SHARD_COUNT, Timed } from "./shards/keyspace.js";
 import { Transaction } from "./transaction.js";
 import { resolveExpiry, Ttl } from "./ttl/ttl.js";
@@ -50,6 +50,11 @@ export interface EmdbStats {
   storage: "memory" | "file";
   path: string | undefined;
   flushPolicy: FlushPolicy["kind"];
+  /**
+   * For file-backed databases: how pages are read ("mmap" or "pread"), page size and count,
+   * free pages, page-file and WAL sizes in bytes, checkpoint generation, dirty keys.
+   */
+  disk: PersistenceStats | undefined;
 }
 
 type Options = RangeOptions | undefined;
@@ -59,14 +64,27 @@ export class Emdb implements Disposable {
   private readonly config: EmdbConfig;
 
   private constructor(config: EmdbConfig) {
-    if (config.path !== undefined) {
-      throw new EmdbError(
-        "EMDB_NOT_SUPPORTED",
-        "file-backed databases are not available in this version yet; build without a path for an in-memory database",
-      );
-    }
     this.config = config;
     this.core = new Core(new MemoryPersistence(), config.clock, config.defaultTtlMs, config.path);
+    if (config.path !== undefined) {
+      const store = FileStore.open(
+        {
+          path: config.path,
+          flushPolicy: config.flushPolicy,
+          useMmap: config.useMmap,
+          pageSize: config.pageSize,
+          cachePages: config.cachePages,
+          checkpointBytes: config.checkpointBytes,
+          clock: config.clock,
+          onProgress: config.onProgress,
+        },
+        this.core.ks,
+      );
+      this.core.persistence = store;
+      this.core.lastTxId = store.lastTxId;
+      // Expired entries found at open are dropped (and logged) before anyone can see them.
+      this.core.sweep();
+    }
   }
 
   /** A builder for every option: `Emdb.builder().path("app.emdb").build()`. */
@@ -344,6 +362,7 @@ export class Emdb implements Disposable {
       storage: core.persistence.durable ? "file" : "memory",
       path: this.config.path,
       flushPolicy: this.config.flushPolicy.kind,
+      disk: core.persistence.durable ? core.persistence.stats() : undefined,
     };
   }
 

@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { describe, test } from "node:test";
 import { Emdb, EmdbError, everyN, FlushPolicy, manual, onEachWrite } from "../src/index.js";
 
@@ -57,8 +60,22 @@ describe("builder options", () => {
     assert.equal(db.path(), undefined);
   });
 
-  test("a path never silently falls back to memory while file storage is unavailable", () => {
-    assert.throws(() => Emdb.builder().path("x.emdb").build(), { code: "EMDB_NOT_SUPPORTED" });
-    assert.throws(() => Emdb.open("x.emdb"), { code: "EMDB_NOT_SUPPORTED" });
+  test("a builder with a path builds a file-backed database", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "emdb-builder-"));
+    try {
+      const db = Emdb.builder().path(path.join(dir, "x.emdb")).build();
+      assert.equal(db.stats().storage, "file");
+      db.close();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("pageSize, cacheSize and checkpointThreshold are validated", () => {
+    for (const bad of [0, 256, 1000, 131072])
+      assert.throws(() => Emdb.builder().pageSize(bad), invalidConfig);
+    assert.throws(() => Emdb.builder().cacheSize(1), invalidConfig);
+    assert.throws(() => Emdb.builder().checkpointThreshold(0), invalidConfig);
+    assert.throws(() => Emdb.builder().onProgress(5 as never), TypeError);
   });
 });

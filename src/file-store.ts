@@ -1,0 +1,453 @@
+/**
+ * Durable storage under the keyspace: the page file (copy-on-write B+tree), the WAL
+ * sidecar, the lock, checkpoints, recovery and compaction. See docs/design.md for the
+ * formats and the crash points.
+ *
+ * Write path: the record is appended to the WAL buffer and synced as the flush policy says
+ * *before* memory changes (Core applies it after this returns). Checkpoints run in
+ * `settle()`, after memory has the write, at batch boundaries only.
+ *
+ * Checkpoint: the dirty keys, sorted, are applied copy-on-write to the tree; pages are
+ * written and synced; the other meta slot is written and synced; the WAL is reset to
+ * "empty, follows this generation"; only then may the pages freed by this checkpoint be
+ * reused (the previous meta still reached them until the WAL stopped pointing at it).
+ */
+
+import { BTree, type Change } from "./btree/tree.js";
+import type { ProgressListener } from "./builder.js";
+import { EmdbError } from "./errors.js";
+import { failpoint } from "./failpoints.js";
+import type { FlushPolicy } from "./flush-policy.js";
+import { hashInternalKey } from "./keys.js";
+import { dirOf, FileBackend, type StorageBackend, type StorageFile } from "./pager/backend.js";
+import { acquireLock, type FileLock } from "./pager/lock.js";
+import { MmapSource } from "./pager/mmap-source.js";
+import { PreadSource } from "./pager/page-source.js";
+import { Pager } from "./pager/pager.js";
+import type { LoggedOp, Persistence, PersistenceStats } from "./persistence.js";
+import { type Entry, type Keyspace, Timed } from "./shards/keyspace.js";
+import type { Clock } from "./ttl/ttl.js";
+import { replayWal, type WalOp } from "./wal/replay.js";
+import { WalWriter } from "./wal/writer.js";
+
+export interface FileStoreOptions {
+  readonly path: string;
+  readonly flushPolicy: FlushPolicy;
+  readonly useMmap: boolean;
+  readonly pageSize: number;
+  readonly cachePages: number;
+  readonly checkpointBytes: number;
+  readonly clock: Clock;
+  readonly onProgress?: ProgressListener | undefined;
+  /** Tests inject a MemoryBackend; real databases use files. */
+  readonly backend?: StorageBackend;
+}
+
+export class FileStore implements Persistence {
+  readonly durable = true;
+  private readonly walPath: string;
+  private pager: Pager;
+  private tree: BTree;
+  private wal: WalWriter;
+  private lock: FileLock | undefined;
+  private readonly dirty = new Set<string>();
+  private cleared = false;
+  private unsyncedWrites = 0;
+  private broken: unknown;
+  lastTxId = 0;
+
+  private constructor(
+    private readonly opts: FileStoreOptions,
+    private readonly backend: StorageBackend,
+    private readonly ks: Keyspace,
+    pager: Pager,
+    wal: WalWriter,
+    lock: FileLock | undefined,
+  ) {
+    this.walPath = `${opts.path}.wal`;
+    this.pager = pager;
+    this.tree = new BTree(pager);
+    this.wal = wal;
+    this.lock = lock;
+    this.wireFailpoints();
+  }
+
+  /**
+   * Opens (or creates) the database at `opts.path` and loads it into `ks`: the newest valid
+   * meta's tree, then the WAL records that follow that checkpoint.
+   */
+  static open(opts: FileStoreOptions, ks: Keyspace): FileStore {
+    const backend = opts.backend ?? new FileBackend();
+    const lock = opts.backend === undefined ? acquireLock(opts.path) : undefined;
+    let pager: Pager | undefined;
+    try {
+      pager = openPager(backend, opts);
+      loadTree(new BTree(pager), ks);
+      const walPath = `${opts.path}.wal`;
+      const generation = pager.meta.generation;
+      const replayed: WalOp[] = [];
+      const result = replayWal(backend, walPath, { fileId: pager.fileId, generation }, (op) =>
+        replayed.push(op),
+      );
+      let wal: WalWriter;
+      switch (result.status) {
+        case "ok":
+          wal = WalWriter.openAt(backend, walPath, result);
+          break;
+        case "newer-generation":
+          // The WAL is only reset to generation G after meta G is durable: meta G existed
+          // and is now unreadable. Falling back to older data would lose committed writes.
+          throw new EmdbError(
+            "EMDB_CORRUPTED",
+            `the WAL follows checkpoint ${result.header?.generation} but the newest readable meta page is ${generation}: ${pager.metaStatus.otherError ?? "the newer meta page is damaged"}`,
+            { file: opts.path, offset: 0 },
+          );
+        case "foreign":
+          if (result.records > 0) {
+            throw new EmdbError(
+              "EMDB_CORRUPTED",
+              "the WAL sidecar belongs to another page file and holds records; it is never replayed into this one. Move it away to open the database",
+              { file: walPath, offset: 0 },
+            );
+          }
+          wal = WalWriter.create(backend, walPath, pager.fileId, generation);
+          break;
+        default:
+          // missing, empty-unbound, older-generation: nothing in it follows this checkpoint.
+          wal = WalWriter.create(backend, walPath, pager.fileId, generation);
+      }
+      const store = new FileStore(opts, backend, ks, pager, wal, lock);
+      store.lastTxId = Math.max(pager.meta.lastTxId, result.maxTxId);
+      for (const op of replayed) store.replay(op);
+      return store;
+    } catch (err) {
+      pager?.close();
+      lock?.release();
+      throw err;
+    }
+  }
+
+  private wireFailpoints(): void {
+    this.pager.failpoint = failpoint;
+    this.wal.failpoint = failpoint;
+  }
+
+  private replay(op: WalOp): void {
+    const ks = this.ks;
+    const one = (o: Exclude<WalOp, { kind: "batch" }>) => {
+      if (o.kind === "put") {
+        const k = o.key;
+        ks.set(
+          k,
+          hashInternalKey(k),
+          Buffer.from(o.value),
+          o.expiresAt === 0 ? undefined : o.expiresAt,
+        );
+        this.dirty.add(k);
+      } else if (o.kind === "delete") {
+        const k = o.key;
+        ks.delete(k, hashInternalKey(k));
+        this.dirty.add(k);
+      } else {
+        ks.clear();
+        this.dirty.clear();
+        this.cleared = true;
+      }
+    };
+    if (op.kind === "batch") {
+      for (const o of op.ops) one(o);
+      this.lastTxId = Math.max(this.lastTxId, op.txId);
+    } else {
+      one(op);
+    }
+  }
+
+  // ---- write path ------------------------------------------------------------------------
+
+  private guard(): void {
+    if (this.broken !== undefined) {
+      throw new EmdbError(
+        "EMDB_IO",
+        "an earlier write or checkpoint failed; the database refuses writes until it is reopened",
+        { file: this.opts.path, cause: this.broken },
+      );
+    }
+  }
+
+  /** Makes the just-logged write as durable as the flush policy promises. */
+  private acknowledge(): void {
+    const policy = this.opts.flushPolicy;
+    try {
+      if (policy.kind === "onEachWrite") {
+        this.wal.sync();
+      } else if (policy.kind === "everyN") {
+        if (++this.unsyncedWrites >= policy.n) {
+          this.wal.sync();
+          this.unsyncedWrites = 0;
+        }
+      }
+    } catch (err) {
+      this.broken = err;
+      throw err;
+    }
+  }
+
+  put(key: string, value: Buffer, expiresAt: number): void {
+    this.guard();
+    this.wal.appendPut(key, value, expiresAt);
+    this.dirty.add(key);
+    this.acknowledge();
+  }
+
+  delete(key: string): void {
+    this.guard();
+    this.wal.appendDelete(key);
+    this.dirty.add(key);
+    this.acknowledge();
+  }
+
+  clear(): void {
+    this.guard();
+    this.wal.appendClear();
+    this.dirty.clear();
+    this.cleared = true;
+    this.acknowledge();
+  }
+
+  batch(txId: number, ops: readonly LoggedOp[]): void {
+    this.guard();
+    const wal = this.wal;
+    wal.appendBatchBegin(txId, ops.length);
+    for (const op of ops) {
+      if (op.kind === "put") wal.appendPut(op.key, op.value, op.expiresAt);
+      else wal.appendDelete(op.key);
+    }
+    wal.appendBatchEnd(txId, ops.length);
+    for (const op of ops) this.dirty.add(op.key);
+    this.lastTxId = txId;
+    this.acknowledge();
+  }
+
+  expired(keys: readonly string[]): void {
+    if (this.broken !== undefined) return;
+    // Logged like removes but not acknowledged writes: losing them in a crash only means
+    // they are swept again at the next open.
+    for (const k of keys) {
+      this.wal.appendDelete(k);
+      this.dirty.add(k);
+    }
+  }
+
+  settle(): void {
+    if (this.broken === undefined && this.wal.size >= this.opts.checkpointBytes) this.checkpoint();
+  }
+
+  // ---- checkpoint ------------------------------------------------------------------------
+
+  /** Writes every change since the last checkpoint into the tree and empties the WAL. */
+  checkpoint(): void {
+    this.guard();
+    if (this.dirty.size === 0 && !this.cleared) {
+      // Nothing changed the tree; make sure any logged bytes are durable anyway.
+      if (this.wal.bufferedBytes > 0 || this.unsyncedWrites > 0) this.wal.sync();
+      this.unsyncedWrites = 0;
+      return;
+    }
+    try {
+      failpoint("checkpoint:before");
+      const now = this.opts.clock();
+      const keys = [...this.dirty].sort();
+      const changes: Change[] = new Array(keys.length);
+      for (let i = 0; i < keys.length; i++) {
+        const k = keys[i]!;
+        const e: Entry | undefined = this.ks.shard(hashInternalKey(k)).get(k);
+        const key = Buffer.from(k, "latin1");
+        if (e === undefined || (e instanceof Timed && e.expiresAt <= now)) {
+          changes[i] = { key, value: undefined, expiresAt: 0 };
+        } else if (e instanceof Timed) {
+          changes[i] = { key, value: e.value, expiresAt: e.expiresAt };
+        } else {
+          changes[i] = { key, value: e, expiresAt: 0 };
+        }
+      }
+      const pager = this.pager;
+      this.tree.apply(changes, { clearFirst: this.cleared });
+      this.tree.commit(this.lastTxId);
+      this.wal.reset(pager.meta.generation);
+      failpoint("checkpoint:after-wal-reset");
+      pager.releasePending();
+      this.dirty.clear();
+      this.cleared = false;
+      this.unsyncedWrites = 0;
+    } catch (err) {
+      this.broken = err;
+      throw err;
+    }
+  }
+
+  flush(): void {
+    this.checkpoint();
+  }
+
+  /**
+   * Rewrites the whole database into `<path>.compact.tmp` with a bulk load (no free pages,
+   * no expired data), syncs it, renames it over the page file, syncs the directory, and
+   * binds a fresh WAL to it. A crash leaves either the old file (the temp file is ignored
+   * and removed at the next compaction) or the new one with an empty WAL.
+   */
+  compact(): void {
+    this.checkpoint();
+    const path = this.opts.path;
+    const tmp = `${path}.compact.tmp`;
+    const backend = this.backend;
+    try {
+      if (backend.exists(tmp)) backend.remove(tmp);
+      const next = Pager.open(backend, tmp, {
+        pageSize: this.pager.pageSize,
+        cachePages: this.opts.cachePages,
+        now: this.opts.clock,
+      });
+      try {
+        const tree = new BTree(next);
+        tree.apply(liveChanges(this.ks, this.opts.clock()));
+        tree.commit(this.lastTxId);
+      } finally {
+        next.close();
+      }
+      failpoint("compact:tmp-written");
+      backend.rename(tmp, path);
+      backend.syncDir(dirOf(path));
+      failpoint("compact:renamed");
+      this.pager.close();
+      this.pager = openPager(backend, this.opts);
+      this.tree = new BTree(this.pager);
+      this.wal.close();
+      this.wal = WalWriter.create(
+        backend,
+        this.walPath,
+        this.pager.fileId,
+        this.pager.meta.generation,
+      );
+      this.wireFailpoints();
+    } catch (err) {
+      this.broken = err;
+      throw err;
+    }
+  }
+
+  close(): void {
+    try {
+      if (this.broken === undefined) this.checkpoint();
+    } finally {
+      this.wal.close();
+      this.pager.close();
+      this.lock?.release();
+      this.lock = undefined;
+    }
+  }
+
+  stats(): PersistenceStats {
+    const p = this.pager.stats();
+    return {
+      storage: "file",
+      reads: mapped.has(this.pager) ? "mmap" : "pread",
+      pageSize: p.pageSize,
+      pageCount: p.pageCount,
+      freePages: p.freePages + p.pendingPages,
+      fileBytes: p.fileBytes,
+      walBytes: this.wal.size,
+      generation: p.generation,
+      dirtyKeys: this.dirty.size,
+    };
+  }
+
+  /**
+   * The page file is sound, and the tree plus the changes not yet checkpointed equal the
+   * keyspace.
+   */
+  check(): string[] {
+    const problems = this.tree.check();
+    if (problems.length > 0) return problems;
+    let inTree = 0;
+    const ks = this.ks;
+    if (this.cleared) {
+      // Every checkpointed key was cleared since: memory must hold only dirty keys.
+      for (const shard of ks.shards) for (const k of shard.keys()) if (!this.dirty.has(k)) inTree--;
+      if (inTree !== 0)
+        problems.push(`memory holds ${-inTree} keys that are neither checkpointed nor logged`);
+      return problems;
+    }
+    this.tree.forEach((key, value, expiresAt) => {
+      const k = key.toString("latin1");
+      if (this.dirty.has(k)) return;
+      inTree++;
+      const e = ks.shard(hashInternalKey(k)).get(k);
+      if (e === undefined) {
+        problems.push(`tree holds ${JSON.stringify(k)} but memory does not`);
+        return;
+      }
+      const v = e instanceof Timed ? e.value : e;
+      const at = e instanceof Timed ? e.expiresAt : 0;
+      if (!v.equals(value) || at !== expiresAt)
+        problems.push(`tree and memory differ for ${JSON.stringify(k)}`);
+    });
+    let cleanInMemory = 0;
+    for (const shard of ks.shards)
+      for (const k of shard.keys()) if (!this.dirty.has(k)) cleanInMemory++;
+    if (cleanInMemory !== inTree) {
+      problems.push(`memory holds ${cleanInMemory} checkpointed keys but the tree holds ${inTree}`);
+    }
+    return problems;
+  }
+}
+
+/** Pagers whose reads go through a memory map (for `stats()`). */
+const mapped = new WeakSet<Pager>();
+
+function openPager(backend: StorageBackend, opts: FileStoreOptions): Pager {
+  let viaMmap = false;
+  const pager = Pager.open(backend, opts.path, {
+    pageSize: opts.pageSize,
+    cachePages: opts.cachePages,
+    now: opts.clock,
+    ...(opts.useMmap
+      ? {
+          source: (file: StorageFile) => {
+            const m = MmapSource.open(file);
+            viaMmap = m !== undefined;
+            return m ?? new PreadSource(file);
+          },
+        }
+      : {}),
+  });
+  if (viaMmap) mapped.add(pager);
+  return pager;
+}
+
+/** Fills an empty keyspace from the tree: keys arrive sorted, so this is O(n). */
+function loadTree(tree: BTree, ks: Keyspace): void {
+  const keys: string[] = [];
+  const entries: Entry[] = [];
+  tree.forEach((key, value, expiresAt) => {
+    keys.push(key.toString("latin1"));
+    const v = Buffer.from(value);
+    entries.push(expiresAt === 0 ? v : new Timed(v, expiresAt));
+  });
+  ks.loadSorted(keys, entries);
+}
+
+/** Every live entry as a change, in key order: the input of a compaction. */
+function liveChanges(ks: Keyspace, now: number): Change[] {
+  const out: Change[] = [];
+  for (const k of ks.sorted.all()) {
+    const e = ks.shard(hashInternalKey(k)).get(k);
+    if (e === undefined) continue;
+    if (e instanceof Timed) {
+      if (e.expiresAt > now)
+        out.push({ key: Buffer.from(k, "latin1"), value: e.value, expiresAt: e.expiresAt });
+    } else {
+      out.push({ key: Buffer.from(k, "latin1"), value: e, expiresAt: 0 });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,198 @@
+/**
+ * Durability under SIGKILL (DESIGN.md §3). A child process runs a deterministic workload of
+ * writes, transactions, flushes and compactions under one flush policy and is killed at a
+ * random moment, or kills itself at a named failpoint. The parent then opens the database
+ * and checks that its content is exactly the model after some prefix of the ops (so no
+ * transaction is half applied), that the prefix holds every write the policy promised
+ * durable, and that `check()` finds nothing.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { FAILPOINTS } from "../src/failpoints.js";
+import { Emdb } from "../src/index.js";
+import { applyToModel, type CrashOp, crashOps } from "./helpers/crash-ops.js";
+import { Prng, testSeed } from "./helpers/prng.js";
+
+const CHILD = fileURLToPath(new URL("./helpers/crash-child.ts", import.meta.url));
+const OPS = 400;
+const PAGE_SIZE = 512;
+const CHECKPOINT_BYTES = 16 * 1024;
+
+interface Round {
+  policy: string;
+  seed: number;
+  killAfterAcks?: number;
+  crashAt?: string;
+}
+
+interface Outcome {
+  acked: number;
+  flushed: number;
+  killed: boolean;
+}
+
+function runChild(dbPath: string, r: Round): Promise<Outcome> {
+  return new Promise((resolve, reject) => {
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    if (r.crashAt !== undefined) env.EMDB_CRASH_AT = r.crashAt;
+    else delete env.EMDB_CRASH_AT;
+    const child = spawn(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        CHILD,
+        dbPath,
+        r.policy,
+        String(r.seed),
+        String(OPS),
+        String(PAGE_SIZE),
+        String(CHECKPOINT_BYTES),
+      ],
+      { env, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let acked = 0;
+    let flushed = 0;
+    let buf = "";
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.stdout.on("data", (d: Buffer) => {
+      buf += d.toString();
+      let nl = buf.indexOf("\n");
+      while (nl >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (line.startsWith("A ")) acked = Number(line.slice(2)) + 1;
+        else if (line.startsWith("F ")) flushed = Number(line.slice(2)) + 1;
+        if (r.killAfterAcks !== undefined && acked >= r.killAfterAcks && child.exitCode === null)
+          child.kill("SIGKILL");
+        nl = buf.indexOf("\n");
+      }
+    });
+    child.on("error", reject);
+    child.on("close", (code, signal) => {
+      if (signal === "SIGKILL") resolve({ acked, flushed, killed: true });
+      else if (code === 0) resolve({ acked, flushed, killed: false });
+      else reject(new Error(`crash child failed (code ${code}): ${stderr}`));
+    });
+  });
+}
+
+/** Smallest prefix length the policy allows to survive. */
+function durableFloor(policy: string, ops: CrashOp[], o: Outcome): number {
+  if (policy === "each") return o.acked;
+  if (policy === "manual") return o.flushed;
+  const n = Number(policy.slice(2));
+  // Logged writes per op, computed on the model as it evolves.
+  const model = new Map<string, string>();
+  const logged = ops.slice(0, o.acked).map((op) => applyToModel(model, op));
+  let floor = o.acked;
+  let lost = 0;
+  while (floor > o.flushed) {
+    const w = logged[floor - 1]! ? 1 : 0;
+    if (lost + w > n - 1) break;
+    lost += w;
+    floor--;
+  }
+  return floor;
+}
+
+function verify(dbPath: string, r: Round, o: Outcome): void {
+  const ops = crashOps(r.seed, OPS);
+  const db = Emdb.builder().path(dbPath).pageSize(PAGE_SIZE).build();
+  try {
+    const actual = new Map<string, string>();
+    for (const [k, v] of db.iter()) actual.set(k.toString(), v.toString());
+    const lo = durableFloor(r.policy, ops, o);
+    const hi = Math.min(o.acked + 1, OPS);
+    const model = new Map<string, string>();
+    let match = -1;
+    for (let L = 0; L <= hi; L++) {
+      if (L >= lo && sameMap(model, actual)) {
+        match = L;
+        break;
+      }
+      if (L < hi) applyToModel(model, ops[L]!);
+    }
+    assert.ok(
+      match >= 0,
+      `after ${o.killed ? "kill" : "exit"} (acked ${o.acked}, flushed ${o.flushed}) the database is not the model after any prefix in [${lo}, ${hi}] (${actual.size} keys)`,
+    );
+    assert.deepEqual(db.check(), []);
+  } finally {
+    db.close();
+  }
+}
+
+function sameMap(a: Map<string, string>, b: Map<string, string>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [k, v] of a) if (b.get(k) !== v) return false;
+  return true;
+}
+
+async function runRounds(rounds: Round[]): Promise<number> {
+  let kills = 0;
+  let next = 0;
+  const worker = async () => {
+    while (next < rounds.length) {
+      const r = rounds[next++]!;
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "emdb-crash-"));
+      try {
+        const dbPath = path.join(dir, "db.emdb");
+        const o = await runChild(dbPath, r);
+        if (o.killed) kills++;
+        try {
+          verify(dbPath, r, o);
+        } catch (err) {
+          if (err instanceof Error) err.message = `[round ${JSON.stringify(r)}] ${err.message}`;
+          throw err;
+        }
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    }
+  };
+  await Promise.all([worker(), worker()]);
+  return kills;
+}
+
+const POLICIES = ["each", "n:8", "manual"];
+
+test("SIGKILL at random moments under every flush policy loses nothing promised", {
+  timeout: 600_000,
+}, async () => {
+  const seed = testSeed();
+  const rng = new Prng(seed);
+  const rounds: Round[] = [];
+  for (const policy of POLICIES) {
+    for (let i = 0; i < 55; i++)
+      rounds.push({ policy, seed: rng.next(), killAfterAcks: 1 + rng.int(OPS) });
+  }
+  const kills = await runRounds(rounds);
+  assert.ok(kills >= 150, `only ${kills} of ${rounds.length} rounds were killed (seed=${seed})`);
+});
+
+test("SIGKILL at every named failpoint under every flush policy", {
+  timeout: 600_000,
+}, async () => {
+  const seed = testSeed();
+  const rng = new Prng(seed);
+  const rounds: Round[] = [];
+  for (const policy of POLICIES) {
+    for (const fp of FAILPOINTS)
+      rounds.push({ policy, seed: rng.next(), crashAt: `${fp}:${1 + rng.int(3)}` });
+  }
+  const kills = await runRounds(rounds);
+  // Every failpoint is reached by this workload (compaction and checkpoints included).
+  assert.ok(
+    kills >= rounds.length * 0.9,
+    `only ${kills} of ${rounds.length} failpoint rounds crashed (seed=${seed})`,
+  );
+});

@@ -1,0 +1,57 @@
+/**
+ * Crash-test child: opens the database, runs the deterministic workload, and writes one
+ * line to stdout (synchronously) after each op returns: "A <i>" for an acknowledged op,
+ * "F <i>" once a flush after op i returned. The parent kills it with SIGKILL at random
+ * moments (or EMDB_CRASH_AT makes it kill itself at a failpoint).
+ *
+ * argv: <path> <policy: each | n:<N> | manual> <seed> <count> [pageSize] [checkpointBytes]
+ */
+import { writeSync } from "node:fs";
+import { Emdb, everyN, manual, onEachWrite } from "../../src/index.js";
+import { crashOps } from "./crash-ops.js";
+
+const [path, policyArg, seedArg, countArg, pageArg, cpArg] = process.argv.slice(2);
+const policy =
+  policyArg === "each"
+    ? onEachWrite()
+    : policyArg === "manual"
+      ? manual()
+      : everyN(Number(policyArg!.slice(2)));
+const db = Emdb.builder()
+  .path(path!)
+  .flushPolicy(policy)
+  .pageSize(Number(pageArg ?? 4096))
+  .checkpointThreshold(Number(cpArg ?? 64 * 1024))
+  .build();
+writeSync(1, "O\n");
+const ops = crashOps(Number(seedArg), Number(countArg));
+for (let i = 0; i < ops.length; i++) {
+  const op = ops[i]!;
+  switch (op.kind) {
+    case "insert":
+      db.insert(op.key, op.value);
+      break;
+    case "remove":
+      db.remove(op.key);
+      break;
+    case "tx":
+      db.transaction((tx) => {
+        for (const o of op.ops) {
+          if (o.kind === "insert") tx.insert(o.key, o.value);
+          else tx.remove(o.key);
+        }
+      });
+      break;
+    case "flush":
+      db.flush();
+      writeSync(1, `F ${i}\n`);
+      break;
+    case "compact":
+      db.compact();
+      writeSync(1, `F ${i}\n`);
+      break;
+  }
+  writeSync(1, `A ${i}\n`);
+}
+db.close();
+writeSync(1, "C\n");

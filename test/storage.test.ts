@@ -1,0 +1,235 @@
+/**
+ * File-backed databases: reopen round trips under every flush policy, with TTLs, overflow
+ * values, empty and binary keys, 100k records; mmap and pread reads; locking; stats.
+ * Every test ends with the consistency checker.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { after, describe, test } from "node:test";
+import { Emdb, everyN, type FlushPolicy, manual, onEachWrite, Ttl } from "../src/index.js";
+import { FakeClock } from "./helpers/db.js";
+import { Prng, testSeed, withSeed } from "./helpers/prng.js";
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), "emdb-storage-"));
+after(() => fs.rmSync(root, { recursive: true, force: true }));
+let n = 0;
+const freshPath = () => path.join(root, `db${n++}.emdb`);
+
+function open(
+  p: string,
+  policy: FlushPolicy = everyN(64),
+  clock?: FakeClock,
+  pageSize = 4096,
+  mmap = false,
+): Emdb {
+  const b = Emdb.builder().path(p).flushPolicy(policy).pageSize(pageSize).useMmap(mmap);
+  if (clock !== undefined) b.clock(clock.fn);
+  return b.build();
+}
+
+function contents(db: Emdb): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const [k, v] of db.iter()) m.set(k.toString("hex"), v.toString("hex"));
+  return m;
+}
+
+describe("reopen round trips", () => {
+  for (const [name, policy] of [
+    ["onEachWrite", onEachWrite()],
+    ["everyN(2)", everyN(2)],
+    ["manual", manual()],
+  ] as const) {
+    test(`${name}: values, binary and empty keys, TTLs and overflow values survive close and reopen`, () => {
+      const p = freshPath();
+      const clock = new FakeClock();
+      let db = open(p, policy, clock);
+      db.insert("", "empty key");
+      db.insert(Buffer.from(Array.from({ length: 256 }, (_, i) => i)), "all bytes");
+      db.insert("big", Buffer.alloc(100_000, 7));
+      db.insertWithTtl("ttl", "soon", Ttl.after(1_000));
+      db.insertWithTtl("gone", "x", Ttl.after(10));
+      db.transaction((tx) => {
+        tx.insert("tx.a", "1");
+        tx.insert("tx.b", "2");
+      });
+      db.remove("tx.b");
+      const before = contents(db);
+      db.close();
+      clock.advance(10);
+      db = open(p, policy, clock);
+      before.delete(Buffer.from("gone").toString("hex"));
+      assert.deepEqual(contents(db), before);
+      assert.equal(db.ttl("ttl"), 990);
+      assert.equal(db.get("gone"), undefined);
+      assert.deepEqual(db.check(), []);
+      db.close();
+    });
+  }
+
+  test("100,000 records round-trip, through pread and through mmap", () => {
+    const p = freshPath();
+    let db = open(p, manual());
+    for (let i = 0; i < 100_000; i++)
+      db.insert(`key-${String(i).padStart(6, "0")}`, `value-${i}-payload`);
+    db.flush();
+    db.close();
+    for (const mmap of [false, true]) {
+      db = open(p, manual(), undefined, 4096, mmap);
+      assert.equal(db.len(), 100_000);
+      assert.equal(db.get("key-054321")?.toString(), "value-54321-payload");
+      let i = 0;
+      for (const [k] of db.iter())
+        assert.equal(k.toString(), `key-${String(i++).padStart(6, "0")}`);
+      assert.equal(db.stats().disk?.reads, mmap ? "mmap" : "pread");
+      assert.deepEqual(db.check(), []);
+      db.close();
+    }
+  });
+
+  test("randomized writes with tiny pages agree with a Map model across reopens", () => {
+    const seed = testSeed();
+    withSeed(seed, () => {
+      const rng = new Prng(seed);
+      const p = freshPath();
+      const model = new Map<string, string>();
+      for (let session = 0; session < 6; session++) {
+        const db = Emdb.builder().path(p).pageSize(512).checkpointThreshold(4096).build();
+        assert.deepEqual(
+          contents(db),
+          new Map(
+            [...model].map(([k, v]) => [
+              Buffer.from(k).toString("hex"),
+              Buffer.from(v).toString("hex"),
+            ]),
+          ),
+        );
+        for (let i = 0; i < 800; i++) {
+          const k = `k${rng.int(400)}`;
+          if (rng.chance(0.65)) {
+            const v = rng.chance(0.05) ? "x".repeat(rng.int(3000)) : `v${rng.int(1e6)}`;
+            db.insert(k, v);
+            model.set(k, v);
+          } else {
+            db.remove(k);
+            model.delete(k);
+          }
+        }
+        if (session === 3) db.compact();
+        assert.deepEqual(db.check(), []);
+        db.close();
+      }
+    });
+  });
+
+  test("clear is durable and the tree empties at the next checkpoint", () => {
+    const p = freshPath();
+    let db = open(p);
+    for (let i = 0; i < 1000; i++) db.insert(`k${i}`, "v");
+    db.flush();
+    db.clear();
+    db.insert("after", "clear");
+    db.close();
+    db = open(p);
+    assert.deepEqual([...db.keys()].map(String), ["after"]);
+    assert.deepEqual(db.check(), []);
+    db.close();
+  });
+
+  test("expired entries are dropped at open and do not come back", () => {
+    const p = freshPath();
+    const clock = new FakeClock();
+    let db = open(p, everyN(64), clock);
+    db.insertWithTtl("t", "v", Ttl.after(5));
+    db.flush();
+    db.close();
+    clock.advance(5);
+    db = open(p, everyN(64), clock);
+    assert.equal(db.len(), 0);
+    db.close();
+    clock.now -= 1_000; // even a clock that goes back does not revive it
+    db = open(p, everyN(64), clock);
+    assert.equal(db.get("t"), undefined);
+    assert.deepEqual(db.check(), []);
+    db.close();
+  });
+
+  test("compact shrinks the file and keeps the content", () => {
+    const p = freshPath();
+    let db = open(p);
+    for (let i = 0; i < 5000; i++) db.insert(`k${i}`, "x".repeat(45));
+    db.flush();
+    for (let i = 0; i < 4000; i++) db.remove(`k${i}`);
+    for (let i = 4000; i < 4100; i++) db.insert(`k${i}`, "new");
+    db.flush();
+    const before = fs.statSync(p).size;
+    db.compact();
+    assert.ok(fs.statSync(p).size < before, `${fs.statSync(p).size} < ${before}`);
+    db.close();
+    db = open(p);
+    assert.equal(db.len(), 1000);
+    assert.equal(db.get("k4050")?.toString(), "new");
+    assert.deepEqual(db.check(), []);
+    db.close();
+  });
+
+  test("stats report page and file sizes", () => {
+    const p = freshPath();
+    const db = open(p);
+    db.insert("a", "1");
+    db.flush();
+    const disk = db.stats().disk!;
+    assert.equal(disk.storage, "file");
+    assert.equal(disk.pageSize, 4096);
+    assert.ok((disk.pageCount as number) >= 3);
+    assert.equal(disk.fileBytes, fs.statSync(p).size);
+    assert.equal(disk.walBytes, fs.statSync(`${p}.wal`).size);
+    assert.equal(db.path(), p);
+    db.close();
+  });
+});
+
+describe("locking", () => {
+  test("a second open of the same path, in this process, is EMDB_LOCK_BUSY; after close it opens", () => {
+    const p = freshPath();
+    const db = open(p);
+    assert.throws(() => open(p), { code: "EMDB_LOCK_BUSY" });
+    db.close();
+    const again = open(p);
+    again.close();
+  });
+
+  test("a database held by another process is EMDB_LOCK_BUSY; once that process is killed it opens", async () => {
+    const p = freshPath();
+    const child = spawn(process.execPath, [
+      "--import",
+      "tsx",
+      "-e",
+      `import("${path.resolve("src/index.ts")}").then(({ Emdb }) => { Emdb.open(${JSON.stringify(p)}); console.log("open"); setInterval(() => {}, 1000); })`,
+    ]);
+    await new Promise<void>((resolve) => child.stdout.once("data", () => resolve()));
+    assert.throws(() => open(p), { code: "EMDB_LOCK_BUSY" });
+    child.kill("SIGKILL");
+    await new Promise((resolve) => child.once("close", resolve));
+    const db = open(p);
+    assert.deepEqual(db.check(), []);
+    db.close();
+  });
+});
+
+describe("bad input never reaches the log", () => {
+  test("a key over MAX_KEY_SIZE leaves the WAL untouched", () => {
+    const p = freshPath();
+    const db = open(p, onEachWrite());
+    db.insert("ok", "1");
+    const wal = fs.readFileSync(`${p}.wal`);
+    assert.throws(() => db.insert("k".repeat(1025), "v"), { code: "EMDB_KEY_TOO_LARGE" });
+    assert.throws(() => db.transaction((tx) => tx.insert("k".repeat(1025), "v")), {
+      code: "EMDB_KEY_TOO_LARGE",
+    });
+    assert.deepEqual(fs.readFileSync(`${p}.wal`), wal);
+    db.close();
+  });
+});
