@@ -2,7 +2,10 @@
  * The README's first command: `npm run demo`. Creates a database, writes to it, reads it
  * back, and prints each step. Pass a path to use that file instead of the default.
  */
-import { Emdb, EmdbError, Ttl } from "../src/index.js";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { Emdb, EmdbError, onEachWrite, Ttl } from "../src/index.js";
 
 let now = Date.now();
 const clock = () => now;
@@ -14,10 +17,12 @@ function show(label: string, value: unknown): void {
   console.log(`${label.padEnd(44)} ${text}`);
 }
 
-const db = Emdb.builder().clock(clock).build();
-console.log(
-  "emdb demo: an in-memory database (file storage lands with the durable-storage release)\n",
-);
+const dir =
+  process.argv[2] === undefined ? fs.mkdtempSync(path.join(os.tmpdir(), "emdb-demo-")) : undefined;
+const file = process.argv[2] ?? path.join(dir!, "demo.emdb");
+const open = () => Emdb.builder().path(file).flushPolicy(onEachWrite()).clock(clock).build();
+let db = open();
+console.log(`emdb demo: database file ${file}\n`);
 
 db.insert("user:1", "james");
 db.insert("user:2", "alex");
@@ -56,7 +61,16 @@ show(
   [...db.range({ gte: "product", lt: "user:2" })].map(([k]) => String(k)),
 );
 show("len()", db.len());
+db.close();
+show("close() and reopen → len()", (db = open()).len());
+show('after reopen: get("user:1")', db.get("user:1"));
+show(
+  'after reopen: group("product")',
+  [...db.group("product")].map(([k, v]) => `${k}=${v}`),
+);
 show("check() (consistency problems)", db.check());
+const disk = db.stats().disk!;
+show("stats(): pages, file bytes, WAL bytes", [disk.pageCount, disk.fileBytes, disk.walBytes]);
 db.close();
 show(
   "close() → get() throws",
