@@ -62,7 +62,8 @@ show(
 );
 show("len()", db.len());
 db.close();
-show("close() and reopen → len()", (db = open()).len());
+db = open();
+show("close() and reopen → len()", db.len());
 show('after reopen: get("user:1")', db.get("user:1"));
 show(
   'after reopen: group("product")',
