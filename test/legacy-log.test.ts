@@ -13,6 +13,7 @@ import { type PositionalReader, replayLog, type StopReason } from "../migrations
 import { LiveSet } from "../migrations/live-set.js";
 import { type LegacyContent, readLegacy } from "../migrations/read-legacy.js";
 import { isEmdbError } from "../src/errors.js";
+import { EMDB_RS_FIXTURES } from "./helpers/emdb-rs-fixtures.js";
 import {
   buildLog,
   encodeLogHeader,
@@ -23,7 +24,7 @@ import {
   writeLogFile,
 } from "./helpers/legacy-writer.js";
 
-const FIXTURES = "/work/shared/fixtures/emdb-rs";
+const FIXTURES = EMDB_RS_FIXTURES;
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "emdb-legacy-log-"));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 let fileNo = 0;
