@@ -66,6 +66,13 @@ export class LiveSet implements ReplaySink {
     return this.liveCount;
   }
 
+  /** Bytes of slab memory held (live entries plus garbage not yet compacted away). */
+  get heldBytes(): number {
+    let sum = 0;
+    for (const c of this.chunks) sum += c.length;
+    return sum;
+  }
+
   insert(
     buf: Buffer,
     keyStart: number,
