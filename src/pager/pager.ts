@@ -313,8 +313,8 @@ export class Pager {
   }
 
   private beginTxn(): void {
-    if (this.txn !== undefined) return;
     this.usable();
+    if (this.txn !== undefined) return;
     this.txn = {
       free: this.freeSet.snapshot(),
       pending: new Set(this.pending),
