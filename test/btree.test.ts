@@ -92,6 +92,36 @@ describe("btree", () => {
     });
   });
 
+  for (const pageSize of [1024, 65536]) {
+    test(`model test with ${pageSize}-byte pages`, () => {
+      withSeed((rng) => {
+        const be = new MemoryBackend();
+        let tree = open(be, pageSize);
+        const model: Model = new Map();
+        for (let round = 1; round <= 12; round++) {
+          const batch = randomBatch(rng, model, {
+            size: 400,
+            keySpace: 3000,
+            deleteRatio: 0.4,
+            // Big enough for multi-page chains at 1 KiB; one-page chains at 64 KiB (the
+            // memory backend copies the whole file on every extension).
+            maxValue: Math.min(3 * pageSize, 80_000),
+          });
+          tree.apply(batch);
+          applyToModel(model, batch);
+          tree.commit(round);
+          tree.pager.releasePending();
+          assertClean(tree);
+        }
+        tree.pager.close();
+        tree = open(be, pageSize);
+        assertSameContents(dumpTree(tree), model, `${pageSize}-byte pages`);
+        assertClean(tree);
+        tree.pager.close();
+      });
+    });
+  }
+
   test("key size limit: >= 1024 for 4 KiB pages; an oversized key is a RangeError before any write", () => {
     assert.ok(maxKeySize(4096) >= 1024);
     assert.equal(maxKeySize(512), 128);
@@ -357,6 +387,42 @@ describe("btree", () => {
       // leaf at least a quarter full that is at most 20, and the merges do much better.
       assert.ok(shape.leaves <= 10, `${shape.leaves} leaves for ${keep.size} small entries`);
       assert.ok(shape.underfullLeaves <= 1, `${shape.underfullLeaves} underfull leaves`);
+      tree.pager.close();
+    });
+  });
+
+  test("deleting every key empties the tree and frees all its pages", () => {
+    withSeed((rng) => {
+      const tree = open(new MemoryBackend());
+      const model: Model = new Map();
+      for (let r = 1; r <= 3; r++) {
+        const b = randomBatch(rng, model, {
+          size: 300,
+          keySpace: 2000,
+          deleteRatio: 0,
+          maxValue: 1500,
+        });
+        tree.apply(b);
+        applyToModel(model, b);
+        tree.commit(r);
+      }
+      const all = [...model.keys()].map((k) => Buffer.from(k, "hex")).sort(Buffer.compare);
+      tree.apply(all.map((key) => ({ key, value: undefined, expiresAt: 0 })));
+      assert.equal(tree.root, 0);
+      assert.equal(tree.entryCount, 0);
+      tree.commit(4);
+      assertClean(tree);
+      const stats = tree.pager.stats();
+      assert.equal(
+        stats.pageCount - 2,
+        stats.freePages + stats.pendingPages + 1,
+        "only the free-list page is in use",
+      );
+      tree.pager.releasePending();
+      tree.apply([put("again", "x")]);
+      tree.commit(5);
+      assertClean(tree);
+      assert.equal(tree.get(Buffer.from("again"))?.value.toString(), "x");
       tree.pager.close();
     });
   });

@@ -190,14 +190,13 @@ export class Applier {
     this.branchMin = Math.floor(this.P / 4);
   }
 
-  /** Applies the batch to the tree at `root` (0 = empty); returns the new root. */
+  /**
+   * Applies the batch to the non-empty tree at `root`; returns the new root (0 when the
+   * tree became empty). An empty tree is filled by `bulkLoad` instead.
+   */
   run(root: PageId): PageId {
-    const n = this.changes.length;
-    const level =
-      root === 0
-        ? splitLeafRecords(this.P, this.merge([], 0, n, 0), true)
-        : this.update(root, undefined, 0, n, 0);
-    return this.finishRoot(level);
+    if (root === 0) throw new Error("internal: Applier.run on an empty tree");
+    return this.finishRoot(this.update(root, undefined, 0, this.changes.length, 0));
   }
 
   private update(
