@@ -243,10 +243,12 @@ function buildBranches(pager: Pager, leaves: PageId[], seps: Buffer[]): PageId {
     }
     const next: PageId[] = [];
     for (const d of level.items) {
-      if (typeof d === "number" || d.leaf)
+      if (typeof d === "number" || d.leaf) {
         throw new Error("internal: branch split gave no branch draft");
+      }
+      // The children here are the page ids written one level down.
       const id = pager.allocate();
-      pager.write(id, encodeBranch(P, height, d.children, d.keys));
+      pager.write(id, encodeBranch(P, height, d.children as PageId[], d.keys));
       next.push(id);
     }
     ids = next;
