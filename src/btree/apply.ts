@@ -410,7 +410,7 @@ export class Applier {
       page = encodeBranch(this.P, height, ids, item.keys);
     }
     const id = this.pager.allocate();
-    this.pager.write(id, page);
+    this.pager.write(id, page, !item.leaf);
     return id;
   }
 

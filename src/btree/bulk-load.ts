@@ -248,7 +248,7 @@ function buildBranches(pager: Pager, leaves: PageId[], seps: Buffer[]): PageId {
       }
       // The children here are the page ids written one level down.
       const id = pager.allocate();
-      pager.write(id, encodeBranch(P, height, d.children as PageId[], d.keys));
+      pager.write(id, encodeBranch(P, height, d.children as PageId[], d.keys), true);
       next.push(id);
     }
     ids = next;

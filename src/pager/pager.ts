@@ -136,6 +136,8 @@ export class Pager {
   /** Allocated in this transaction: the only pages that may be written. */
   private readonly txnAllocated = new Set<number>();
   private readonly dirty = new Map<number, Buffer>();
+  /** Dirty pages to keep in the cache once written. */
+  private readonly hot = new Set<number>();
   private txn: TxnSnapshot | undefined;
   private workingPageCount: number;
   private freelistPages: PageId[];
@@ -347,6 +349,7 @@ export class Pager {
     }
     if (this.txnAllocated.delete(id)) {
       this.dirty.delete(id);
+      this.hot.delete(id);
       this.cache.delete(id);
       this.freeSet.add(id);
       return;
@@ -359,9 +362,11 @@ export class Pager {
 
   /**
    * Stages a page of this transaction. The header's generation and checksum are stamped
-   * here; the buffer must not be modified afterwards.
+   * here; the buffer must not be modified afterwards. `hot` pages (branches, which every
+   * path goes through) stay in the cache once written; the others (leaves, overflow) are
+   * unlikely to be read again soon and would only evict them.
    */
-  write(id: PageId, page: Buffer): void {
+  write(id: PageId, page: Buffer, hot = false): void {
     this.usable();
     if (!this.txnAllocated.has(id)) {
       throw new Error(`internal: page ${id} written without being allocated in this transaction`);
@@ -370,6 +375,8 @@ export class Pager {
     sealPage(page, id, this.nextGeneration);
     this.dirty.set(id, page);
     this.cache.delete(id);
+    if (hot) this.hot.add(id);
+    else this.hot.delete(id);
     if (this.dirty.size * this.pageSize >= this.spillBytes) this.flushDirty();
   }
 
@@ -393,7 +400,9 @@ export class Pager {
       }
       i = j;
     }
-    for (const id of ids) this.cache.set(id as PageId, this.dirty.get(id)!);
+    for (const id of ids) {
+      if (this.hot.delete(id)) this.cache.set(id as PageId, this.dirty.get(id)!);
+    }
     this.pagesWritten += ids.length;
     this.txnWrote = true;
     this.dirty.clear();
@@ -500,6 +509,7 @@ export class Pager {
     if (t === undefined) return;
     for (const id of this.txnAllocated) this.cache.delete(id as PageId);
     this.dirty.clear();
+    this.hot.clear();
     this.freeSet.restore(t.free);
     this.pending = t.pending;
     this.workingPageCount = t.pageCount;
