@@ -3,10 +3,11 @@
  *
  * The batch is routed down from the root; only the pages on the paths it reaches are read,
  * rewritten to new ids and freed (pending while the durable meta still reaches them). A
- * node's replacement is first built in memory as a *draft*; the parent then merges any
- * underfull draft with a neighbour (reading that neighbour only in that case) before the
- * drafts are written. So a batch of c changes costs O(c × depth) page reads and writes,
- * whatever the size of the tree.
+ * node's replacement is first built in memory as a *draft*; the parent merges any underfull
+ * draft with a neighbour (reading that neighbour only in that case). Drafts are written only
+ * once the whole batch is placed, so when two branches merge, the children meeting at the
+ * seam can still be merged too. A batch of c changes costs O(c × depth) page reads and
+ * writes, whatever the size of the tree; its drafts hold O(c × depth) pages in memory.
  *
  * Invariants the parent relies on, for every node: the keys under child i lie in
  * [separator i-1, separator i). A child's new contents keep that range (the changes routed to
