@@ -21,7 +21,8 @@ function key(i: number): Buffer {
   const k = Buffer.allocUnsafe(16);
   k.writeUInt32BE(0x6b657900, 0); // "key\0"
   k.writeUInt32BE(0, 4);
-  k.writeBigUInt64BE(BigInt(i), 8);
+  k.writeUInt32BE(Math.floor(i / 2 ** 32), 8);
+  k.writeUInt32BE(i >>> 0, 12);
   return k;
 }
 
