@@ -3,10 +3,11 @@
  *
  * The batch is routed down from the root; only the pages on the paths it reaches are read,
  * rewritten to new ids and freed (pending while the durable meta still reaches them). A
- * node's replacement is first built in memory as a *draft*; the parent then merges any
- * underfull draft with a neighbour (reading that neighbour only in that case) before the
- * drafts are written. So a batch of c changes costs O(c × depth) page reads and writes,
- * whatever the size of the tree.
+ * node's replacement is first built in memory as a *draft*; the parent merges any underfull
+ * draft with a neighbour (reading that neighbour only in that case). Drafts are written only
+ * once the whole batch is placed, so when two branches merge, the children meeting at the
+ * seam can still be merged too. A batch of c changes costs O(c × depth) page reads and
+ * writes, whatever the size of the tree; its drafts hold O(c × depth) pages in memory.
  *
  * Invariants the parent relies on, for every node: the keys under child i lie in
  * [separator i-1, separator i). A child's new contents keep that range (the changes routed to
@@ -56,14 +57,15 @@ interface LeafDraft {
 
 interface BranchDraft {
   readonly leaf: false;
-  readonly children: PageId[];
+  /** Children are drafts too until the whole batch is placed (see `writeItem`). */
+  readonly children: Item[];
   readonly keys: Buffer[];
   readonly bytes: number;
 }
 
-type Draft = LeafDraft | BranchDraft;
-/** A child in a parent being rebuilt: an untouched (or already written) page, or a draft. */
-type Item = PageId | Draft;
+export type Draft = LeafDraft | BranchDraft;
+/** A child in a parent being rebuilt: an untouched page, or a draft not yet written. */
+export type Item = PageId | Draft;
 
 /** A run of siblings at one height, with the separators between them. */
 interface Level {
@@ -134,7 +136,7 @@ export function splitLeafRecords(pageSize: number, recs: LeafRecord[], balanced:
 export function splitBranchEntries(
   pageSize: number,
   height: number,
-  children: PageId[],
+  children: Item[],
   keys: Buffer[],
   balanced: boolean,
 ): Level {
@@ -190,14 +192,13 @@ export class Applier {
     this.branchMin = Math.floor(this.P / 4);
   }
 
-  /** Applies the batch to the tree at `root` (0 = empty); returns the new root. */
+  /**
+   * Applies the batch to the non-empty tree at `root`; returns the new root (0 when the
+   * tree became empty). An empty tree is filled by `bulkLoad` instead.
+   */
   run(root: PageId): PageId {
-    const n = this.changes.length;
-    const level =
-      root === 0
-        ? splitLeafRecords(this.P, this.merge([], 0, n, 0), true)
-        : this.update(root, undefined, 0, n, 0);
-    return this.finishRoot(level);
+    if (root === 0) throw new Error("internal: Applier.run on an empty tree");
+    return this.finishRoot(this.update(root, undefined, 0, this.changes.length, 0));
   }
 
   private update(
@@ -249,8 +250,7 @@ export class Applier {
       next = c + 1;
     }
     this.fixUnderfull(level);
-    this.writeDrafts(level);
-    return splitBranchEntries(this.P, node.height, level.items as PageId[], level.seps, true);
+    return splitBranchEntries(this.P, node.height, level.items, level.seps, true);
   }
 
   /** Merges a leaf's records with the changes in [lo, hi). */
@@ -376,13 +376,7 @@ export class Applier {
         left.leaf && right.leaf
           ? splitLeafRecords(this.P, left.recs.concat(right.recs), true)
           : !left.leaf && !right.leaf
-            ? splitBranchEntries(
-                this.P,
-                height,
-                left.children.concat(right.children),
-                [...left.keys, sep, ...right.keys],
-                true,
-              )
+            ? this.mergeBranches(left, right, sep, height)
             : undefined;
       if (repl === undefined) throw new Error("internal: merging a leaf with a branch");
       items.splice(a, 2, ...repl.items);
@@ -392,37 +386,51 @@ export class Applier {
     }
   }
 
-  private writeDrafts(level: Level): void {
-    const { items, height } = level;
-    for (let i = 0; i < items.length; i++) {
-      const d = items[i]!;
-      if (!isDraft(d)) continue;
-      const id = this.pager.allocate();
-      const page = d.leaf
-        ? encodeLeaf(this.P, d.recs)
-        : encodeBranch(this.P, height, d.children, d.keys);
-      this.pager.write(id, page);
-      items[i] = id;
+  /**
+   * Two sibling branches become one (or two balanced ones). Their children meet at the seam,
+   * where a child that could not be merged before (it was its parent's only child) gets its
+   * chance now: this is why drafts stay unwritten until the batch is placed.
+   */
+  private mergeBranches(left: BranchDraft, right: BranchDraft, sep: Buffer, height: number): Level {
+    const kids: Level = {
+      height: height - 1,
+      items: left.children.concat(right.children),
+      seps: [...left.keys, sep, ...right.keys],
+    };
+    this.fixUnderfull(kids);
+    return splitBranchEntries(this.P, height, kids.items, kids.seps, true);
+  }
+
+  /** Writes a draft and, first, its draft children; returns its page id. */
+  private writeItem(item: Item, height: number): PageId {
+    if (!isDraft(item)) return item;
+    let page: Buffer;
+    if (item.leaf) page = encodeLeaf(this.P, item.recs);
+    else {
+      const ids = item.children.map((c) => this.writeItem(c, height - 1));
+      page = encodeBranch(this.P, height, ids, item.keys);
     }
+    const id = this.pager.allocate();
+    this.pager.write(id, page, !item.leaf);
+    return id;
   }
 
   private finishRoot(start: Level): PageId {
     let level = start;
     while (level.items.length > 1) {
-      this.writeDrafts(level);
-      level = splitBranchEntries(
-        this.P,
-        level.height + 1,
-        level.items as PageId[],
-        level.seps,
-        true,
-      );
+      level = splitBranchEntries(this.P, level.height + 1, level.items, level.seps, true);
     }
-    if (level.items.length === 0) return 0 as PageId;
-    this.writeDrafts(level);
-    let root = level.items[0] as PageId;
-    // A root with a single child is just a longer path: drop it (it was written in this
-    // transaction, so its id is reusable at once).
+    let top = level.items[0];
+    if (top === undefined) return 0 as PageId;
+    let height = level.height;
+    // A root with a single child is just a longer path: drop it.
+    while (isDraft(top) && !top.leaf && top.children.length === 1) {
+      top = top.children[0]!;
+      height--;
+    }
+    let root = this.writeItem(top, height);
+    // An untouched page that became the root cannot be a lone-child branch unless the file
+    // was built by something else; collapse it too, to keep the invariant unconditional.
     for (;;) {
       const page = this.pager.read(root, undefined);
       if (page[4] !== PageType.Branch) break;

@@ -54,11 +54,14 @@ class Loader {
   private readonly P: number;
   private readonly body: number;
   private readonly maxKey: number;
-  private scratch: Buffer;
+  /** Reused for every leaf; keys in it are tracked by offset, so no view per record. */
+  private readonly scratch: Buffer;
   private used = 0;
   private slots: number[] = [];
-  private firstKey: Buffer | undefined;
-  private lastKey: Buffer | undefined;
+  private firstKeyAt = 0;
+  private firstKeyLength = 0;
+  private lastKeyAt = 0;
+  private lastKeyLength = 0;
   private held: FinishedLeaf | undefined;
   private prevLastKey: Buffer | undefined;
   readonly children: PageId[] = [];
@@ -88,8 +91,11 @@ class Loader {
     if (!Number.isSafeInteger(expiresAt) || expiresAt < 0) {
       throw new RangeError(`entry ${this.count}: expiresAt must be a non-negative safe integer`);
     }
-    const prev = this.lastKey ?? this.held?.lastKey;
-    if (prev !== undefined && Buffer.compare(prev, key) >= 0) {
+    const ascends =
+      this.slots.length > 0
+        ? key.compare(this.scratch, this.lastKeyAt, this.lastKeyAt + this.lastKeyLength) > 0
+        : this.held === undefined || key.compare(this.held.lastKey) > 0;
+    if (!ascends) {
       throw new RangeError(
         `entry ${this.count}: entries must be sorted ascending by key, without duplicates`,
       );
@@ -122,8 +128,12 @@ class Loader {
       at += 8;
     }
     key.copy(s, at);
-    this.lastKey = s.subarray(at, at + key.length);
-    if (this.firstKey === undefined) this.firstKey = this.lastKey;
+    if (this.slots.length === 1) {
+      this.firstKeyAt = at;
+      this.firstKeyLength = key.length;
+    }
+    this.lastKeyAt = at;
+    this.lastKeyLength = key.length;
     at += key.length;
     if (inline) {
       value.copy(s, at);
@@ -142,16 +152,15 @@ class Loader {
     for (let i = 0; i < n; i++) page.writeUInt16LE(this.slots[i]! + start, SLOTS_AT + 2 * i);
     const leaf: FinishedLeaf = {
       page,
-      firstKey: this.firstKey!,
-      lastKey: this.lastKey!,
+      firstKey: page.subarray(
+        start + this.firstKeyAt,
+        start + this.firstKeyAt + this.firstKeyLength,
+      ),
+      lastKey: page.subarray(start + this.lastKeyAt, start + this.lastKeyAt + this.lastKeyLength),
       bytes: this.used + 2 * n,
     };
-    // The keys above are views into this scratch buffer, so start a fresh one.
-    this.scratch = Buffer.allocUnsafe(this.P);
     this.used = 0;
     this.slots = [];
-    this.firstKey = undefined;
-    this.lastKey = undefined;
     return leaf;
   }
 
@@ -234,10 +243,12 @@ function buildBranches(pager: Pager, leaves: PageId[], seps: Buffer[]): PageId {
     }
     const next: PageId[] = [];
     for (const d of level.items) {
-      if (typeof d === "number" || d.leaf)
+      if (typeof d === "number" || d.leaf) {
         throw new Error("internal: branch split gave no branch draft");
+      }
+      // The children here are the page ids written one level down.
       const id = pager.allocate();
-      pager.write(id, encodeBranch(P, height, d.children, d.keys));
+      pager.write(id, encodeBranch(P, height, d.children as PageId[], d.keys), true);
       next.push(id);
     }
     ids = next;

@@ -22,7 +22,8 @@
  * |      … |    v | value bytes (only without flag 2)                                |
  *
  * expiresAt is optional because most records never expire: for 16-byte keys and 100-byte
- * values it is the difference between 1.08x and 1.15x the raw data size. The slots make a
+ * values a record then costs 125 bytes with its slot instead of 133 (a 1M-entry file is
+ * 1.11x the raw data instead of 1.18x). The slots make a
  * leaf searchable by bisection (`get`, routing in `check`); a checkpoint rewrites a whole
  * leaf anyway, so records are kept in order and contiguous, which also makes the full scan
  * at open a linear walk through memory.

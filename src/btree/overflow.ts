@@ -97,6 +97,9 @@ export function readOverflow(
   const P = pager.pageSize;
   const cap = overflowCapacity(P);
   const n = overflowPageCount(P, length);
+  if (n >= pager.pageCount) {
+    throw corrupted(`overflow value of ${length} bytes is longer than the file`, from, pager.path);
+  }
   const out = Buffer.allocUnsafe(length);
   if (contiguous) {
     if (head + n > pager.pageCount) {

@@ -13,6 +13,7 @@ import { NO_PAGE, type PageId, PageType } from "../pager/page.js";
 import type { Pager } from "../pager/pager.js";
 import { Applier, type Change } from "./apply.js";
 import { type BranchNode, childIndex, decodeBranch } from "./branch.js";
+import { type BulkEntry, bulkLoad } from "./bulk-load.js";
 import { checkTree } from "./check.js";
 import { leafCount, leafRecordAt, REC_CONTIGUOUS, scanLeaf, searchLeaf } from "./leaf.js";
 import { MAX_VALUE_LENGTH, maxKeySize } from "./limits.js";
@@ -23,6 +24,12 @@ export type { Change } from "./apply.js";
 export interface ApplyOptions {
   /** Free the whole tree first (the user called `clear()` since the last checkpoint). */
   readonly clearFirst?: boolean;
+}
+
+function* putsOf(changes: readonly Change[]): Generator<BulkEntry> {
+  for (const c of changes) {
+    if (c.value !== undefined) yield { key: c.key, value: c.value, expiresAt: c.expiresAt };
+  }
 }
 
 /** Checks a batch before anything is written (emdb-rs D9: never fail halfway on bad input). */
@@ -81,6 +88,14 @@ export class BTree {
     try {
       if (options.clearFirst) this.clearAll();
       if (changes.length === 0) return this.root;
+      if (this.root === NO_PAGE) {
+        // Into an empty tree (first checkpoint, or right after a clear) the puts stream
+        // straight into packed pages, without building a record object per change.
+        const loaded = bulkLoad(this.pager, putsOf(changes));
+        this.root = loaded.root;
+        this.entryCount = loaded.entryCount;
+        return this.root;
+      }
       const applier = new Applier(this.pager, changes);
       this.root = applier.run(this.root);
       this.entryCount += applier.delta;

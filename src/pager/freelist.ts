@@ -21,6 +21,7 @@
  */
 import { readU64, writeU64 } from "../codec.js";
 import { corrupted } from "../errors.js";
+import { type Meta, metaSlot } from "./meta.js";
 import { NO_PAGE, newPage, OFF_AUX16, PAGE_HEADER_SIZE, type PageId, PageType } from "./page.js";
 
 const OFF_NEXT = PAGE_HEADER_SIZE;
@@ -95,6 +96,61 @@ export function decodeFreelistPage(
     runs.push({ start, length, pending: (raw & PENDING_BIT) !== 0 });
   }
   return { next: (next === 0 ? NO_PAGE : next) as PageId, runs };
+}
+
+/**
+ * Reads the free-list chain of `meta` at open. Every link and run is validated: a link
+ * out of range or looping, an id listed twice (or a free-list page listing itself), or a
+ * total that disagrees with the meta is EMDB_CORRUPTED, so a damaged list can never hand
+ * out a page that is in use.
+ */
+export function readFreelist(
+  meta: Meta,
+  pageSize: number,
+  file: string,
+  read: (id: PageId) => Buffer,
+): { chain: PageId[]; free: number[]; pending: number[] } {
+  const P = pageSize;
+  const chain: PageId[] = [];
+  const inChain = new Set<number>();
+  const listed = new Set<number>();
+  const free: number[] = [];
+  const pending: number[] = [];
+  let id = meta.freelistRoot;
+  let from = metaSlot(meta.generation) * P + 56;
+  while (id !== NO_PAGE) {
+    if (id < 2 || id >= meta.pageCount || inChain.has(id) || listed.has(id)) {
+      throw corrupted(`free-list link to page ${id} is invalid or forms a cycle`, from, file);
+    }
+    chain.push(id as PageId);
+    inChain.add(id);
+    const { next, runs } = decodeFreelistPage(read(id as PageId), id * P, file);
+    for (const r of runs) {
+      if (r.start < 2 || r.start + r.length > meta.pageCount) {
+        throw corrupted(`free-list run ${r.start}+${r.length} out of range`, id * P, file);
+      }
+      for (let p = r.start; p < r.start + r.length; p++) {
+        if (listed.has(p) || inChain.has(p)) {
+          throw corrupted(`page ${p} listed twice in the free-list`, id * P, file);
+        }
+        listed.add(p);
+        (r.pending ? pending : free).push(p);
+      }
+    }
+    from = id * P + OFF_NEXT;
+    id = next;
+  }
+  for (const p of chain) {
+    if (listed.has(p)) throw corrupted(`free-list page ${p} lists itself`, p * P, file);
+  }
+  if (listed.size !== meta.freePageCount) {
+    throw corrupted(
+      `free-list holds ${listed.size} pages, the meta says ${meta.freePageCount}`,
+      metaSlot(meta.generation) * P + 64,
+      file,
+    );
+  }
+  return { chain, free, pending };
 }
 
 /**

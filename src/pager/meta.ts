@@ -26,9 +26,18 @@
  * The version is checked before the checksum so that a file from a future format (which
  * may checksum differently) reports EMDB_VERSION_MISMATCH rather than corruption.
  */
+import { randomBytes } from "node:crypto";
 import { xxh32 } from "@node-rs/xxhash";
 import { readU64, writeU64 } from "../codec.js";
-import { isValidPageSize } from "./page.js";
+import { corrupted, EmdbError } from "../errors.js";
+import type { StorageFile } from "./backend.js";
+import {
+  DEFAULT_PAGE_SIZE,
+  isValidPageSize,
+  MAX_PAGE_SIZE,
+  MIN_PAGE_SIZE,
+  NO_PAGE,
+} from "./page.js";
 
 export const META_MAGIC = Buffer.from("EMDBNODE", "latin1");
 export const FORMAT_VERSION = 1;
@@ -152,4 +161,115 @@ export function decodeMeta(bytes: Buffer, slot: 0 | 1): MetaDecode {
       createdAt,
     },
   };
+}
+
+export interface MetaStatus {
+  /** The meta the pager opened with: the valid one with the highest generation. */
+  readonly chosen: Meta;
+  /** The other slot, when it is valid too. */
+  readonly other: Meta | undefined;
+  /** Why the other slot is not valid. */
+  readonly otherError?: string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Creating a file and choosing the meta to open with.
+
+/** Whether the file holds no database yet (empty, or zero-filled by a crash at creation). */
+export function isBlank(file: StorageFile): boolean {
+  const size = file.size();
+  if (size === 0) return true;
+  // A crash while creating the file can leave it extended but zero-filled; no real page
+  // file is all zeros (its meta has a magic), so such a file is treated as new.
+  if (size > 2 * MAX_PAGE_SIZE) return false;
+  const bytes = Buffer.alloc(size);
+  file.read(bytes, 0, size, 0);
+  return bytes.every((b) => b === 0);
+}
+
+/**
+ * Writes a new, empty page file: slot A holds generation 0, slot B stays zero (it is reported
+ * as empty until the first commit fills it). Synced before returning; the caller syncs the
+ * directory entry.
+ */
+export function createMeta(file: StorageFile, pageSize: number, now: () => number): Meta {
+  const meta: Meta = {
+    pageSize,
+    fileId: randomBytes(16),
+    generation: 0,
+    root: NO_PAGE,
+    pageCount: 2,
+    freelistRoot: NO_PAGE,
+    freePageCount: 0,
+    lastTxId: 0,
+    entryCount: 0,
+    createdAt: Math.max(0, Math.floor(now())),
+  };
+  const both = Buffer.alloc(2 * pageSize);
+  encodeMeta(meta).copy(both, 0);
+  file.truncate(0);
+  file.write(both, 0, both.length, 0);
+  file.sync();
+  return meta;
+}
+
+function readAt(file: StorageFile, position: number, length: number): Buffer {
+  const buf = Buffer.alloc(length);
+  const n = file.read(buf, 0, length, position);
+  return buf.subarray(0, n);
+}
+
+/**
+ * Reads both slots and picks the valid one with the highest generation. Slot B is read at
+ * slot A's page size; when A is unreadable, every legal page size is tried (the preferred one
+ * first) and B must name the page size it was found at. With no valid slot: a format version
+ * other than 1 is EMDB_VERSION_MISMATCH, no magic anywhere is EMDB_MAGIC_MISMATCH, anything
+ * else EMDB_CORRUPTED.
+ */
+export function chooseMeta(file: StorageFile, path: string, preferredPageSize: number): MetaStatus {
+  const a = decodeMeta(readAt(file, 0, META_BYTES), 0);
+  let b: ReturnType<typeof decodeMeta> | undefined;
+  let bOffset = 0;
+  if (a.ok) {
+    bOffset = a.meta.pageSize;
+    b = decodeMeta(readAt(file, bOffset, META_BYTES), 1);
+    if (b.ok && b.meta.pageSize !== a.meta.pageSize) {
+      b = { ok: false, kind: "corrupt", reason: "meta slot 1 disagrees on the page size", at: 12 };
+    } else if (b.ok && !b.meta.fileId.equals(a.meta.fileId)) {
+      b = { ok: false, kind: "corrupt", reason: "meta slot 1 has another file id", at: 16 };
+    }
+  } else {
+    const sizes = [preferredPageSize, DEFAULT_PAGE_SIZE];
+    for (let s = MIN_PAGE_SIZE; s <= MAX_PAGE_SIZE; s *= 2) sizes.push(s);
+    for (const size of new Set(sizes)) {
+      const r = decodeMeta(readAt(file, size, META_BYTES), 1);
+      if (r.ok && r.meta.pageSize !== size) continue;
+      if (b === undefined || r.ok) {
+        b = r;
+        bOffset = size;
+      }
+      if (r.ok) break;
+    }
+  }
+  if (b === undefined) throw new Error("unreachable");
+  if (a.ok && b.ok) {
+    const [chosen, other] =
+      a.meta.generation > b.meta.generation ? [a.meta, b.meta] : [b.meta, a.meta];
+    return { chosen, other };
+  }
+  if (a.ok && !b.ok) return { chosen: a.meta, other: undefined, otherError: b.reason };
+  if (b.ok && !a.ok) return { chosen: b.meta, other: undefined, otherError: a.reason };
+  if (a.ok || b.ok) throw new Error("unreachable");
+  const reasons = `${a.reason}; ${b.reason}`;
+  if (a.kind === "version" || b.kind === "version") {
+    throw new EmdbError("EMDB_VERSION_MISMATCH", reasons, {
+      file: path,
+      offset: a.kind === "version" ? a.at : bOffset + b.at,
+    });
+  }
+  const hasMagic = (at: number) => readAt(file, at, 8).equals(META_MAGIC);
+  if (!hasMagic(0) && !hasMagic(bOffset)) {
+    throw new EmdbError("EMDB_MAGIC_MISMATCH", reasons, { file: path, offset: 0 });
+  }
+  throw corrupted(`both meta pages are invalid: ${reasons}`, a.at, path);
 }

@@ -28,19 +28,27 @@
  * option only applies when the file is created). Meta slot B is looked for at offset
  * `pageSize` of slot A; when A is unreadable every legal page size is tried for B.
  */
-import { randomBytes } from "node:crypto";
 import { corrupted, EmdbError } from "../errors.js";
 import { dirOf, type StorageBackend, type StorageFile } from "./backend.js";
+import { checkPager, type PageVisitor } from "./check.js";
 import {
   countRuns,
-  decodeFreelistPage,
   encodeFreelistPage,
   FreeSet,
   type Run,
+  readFreelist,
   runsPerPage,
   toRuns,
 } from "./freelist.js";
-import { decodeMeta, encodeMeta, META_BYTES, META_MAGIC, type Meta, metaSlot } from "./meta.js";
+import {
+  chooseMeta,
+  createMeta,
+  encodeMeta,
+  isBlank,
+  type Meta,
+  type MetaStatus,
+  metaSlot,
+} from "./meta.js";
 import {
   DEFAULT_PAGE_SIZE,
   isValidPageSize,
@@ -49,12 +57,14 @@ import {
   NO_PAGE,
   type PageId,
   PageType,
-  pageGeneration,
   sealPage,
   verifyPage,
 } from "./page.js";
 import { DEFAULT_CACHE_PAGES, PageCache } from "./page-cache.js";
 import { type PageSource, PreadSource } from "./page-source.js";
+
+export type { PageVisitor } from "./check.js";
+export type { Meta, MetaStatus } from "./meta.js";
 
 export type CommitFailpoint =
   | "commit:pages-written"
@@ -81,15 +91,6 @@ export interface CommitFields {
   readonly lastTxId: number;
 }
 
-export interface MetaStatus {
-  /** The meta the pager opened with: the valid one with the highest generation. */
-  readonly chosen: Meta;
-  /** The other slot, when it is valid too. */
-  readonly other: Meta | undefined;
-  /** Why the other slot is not valid. */
-  readonly otherError?: string;
-}
-
 export interface PagerStats {
   readonly pageSize: number;
   readonly pageCount: number;
@@ -105,17 +106,6 @@ export interface PagerStats {
   readonly pagesWritten: number;
 }
 
-/** What the tree walker gets from `check()`. */
-export interface PageVisitor {
-  readonly meta: Meta;
-  readonly pageSize: number;
-  /** Claims a page for the tree; false (and a problem recorded) if out of range or claimed twice. */
-  claim(id: number, what: string): boolean;
-  problem(message: string): void;
-  /** Reads and verifies a page from the file itself (not the cache); undefined on failure. */
-  read(id: number, type: PageType | undefined): Buffer | undefined;
-}
-
 interface TxnSnapshot {
   readonly free: number[];
   readonly pending: Set<number>;
@@ -125,8 +115,6 @@ interface TxnSnapshot {
 /** Coalesced writes are cut at this size so a huge commit does not build one huge buffer. */
 const MAX_WRITE_BYTES = 1 << 20;
 const DEFAULT_SPILL_BYTES = 8 << 20;
-
-const OWNER_NAMES = ["nothing", "a meta page", "a free-list page", "free", "pending", "the tree"];
 
 export class Pager {
   readonly pageSize: number;
@@ -148,6 +136,8 @@ export class Pager {
   /** Allocated in this transaction: the only pages that may be written. */
   private readonly txnAllocated = new Set<number>();
   private readonly dirty = new Map<number, Buffer>();
+  /** Dirty pages to keep in the cache once written. */
+  private readonly hot = new Set<number>();
   private txn: TxnSnapshot | undefined;
   private workingPageCount: number;
   private freelistPages: PageId[];
@@ -188,13 +178,13 @@ export class Pager {
       let status: MetaStatus;
       if (isBlank(file)) {
         status = {
-          chosen: create(file, pageSize, options.now ?? Date.now),
+          chosen: createMeta(file, pageSize, options.now ?? Date.now),
           other: undefined,
           otherError: "meta slot 1 is empty (new file)",
         };
         backend.syncDir(dirOf(path));
       } else {
-        status = readMetas(file, path, pageSize);
+        status = chooseMeta(file, path, pageSize);
       }
       return new Pager(file, path, status, options);
     } catch (err) {
@@ -313,8 +303,8 @@ export class Pager {
   }
 
   private beginTxn(): void {
-    if (this.txn !== undefined) return;
     this.usable();
+    if (this.txn !== undefined) return;
     this.txn = {
       free: this.freeSet.snapshot(),
       pending: new Set(this.pending),
@@ -359,6 +349,7 @@ export class Pager {
     }
     if (this.txnAllocated.delete(id)) {
       this.dirty.delete(id);
+      this.hot.delete(id);
       this.cache.delete(id);
       this.freeSet.add(id);
       return;
@@ -371,9 +362,11 @@ export class Pager {
 
   /**
    * Stages a page of this transaction. The header's generation and checksum are stamped
-   * here; the buffer must not be modified afterwards.
+   * here; the buffer must not be modified afterwards. `hot` pages (branches, which every
+   * path goes through) stay in the cache once written; the others (leaves, overflow) are
+   * unlikely to be read again soon and would only evict them.
    */
-  write(id: PageId, page: Buffer): void {
+  write(id: PageId, page: Buffer, hot = false): void {
     this.usable();
     if (!this.txnAllocated.has(id)) {
       throw new Error(`internal: page ${id} written without being allocated in this transaction`);
@@ -382,6 +375,8 @@ export class Pager {
     sealPage(page, id, this.nextGeneration);
     this.dirty.set(id, page);
     this.cache.delete(id);
+    if (hot) this.hot.add(id);
+    else this.hot.delete(id);
     if (this.dirty.size * this.pageSize >= this.spillBytes) this.flushDirty();
   }
 
@@ -405,7 +400,9 @@ export class Pager {
       }
       i = j;
     }
-    for (const id of ids) this.cache.set(id as PageId, this.dirty.get(id)!);
+    for (const id of ids) {
+      if (this.hot.delete(id)) this.cache.set(id as PageId, this.dirty.get(id)!);
+    }
     this.pagesWritten += ids.length;
     this.txnWrote = true;
     this.dirty.clear();
@@ -512,6 +509,7 @@ export class Pager {
     if (t === undefined) return;
     for (const id of this.txnAllocated) this.cache.delete(id as PageId);
     this.dirty.clear();
+    this.hot.clear();
     this.freeSet.restore(t.free);
     this.pending = t.pending;
     this.workingPageCount = t.pageCount;
@@ -555,238 +553,37 @@ export class Pager {
   }
 
   private loadFreelist(): PageId[] {
-    const m = this.meta;
-    const P = this.pageSize;
-    const chain: PageId[] = [];
-    const inChain = new Set<number>();
-    const listed = new Set<number>();
-    const free: number[] = [];
-    let id = m.freelistRoot;
-    let from = metaSlot(m.generation) * P + 56;
-    while (id !== NO_PAGE) {
-      if (id < 2 || id >= m.pageCount || inChain.has(id) || listed.has(id)) {
-        throw corrupted(
-          `free-list link to page ${id} is invalid or forms a cycle`,
-          from,
-          this.path,
-        );
-      }
-      chain.push(id as PageId);
-      inChain.add(id);
-      const page = this.readFromFile(id, PageType.FreeList);
-      const { next, runs } = decodeFreelistPage(page, id * P, this.path);
-      for (const r of runs) {
-        if (r.start < 2 || r.start + r.length > m.pageCount) {
-          throw corrupted(`free-list run ${r.start}+${r.length} out of range`, id * P, this.path);
-        }
-        for (let p = r.start; p < r.start + r.length; p++) {
-          if (listed.has(p) || inChain.has(p)) {
-            throw corrupted(`page ${p} listed twice in the free-list`, id * P, this.path);
-          }
-          listed.add(p);
-          if (r.pending) this.pending.add(p);
-          else free.push(p);
-        }
-      }
-      from = id * P + 16;
-      id = next;
-    }
-    for (const p of chain) {
-      if (listed.has(p)) throw corrupted(`free-list page ${p} lists itself`, p * P, this.path);
-    }
-    if (listed.size !== m.freePageCount) {
-      throw corrupted(
-        `free-list holds ${listed.size} pages, the meta says ${m.freePageCount}`,
-        metaSlot(m.generation) * P + 64,
-        this.path,
-      );
-    }
-    this.freeSet.addAll(free);
-    return chain;
+    const list = readFreelist(this.meta, this.pageSize, this.path, (id) =>
+      this.readFromFile(id, PageType.FreeList),
+    );
+    for (const id of list.pending) this.pending.add(id);
+    this.freeSet.addAll(list.free);
+    return list.chain;
   }
 
   /**
-   * Consistency check of the last commit, as a reopen would see it: every page below the
-   * page count is exactly one of meta, free-list page, free, pending, or claimed by the tree
-   * walker (exactly once); every page read verifies. Returns the problems found.
+   * Consistency check of the last commit, as a reopen would see it (see `check.ts`);
+   * `walkTree` claims the pages the tree reaches. Returns the problems found.
    */
   check(walkTree?: (visitor: PageVisitor) => void): string[] {
     this.usable();
-    const problems: string[] = [];
-    const m = this.meta;
-    const owner = new Uint8Array(m.pageCount);
-    const claim = (id: number, code: number, what: string): boolean => {
-      if (!Number.isSafeInteger(id) || id < 2 || id >= m.pageCount) {
-        problems.push(`${what}: page ${id} out of range (page count ${m.pageCount})`);
-        return false;
-      }
-      if (owner[id] !== 0) {
-        problems.push(`${what}: page ${id} already belongs to ${OWNER_NAMES[owner[id]!]}`);
-        return false;
-      }
-      owner[id] = code;
-      return true;
-    };
-    owner[0] = 1;
-    owner[1] = 1;
-    const read = (id: number, type: PageType | undefined): Buffer | undefined => {
-      try {
-        const page = this.readFromFile(id, type);
-        const g = pageGeneration(page);
-        if (g > m.generation) {
-          problems.push(`page ${id} claims generation ${g}, newer than the meta's ${m.generation}`);
-        }
-        return page;
-      } catch (err) {
-        problems.push(err instanceof Error ? err.message : String(err));
-        return undefined;
-      }
-    };
-    const listedFree: number[] = [];
-    const listedPending: number[] = [];
-    const chain: number[] = [];
-    for (let id = m.freelistRoot; id !== NO_PAGE; ) {
-      if (!claim(id, 2, "free-list chain")) break;
-      chain.push(id);
-      const page = read(id, PageType.FreeList);
-      if (page === undefined) break;
-      try {
-        const { next, runs } = decodeFreelistPage(page, id * this.pageSize, this.path);
-        for (const r of runs) {
-          for (let p = r.start; p < r.start + r.length; p++) {
-            if (claim(p, r.pending ? 4 : 3, "free-list entry")) {
-              (r.pending ? listedPending : listedFree).push(p);
-            }
-          }
-        }
-        id = next;
-      } catch (err) {
-        problems.push(err instanceof Error ? err.message : String(err));
-        break;
-      }
-    }
-    if (listedFree.length + listedPending.length !== m.freePageCount) {
-      problems.push(
-        `free-list lists ${listedFree.length + listedPending.length} pages, meta says ${m.freePageCount}`,
-      );
-    }
-    walkTree?.({
-      meta: m,
-      pageSize: this.pageSize,
-      claim: (id, what) => claim(id, 5, what),
-      problem: (message) => problems.push(message),
-      read,
-    });
-    const leaked: number[] = [];
-    for (let id = 2; id < m.pageCount; id++) if (owner[id] === 0) leaked.push(id);
-    if (leaked.length > 0) {
-      problems.push(
-        `${leaked.length} page(s) leaked (neither reachable nor free): ${leaked.slice(0, 20).join(", ")}${leaked.length > 20 ? ", …" : ""}`,
-      );
-    }
-    if (this.txn === undefined) {
-      const same = (a: readonly number[], b: readonly number[]) =>
-        a.length === b.length && a.every((x, i) => x === b[i]);
-      // releasePending() moves ids from pending to free without a commit, so compare the
-      // union, and require only that what memory still holds back is pending on disk.
-      const asc = (a: number[]) => a.sort((x, y) => x - y);
-      const mem = asc([...this.freeSet.ascending(), ...this.pending]);
-      if (!same(mem, asc([...listedFree, ...listedPending]))) {
-        problems.push("in-memory free and pending ids differ from the free-list on disk");
-      }
-      const onDisk = new Set(listedPending);
-      if (![...this.pending].every((id) => onDisk.has(id))) {
-        problems.push("in-memory pending ids are not all pending on disk");
-      }
-      if (!same(this.freelistPages, chain)) problems.push("in-memory free-list chain differs");
-      if (this.workingPageCount !== m.pageCount) problems.push("in-memory page count differs");
-    }
-    return problems;
+    return checkPager(
+      {
+        meta: this.meta,
+        pageSize: this.pageSize,
+        path: this.path,
+        readFromFile: (id, type) => this.readFromFile(id, type),
+        inMemory:
+          this.txn === undefined
+            ? {
+                free: this.freeSet.ascending(),
+                pending: [...this.pending],
+                freelistPages: this.freelistPages,
+                pageCount: this.workingPageCount,
+              }
+            : undefined,
+      },
+      walkTree,
+    );
   }
-}
-
-function isBlank(file: StorageFile): boolean {
-  const size = file.size();
-  if (size === 0) return true;
-  // A crash while creating the file can leave it extended but zero-filled; no real page
-  // file is all zeros (its meta has a magic), so such a file is treated as new.
-  if (size > 2 * MAX_PAGE_SIZE) return false;
-  const bytes = Buffer.alloc(size);
-  file.read(bytes, 0, size, 0);
-  return bytes.every((b) => b === 0);
-}
-
-function create(file: StorageFile, pageSize: number, now: () => number): Meta {
-  const meta: Meta = {
-    pageSize,
-    fileId: randomBytes(16),
-    generation: 0,
-    root: NO_PAGE,
-    pageCount: 2,
-    freelistRoot: NO_PAGE,
-    freePageCount: 0,
-    lastTxId: 0,
-    entryCount: 0,
-    createdAt: Math.max(0, Math.floor(now())),
-  };
-  const both = Buffer.alloc(2 * pageSize);
-  encodeMeta(meta).copy(both, 0);
-  file.truncate(0);
-  file.write(both, 0, both.length, 0);
-  file.sync();
-  return meta;
-}
-
-function readAt(file: StorageFile, position: number, length: number): Buffer {
-  const buf = Buffer.alloc(length);
-  const n = file.read(buf, 0, length, position);
-  return buf.subarray(0, n);
-}
-
-function readMetas(file: StorageFile, path: string, preferredPageSize: number): MetaStatus {
-  const a = decodeMeta(readAt(file, 0, META_BYTES), 0);
-  let b: ReturnType<typeof decodeMeta> | undefined;
-  let bOffset = 0;
-  if (a.ok) {
-    bOffset = a.meta.pageSize;
-    b = decodeMeta(readAt(file, bOffset, META_BYTES), 1);
-    if (b.ok && b.meta.pageSize !== a.meta.pageSize) {
-      b = { ok: false, kind: "corrupt", reason: "meta slot 1 disagrees on the page size", at: 12 };
-    } else if (b.ok && !b.meta.fileId.equals(a.meta.fileId)) {
-      b = { ok: false, kind: "corrupt", reason: "meta slot 1 has another file id", at: 16 };
-    }
-  } else {
-    const sizes = [preferredPageSize, DEFAULT_PAGE_SIZE];
-    for (let s = MIN_PAGE_SIZE; s <= MAX_PAGE_SIZE; s *= 2) sizes.push(s);
-    for (const size of new Set(sizes)) {
-      const r = decodeMeta(readAt(file, size, META_BYTES), 1);
-      if (r.ok && r.meta.pageSize !== size) continue;
-      if (b === undefined || r.ok) {
-        b = r;
-        bOffset = size;
-      }
-      if (r.ok) break;
-    }
-  }
-  if (b === undefined) throw new Error("unreachable");
-  if (a.ok && b.ok) {
-    const [chosen, other] =
-      a.meta.generation > b.meta.generation ? [a.meta, b.meta] : [b.meta, a.meta];
-    return { chosen, other };
-  }
-  if (a.ok && !b.ok) return { chosen: a.meta, other: undefined, otherError: b.reason };
-  if (b.ok && !a.ok) return { chosen: b.meta, other: undefined, otherError: a.reason };
-  if (a.ok || b.ok) throw new Error("unreachable");
-  const reasons = `${a.reason}; ${b.reason}`;
-  if (a.kind === "version" || b.kind === "version") {
-    throw new EmdbError("EMDB_VERSION_MISMATCH", reasons, {
-      file: path,
-      offset: a.kind === "version" ? a.at : bOffset + b.at,
-    });
-  }
-  const hasMagic = (at: number) => readAt(file, at, 8).equals(META_MAGIC);
-  if (!hasMagic(0) && !hasMagic(bOffset)) {
-    throw new EmdbError("EMDB_MAGIC_MISMATCH", reasons, { file: path, offset: 0 });
-  }
-  throw corrupted(`both meta pages are invalid: ${reasons}`, a.at, path);
 }
