@@ -116,6 +116,9 @@ export class FileStore implements Persistence {
           // missing, empty-unbound, older-generation: nothing in it follows this checkpoint.
           wal = WalWriter.create(backend, walPath, pager.fileId, generation);
       }
+      // The WAL is now durably bound to this meta's generation, so the open can never fall
+      // back to the previous meta: the pages its commit freed may be reused.
+      pager.releasePending();
       const store = new FileStore(opts, backend, ks, pager, wal, lock);
       store.lastTxId = Math.max(pager.meta.lastTxId, result.maxTxId);
       for (const op of replayed) store.replay(op);

@@ -191,6 +191,43 @@ describe("reopen round trips", () => {
   });
 });
 
+describe("space and size", () => {
+  test("pages freed before a close are reused after the reopen: the file stops growing", () => {
+    const p = freshPath();
+    const sizes: number[] = [];
+    for (let session = 0; session < 12; session++) {
+      const db = Emdb.builder().path(p).pageSize(512).checkpointThreshold(8192).build();
+      for (let i = 0; i < 400; i++) db.insert(`k${i % 200}`, `session ${String(session).padStart(2, "0")} value ${String(i).padStart(3, "0")}`);
+      assert.deepEqual(db.check(), []);
+      db.close();
+      sizes.push(fs.statSync(p).size);
+    }
+    // Same live data every session: after warm-up the page count must not keep climbing.
+    assert.ok(sizes[11]! <= sizes[5]! * 1.1, `file sizes per session: ${sizes.join(", ")}`);
+  });
+
+  test("a 64 MiB value is stored, survives a reopen, and is read back intact", () => {
+    const p = freshPath();
+    const big = Buffer.alloc(64 * 1024 * 1024);
+    for (let i = 0; i < big.length; i += 4096) big.writeUInt32LE(i, i);
+    let db = open(p, onEachWrite());
+    db.insert("big", big);
+    db.insert("small", "s");
+    db.close();
+    db = open(p);
+    assert.ok(db.get("big")!.equals(big));
+    assert.deepEqual(db.check(), []);
+    db.remove("big");
+    db.close();
+    db = open(p);
+    assert.equal(db.get("big"), undefined);
+    assert.equal(db.get("small")?.toString(), "s");
+    db.compact();
+    assert.ok(fs.statSync(p).size < 1024 * 1024, "compaction returns the value's pages");
+    db.close();
+  });
+});
+
 describe("locking", () => {
   test("a second open of the same path, in this process, is EMDB_LOCK_BUSY; after close it opens", () => {
     const p = freshPath();
