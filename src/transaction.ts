@@ -9,19 +9,22 @@
  */
 import type { Core } from "./core.js";
 import { EmdbError } from "./errors.js";
-import { copyOut, encodeKey, encodeValue, type Key, keyHash, type Value } from "./keys.js";
+import {
+  copyOut,
+  encodeKey,
+  encodeValue,
+  hashInternalKey,
+  type Key,
+  keyHash,
+  type Value,
+} from "./keys.js";
 import type { LoggedOp } from "./persistence.js";
 import { type Entry, Timed } from "./shards/keyspace.js";
 import { NO_EXPIRY, resolveExpiry, Ttl } from "./ttl/ttl.js";
 
-interface Staged {
-  readonly hash: number;
-  /** null = removed in this transaction. */
-  readonly entry: Entry | null;
-}
-
 export class Transaction {
-  private readonly staged = new Map<string, Staged>();
+  /** Final state per key: an entry, or null for "removed in this transaction". */
+  private readonly staged = new Map<string, Entry | null>();
   private open = true;
 
   /** @internal */
@@ -45,10 +48,13 @@ export class Transaction {
   insertWithTtl(key: Key, value: Value, ttl: Ttl): void {
     this.assertOpen();
     const k = encodeKey(key);
-    const hash = keyHash;
     const v = encodeValue(value);
-    const at = resolveExpiry(ttl, this.core.clock(), this.core.defaultTtlMs);
-    this.staged.set(k, { hash, entry: at === undefined ? v : new Timed(v, at) });
+    const core = this.core;
+    const at =
+      ttl === Ttl.default() && core.defaultTtlMs === undefined
+        ? undefined
+        : resolveExpiry(ttl, core.clock(), core.defaultTtlMs);
+    this.staged.set(k, at === undefined ? v : new Timed(v, at));
   }
 
   /** The value as this transaction sees it (its own writes first), or undefined. */
@@ -70,15 +76,14 @@ export class Transaction {
     const k = encodeKey(key);
     const hash = keyHash;
     const prev = this.visible(k, hash);
-    this.staged.set(k, { hash, entry: null });
+    this.staged.set(k, null);
     if (prev === undefined) return undefined;
     return copyOut(prev instanceof Timed ? prev.value : prev);
   }
 
   private visible(k: string, hash: number): Entry | undefined {
-    const s = this.staged.get(k);
-    if (s === undefined) return this.core.live(k, hash);
-    const e = s.entry;
+    const e = this.staged.get(k);
+    if (e === undefined) return this.core.live(k, hash);
     if (e === null) return undefined;
     if (e instanceof Timed && e.expiresAt <= this.core.clock()) return undefined;
     return e;
@@ -90,11 +95,10 @@ export class Transaction {
     this.open = false;
     const ops: LoggedOp[] = [];
     const shards = this.core.ks;
-    for (const [key, s] of this.staged) {
-      const e = s.entry;
+    for (const [key, e] of this.staged) {
       if (e === null) {
         // Deleting what is not there needs no log record.
-        if (shards.shard(s.hash).has(key)) ops.push({ kind: "delete", key });
+        if (shards.shard(hashInternalKey(key)).has(key)) ops.push({ kind: "delete", key });
       } else if (e instanceof Timed) {
         ops.push({ kind: "put", key, value: e.value, expiresAt: e.expiresAt });
       } else {

@@ -197,7 +197,11 @@ describe("space and size", () => {
     const sizes: number[] = [];
     for (let session = 0; session < 12; session++) {
       const db = Emdb.builder().path(p).pageSize(512).checkpointThreshold(8192).build();
-      for (let i = 0; i < 400; i++) db.insert(`k${i % 200}`, `session ${String(session).padStart(2, "0")} value ${String(i).padStart(3, "0")}`);
+      for (let i = 0; i < 400; i++)
+        db.insert(
+          `k${i % 200}`,
+          `session ${String(session).padStart(2, "0")} value ${String(i).padStart(3, "0")}`,
+        );
       assert.deepEqual(db.check(), []);
       db.close();
       sizes.push(fs.statSync(p).size);

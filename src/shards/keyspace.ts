@@ -93,22 +93,26 @@ export class Keyspace {
   }
 
   /**
-   * Fills an empty keyspace from keys already in ascending order (as a B+tree scan yields
-   * them): O(n), with no per-key search of the ordered view.
+   * Bulk fill of an empty keyspace from keys in ascending order (as a B+tree scan yields
+   * them): `loadEntry` for each, then `finishLoad` with the keys. O(n), with no per-key
+   * search of the ordered view.
    */
-  loadSorted(keys: readonly string[], entries: readonly Entry[]): void {
-    this.clear();
-    for (let i = 0; i < keys.length; i++) {
-      const k = keys[i]!;
-      const e = entries[i]!;
-      this.shard(hashOf(k)).set(k, e);
-      if (e instanceof Timed) {
-        this.timed++;
-        this.expiries.push(e.expiresAt, k);
-      }
+  loadEntry(k: string, e: Entry): void {
+    this.shard(hashOf(k)).set(k, e);
+    if (e instanceof Timed) {
+      this.timed++;
+      this.expiries.push(e.expiresAt, k);
     }
-    this.total = keys.length;
-    this.sorted.loadSorted(keys);
+  }
+
+  finishLoad(sortedKeys: string[]): void {
+    this.total = sortedKeys.length;
+    this.sorted.loadSorted(sortedKeys);
+  }
+
+  /** True when the key has an entry (live or expired). */
+  has(k: string): boolean {
+    return this.shard(hashOf(k)).has(k);
   }
 
   clear(): void {
