@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { readLegacy } from "../migrations/read-legacy.js";
 import { LogFileWriter } from "../test/helpers/legacy-writer.js";
 
-const RUNS = 3;
+const RUNS = Number(process.env.RUNS ?? 5);
 
 function write(file: string, n: number, shuffle: boolean): void {
   const ids = new Uint32Array(n);
@@ -80,11 +80,23 @@ if (args[0] === "--read") {
     const file = path.join(dir, "big.emdb");
     write(file, n, shuffle);
     const self = fileURLToPath(import.meta.url);
+    const times: number[] = [];
     for (let run = 0; run < RUNS; run++) {
-      execFileSync(process.execPath, [...process.execArgv, self, "--read", file, String(n)], {
-        stdio: "inherit",
-      });
+      const out = execFileSync(
+        process.execPath,
+        [...process.execArgv, self, "--read", file, String(n)],
+        {
+          encoding: "utf8",
+        },
+      );
+      process.stdout.write(out);
+      times.push(Number(/ in (\d+) ms/.exec(out)![1]));
     }
+    times.sort((a, b) => a - b);
+    const rate = (ms: number) => Math.round((n / ms) * 1000).toLocaleString("en-US");
+    console.log(
+      `best ${times[0]} ms = ${rate(times[0]!)} records/s; median ${times[times.length >> 1]} ms = ${rate(times[times.length >> 1]!)} records/s`,
+    );
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -89,8 +89,9 @@ function fileOpt(file: string | undefined): { file?: string } {
 
 /**
  * Receives the ops the replay emits, in order. Bytes are passed as ranges of `buf` rather than
- * as views because a view per key and value costs more than the rest of the decoding; the
- * bytes are valid only during the call, so a sink that keeps them copies them.
+ * as views because a view per key and value costs more than the rest of the decoding. They
+ * stay valid until the replay calls `detach(buf)`, just before it reuses that buffer; a sink
+ * without `detach` must copy what it keeps during the call.
  */
 export interface ReplaySink {
   /** Key `buf[keyStart, keyEnd)`, value `buf[valueStart, valueEnd)` with `keyEnd <= valueStart`. */
@@ -104,6 +105,8 @@ export interface ReplaySink {
   ): void;
   remove(buf: Buffer, keyStart: number, keyEnd: number): void;
   clear(): void;
+  /** `buf` is about to be overwritten: copy out whatever is still needed from it. */
+  detach?(buf: Buffer): void;
 }
 
 export type StopReason =
@@ -184,6 +187,8 @@ class Window {
     start: number,
     /** End of the data; lowered if the file turns out shorter than announced. */
     public end: number,
+    /** Called with the buffer before its bytes are overwritten. */
+    private readonly detach: ((buf: Buffer) => void) | undefined,
   ) {
     this.buf = Buffer.allocUnsafe(Math.min(chunk, Math.max(end - start, 0)));
     this.base = start;
@@ -194,6 +199,7 @@ class Window {
     let local = pos - this.base;
     if (local + n <= this.len) return local + n;
     const keep = this.len - local;
+    this.detach?.(this.buf);
     if (n > this.buf.length) {
       const grown = Buffer.allocUnsafe(Math.max(n, this.chunk));
       this.buf.copy(grown, 0, local, this.len);
@@ -232,7 +238,7 @@ export function replayLog(
   opts: ReplayOptions = {},
 ): ReplayResult {
   const chunk = Math.max(opts.chunkSize ?? DEFAULT_CHUNK, 64);
-  const win = new Window(src, chunk, start, end);
+  const win = new Window(src, chunk, start, end, sink.detach?.bind(sink));
   const rec: LegacyRecord = newRecord();
   const onProgress = opts.onProgress;
   let nextReport = start + chunk;
