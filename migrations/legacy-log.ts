@@ -37,6 +37,18 @@ import {
   type RecordError,
 } from "./legacy-record.js";
 
+// Module-local copies of what the replay loop touches per record: tsx, which runs the tests
+// and benchmarks, compiles every use of an imported binding into a getter call.
+const decode = decodeRecord;
+const INSERT = OP_INSERT;
+const REMOVE = OP_REMOVE;
+const CLEAR = OP_CLEAR;
+const CHECKPOINT = OP_CHECKPOINT;
+const BATCH_BEGIN = OP_BATCH_BEGIN;
+const BATCH_END = OP_BATCH_END;
+const OVERHEAD = RECORD_OVERHEAD;
+const MAX_BUFFER = bufferConstants.MAX_LENGTH;
+
 export const LOG_MAGIC = Buffer.from([0x45, 0x4d, 0x44, 0x42, 0, 0, 0, 0]);
 export const LOG_HEADER_SIZE = 64;
 export const FLAG_TTL = 1;
@@ -163,7 +175,7 @@ interface BufferedOp {
 
 const NO_BYTES = Buffer.alloc(0);
 const CHECKPOINT_OP: BufferedOp = {
-  kind: OP_CHECKPOINT,
+  kind: CHECKPOINT,
   bytes: NO_BYTES,
   keyEnd: 0,
   valueStart: 0,
@@ -257,20 +269,20 @@ export function replayLog(
   while (pos < win.end) {
     const avail = win.end - pos;
     let status: DecodeStatus;
-    const headEnd = avail < RECORD_OVERHEAD ? 0 : win.ensure(pos, RECORD_OVERHEAD);
-    if (headEnd - (pos - win.base) < RECORD_OVERHEAD) {
+    const headEnd = avail < OVERHEAD ? 0 : win.ensure(pos, OVERHEAD);
+    if (headEnd - (pos - win.base) < OVERHEAD) {
       status = "truncated";
     } else {
       // Ask for the whole record only when the file can hold it; a wild length from a torn
       // or corrupt record is then reported as "truncated" without allocating for it.
-      const full = win.buf.readUInt32LE(pos - win.base) + RECORD_OVERHEAD;
-      if (full <= avail && full > bufferConstants.MAX_LENGTH) {
+      const full = win.buf.readUInt32LE(pos - win.base) + OVERHEAD;
+      if (full <= avail && full > MAX_BUFFER) {
         throw new EmdbError("EMDB_VALUE_TOO_LARGE", `legacy record of ${full} bytes`, {
           offset: pos,
         });
       }
-      const localEnd = win.ensure(pos, full <= avail ? full : RECORD_OVERHEAD);
-      status = decodeRecord(win.buf, pos - win.base, localEnd, rec);
+      const localEnd = win.ensure(pos, full <= avail ? full : OVERHEAD);
+      status = decode(win.buf, pos - win.base, localEnd, rec);
     }
     if (status !== "ok") {
       const cut = batch !== undefined ? batch.start : pos;
@@ -280,14 +292,14 @@ export function replayLog(
     const buf = win.buf;
 
     switch (rec.kind) {
-      case OP_BATCH_BEGIN:
+      case BATCH_BEGIN:
         if (batch !== undefined) {
           stopAt(batch.start, "nested-batch", pos, `BatchBegin tx ${rec.txId}${inBatch(batch)}`);
         } else {
           batch = { txId: rec.txId, count: rec.count, start: pos, ops: [] };
         }
         break;
-      case OP_BATCH_END:
+      case BATCH_END:
         if (batch === undefined) {
           stopAt(pos, "orphan-batch-end", pos, `BatchEnd tx ${rec.txId} with no open batch`);
         } else if (rec.txId !== batch.txId) {
@@ -317,15 +329,15 @@ export function replayLog(
           batch = undefined;
         }
         break;
-      case OP_CHECKPOINT:
+      case CHECKPOINT:
         // Changes nothing, but inside a batch it is one of the declared ops.
         if (batch !== undefined) batch.ops.push(CHECKPOINT_OP);
         break;
       default: {
         const { keyStart, keyEnd } = rec;
         // Remove has no value: its value range is the empty range at the key's end.
-        const valueStart = rec.kind === OP_INSERT ? rec.valueStart : keyEnd;
-        const valueEnd = rec.kind === OP_INSERT ? rec.valueEnd : keyEnd;
+        const valueStart = rec.kind === INSERT ? rec.valueStart : keyEnd;
+        const valueEnd = rec.kind === INSERT ? rec.valueEnd : keyEnd;
         if (batch !== undefined) {
           // The window is reused, so a held op owns a copy of its bytes.
           batch.ops.push({
@@ -376,13 +388,13 @@ function emit(
   expiresAt: number,
 ): number {
   switch (kind) {
-    case OP_INSERT:
+    case INSERT:
       sink.insert(buf, keyStart, keyEnd, valueStart, valueEnd, expiresAt);
       return 1;
-    case OP_REMOVE:
+    case REMOVE:
       sink.remove(buf, keyStart, keyEnd);
       return 1;
-    case OP_CLEAR:
+    case CLEAR:
       sink.clear();
       return 1;
     default:
