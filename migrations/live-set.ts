@@ -194,8 +194,31 @@ export class LiveSet implements ReplaySink {
    * afterwards.
    */
   finish(now?: number): { entries: LiveEntry[]; expiredDropped: number } {
+    const entries: LiveEntry[] = [];
+    const { expiredDropped } = this.drain(now, (bytes, ks, ke, vs, ve, expiresAt) => {
+      entries.push({ key: bytes.subarray(ks, ke), value: bytes.subarray(vs, ve), expiresAt });
+    });
+    return { entries, expiredDropped };
+  }
+
+  /**
+   * Like `finish`, but hands each live entry to `visit` in key order as ranges of a slab
+   * instead of building an array: no object per entry, for callers that stream the entries
+   * somewhere else. Slabs are never written again, so the ranges stay valid after the call.
+   */
+  drain(
+    now: number | undefined,
+    visit: (
+      bytes: Buffer,
+      keyStart: number,
+      keyEnd: number,
+      valueStart: number,
+      valueEnd: number,
+      expiresAt: number,
+    ) => void,
+  ): { count: number; expiredDropped: number } {
     this.settle();
-    // The entries are views that pin their slabs: do not hand out slabs mostly garbage.
+    // Views pin their slabs: do not hand out slabs that are mostly garbage.
     if (this.garbageBytes > this.liveBytes) this.rebuild(true);
     const order = new Uint32Array(this.liveCount);
     let m = 0;
@@ -208,22 +231,18 @@ export class LiveSet implements ReplaySink {
     }
     const live = order.subarray(0, m);
     this.sort(live);
-    const entries: LiveEntry[] = new Array(m);
     const slots = this.slots;
+    const exps = this.exps;
+    const chunks = this.chunks;
+    this.clear();
     for (let i = 0; i < m; i++) {
       const s = live[i]!;
       const b = s * W;
-      const c = this.chunks[slots[b]!]!;
       const off = slots[b + 1]!;
       const v = off + slots[b + 3]!;
-      entries[i] = {
-        key: c.subarray(off, off + slots[b + 2]!),
-        value: c.subarray(v, v + slots[b + 4]!),
-        expiresAt: this.exps[s * 4 + 3]!,
-      };
+      visit(chunks[slots[b]!]!, off, off + slots[b + 2]!, v, v + slots[b + 4]!, exps[s * 4 + 3]!);
     }
-    this.clear();
-    return { entries, expiredDropped };
+    return { count: m, expiredDropped };
   }
 
   // -------------------------------------------------------------------------------------------
