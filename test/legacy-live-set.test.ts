@@ -5,17 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { LiveSet } from "../migrations/live-set.js";
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32, testSeed } from "./helpers/prng.js";
 
 /** Inserts through a scratch buffer laid out like a log record: key, 4 junk bytes, value. */
 function put(set: LiveSet, key: Buffer, value: Buffer, expiresAt = 0): void {
@@ -50,7 +40,7 @@ function randomKey(rand: () => number): Buffer {
 }
 
 test("random inserts, removes and clears match a Map model, sorted by key bytes", () => {
-  const seed = Number(process.env.EMDB_SEED ?? Date.now() % 1_000_000);
+  const seed = testSeed();
   const rand = mulberry32(seed);
   for (let round = 0; round < 8; round++) {
     const set = new LiveSet();
