@@ -14,8 +14,8 @@ import { readPageFileV3 } from "./page-v3.js";
 import { openReadOnly } from "./readonly-file.js";
 
 /**
- * One live entry. `key` and `value` are views into shared 1 MiB slabs (copy them to keep a
- * few entries while dropping the rest).
+ * One live entry. `key` and `value` are views into slabs of about 1 MiB shared by many
+ * entries (copy them to keep a few entries while dropping the rest).
  */
 export interface LegacyEntry {
   key: Buffer;
