@@ -37,6 +37,18 @@ import {
   type RecordError,
 } from "./legacy-record.js";
 
+// Module-local copies of what the replay loop touches per record: tsx, which runs the tests
+// and benchmarks, compiles every use of an imported binding into a getter call.
+const decode = decodeRecord;
+const INSERT = OP_INSERT;
+const REMOVE = OP_REMOVE;
+const CLEAR = OP_CLEAR;
+const CHECKPOINT = OP_CHECKPOINT;
+const BATCH_BEGIN = OP_BATCH_BEGIN;
+const BATCH_END = OP_BATCH_END;
+const OVERHEAD = RECORD_OVERHEAD;
+const MAX_BUFFER = bufferConstants.MAX_LENGTH;
+
 export const LOG_MAGIC = Buffer.from([0x45, 0x4d, 0x44, 0x42, 0, 0, 0, 0]);
 export const LOG_HEADER_SIZE = 64;
 export const FLAG_TTL = 1;
@@ -89,8 +101,9 @@ function fileOpt(file: string | undefined): { file?: string } {
 
 /**
  * Receives the ops the replay emits, in order. Bytes are passed as ranges of `buf` rather than
- * as views because a view per key and value costs more than the rest of the decoding; the
- * bytes are valid only during the call, so a sink that keeps them copies them.
+ * as views because a view per key and value costs more than the rest of the decoding. They
+ * stay valid until the replay calls `detach(buf)`, just before it reuses that buffer; a sink
+ * without `detach` must copy what it keeps during the call.
  */
 export interface ReplaySink {
   /** Key `buf[keyStart, keyEnd)`, value `buf[valueStart, valueEnd)` with `keyEnd <= valueStart`. */
@@ -104,6 +117,8 @@ export interface ReplaySink {
   ): void;
   remove(buf: Buffer, keyStart: number, keyEnd: number): void;
   clear(): void;
+  /** `buf` is about to be overwritten: copy out whatever is still needed from it. */
+  detach?(buf: Buffer): void;
 }
 
 export type StopReason =
@@ -160,7 +175,7 @@ interface BufferedOp {
 
 const NO_BYTES = Buffer.alloc(0);
 const CHECKPOINT_OP: BufferedOp = {
-  kind: OP_CHECKPOINT,
+  kind: CHECKPOINT,
   bytes: NO_BYTES,
   keyEnd: 0,
   valueStart: 0,
@@ -184,6 +199,8 @@ class Window {
     start: number,
     /** End of the data; lowered if the file turns out shorter than announced. */
     public end: number,
+    /** Called with the buffer before its bytes are overwritten. */
+    private readonly detach: ((buf: Buffer) => void) | undefined,
   ) {
     this.buf = Buffer.allocUnsafe(Math.min(chunk, Math.max(end - start, 0)));
     this.base = start;
@@ -194,6 +211,7 @@ class Window {
     let local = pos - this.base;
     if (local + n <= this.len) return local + n;
     const keep = this.len - local;
+    this.detach?.(this.buf);
     if (n > this.buf.length) {
       const grown = Buffer.allocUnsafe(Math.max(n, this.chunk));
       this.buf.copy(grown, 0, local, this.len);
@@ -232,7 +250,7 @@ export function replayLog(
   opts: ReplayOptions = {},
 ): ReplayResult {
   const chunk = Math.max(opts.chunkSize ?? DEFAULT_CHUNK, 64);
-  const win = new Window(src, chunk, start, end);
+  const win = new Window(src, chunk, start, end, sink.detach?.bind(sink));
   const rec: LegacyRecord = newRecord();
   const onProgress = opts.onProgress;
   let nextReport = start + chunk;
@@ -251,20 +269,20 @@ export function replayLog(
   while (pos < win.end) {
     const avail = win.end - pos;
     let status: DecodeStatus;
-    const headEnd = avail < RECORD_OVERHEAD ? 0 : win.ensure(pos, RECORD_OVERHEAD);
-    if (headEnd - (pos - win.base) < RECORD_OVERHEAD) {
+    const headEnd = avail < OVERHEAD ? 0 : win.ensure(pos, OVERHEAD);
+    if (headEnd - (pos - win.base) < OVERHEAD) {
       status = "truncated";
     } else {
       // Ask for the whole record only when the file can hold it; a wild length from a torn
       // or corrupt record is then reported as "truncated" without allocating for it.
-      const full = win.buf.readUInt32LE(pos - win.base) + RECORD_OVERHEAD;
-      if (full <= avail && full > bufferConstants.MAX_LENGTH) {
+      const full = win.buf.readUInt32LE(pos - win.base) + OVERHEAD;
+      if (full <= avail && full > MAX_BUFFER) {
         throw new EmdbError("EMDB_VALUE_TOO_LARGE", `legacy record of ${full} bytes`, {
           offset: pos,
         });
       }
-      const localEnd = win.ensure(pos, full <= avail ? full : RECORD_OVERHEAD);
-      status = decodeRecord(win.buf, pos - win.base, localEnd, rec);
+      const localEnd = win.ensure(pos, full <= avail ? full : OVERHEAD);
+      status = decode(win.buf, pos - win.base, localEnd, rec);
     }
     if (status !== "ok") {
       const cut = batch !== undefined ? batch.start : pos;
@@ -274,14 +292,14 @@ export function replayLog(
     const buf = win.buf;
 
     switch (rec.kind) {
-      case OP_BATCH_BEGIN:
+      case BATCH_BEGIN:
         if (batch !== undefined) {
           stopAt(batch.start, "nested-batch", pos, `BatchBegin tx ${rec.txId}${inBatch(batch)}`);
         } else {
           batch = { txId: rec.txId, count: rec.count, start: pos, ops: [] };
         }
         break;
-      case OP_BATCH_END:
+      case BATCH_END:
         if (batch === undefined) {
           stopAt(pos, "orphan-batch-end", pos, `BatchEnd tx ${rec.txId} with no open batch`);
         } else if (rec.txId !== batch.txId) {
@@ -311,15 +329,15 @@ export function replayLog(
           batch = undefined;
         }
         break;
-      case OP_CHECKPOINT:
+      case CHECKPOINT:
         // Changes nothing, but inside a batch it is one of the declared ops.
         if (batch !== undefined) batch.ops.push(CHECKPOINT_OP);
         break;
       default: {
         const { keyStart, keyEnd } = rec;
         // Remove has no value: its value range is the empty range at the key's end.
-        const valueStart = rec.kind === OP_INSERT ? rec.valueStart : keyEnd;
-        const valueEnd = rec.kind === OP_INSERT ? rec.valueEnd : keyEnd;
+        const valueStart = rec.kind === INSERT ? rec.valueStart : keyEnd;
+        const valueEnd = rec.kind === INSERT ? rec.valueEnd : keyEnd;
         if (batch !== undefined) {
           // The window is reused, so a held op owns a copy of its bytes.
           batch.ops.push({
@@ -370,13 +388,13 @@ function emit(
   expiresAt: number,
 ): number {
   switch (kind) {
-    case OP_INSERT:
+    case INSERT:
       sink.insert(buf, keyStart, keyEnd, valueStart, valueEnd, expiresAt);
       return 1;
-    case OP_REMOVE:
+    case REMOVE:
       sink.remove(buf, keyStart, keyEnd);
       return 1;
-    case OP_CLEAR:
+    case CLEAR:
       sink.clear();
       return 1;
     default:

@@ -35,6 +35,9 @@
 import { crc32 } from "node:zlib";
 import { readU64 } from "../src/codec.js";
 
+/** Local alias: tsx, which runs the tests, compiles each use of an import into a getter call. */
+const u64 = readU64;
+
 export const OP_INSERT = 0;
 export const OP_REMOVE = 1;
 export const OP_CLEAR = 2;
@@ -151,7 +154,7 @@ export function decodeRecord(
         out.expiresAt = 0;
       } else if (rest === 8) {
         out.hasExpiry = true;
-        const e = readU64(buf, p);
+        const e = u64(buf, p);
         out.expiresAt = e < 0 ? MAX_EXPIRY : e;
       } else {
         return rest < 8 ? "field-overrun" : "trailing-bytes";
@@ -184,7 +187,7 @@ export function decodeRecord(
       if (p + want !== pEnd) return "trailing-bytes";
       // tx ids are compared for equality, so one that a JS number cannot hold exactly is
       // reported rather than rounded (emdb-rs counts them up from 1; 2^53 is unreachable).
-      const tx = readU64(buf, p);
+      const tx = u64(buf, p);
       if (tx < 0) return "tx-id-too-large";
       out.txId = tx;
       if (kind === OP_BATCH_BEGIN) out.count = buf.readUInt32LE(p + 8);

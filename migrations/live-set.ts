@@ -3,31 +3,48 @@
  * empties it, and at the end the live entries come out sorted by unsigned key bytes.
  *
  * A V8 Map of a million string keys spends most of its time in the garbage collector, which
- * capped a legacy read at ~400k records/s; this set keeps everything in typed arrays and
- * 1 MiB byte slabs instead, so replaying a record allocates no JS object at all.
+ * capped a legacy read at ~400k records/s. This set keeps no JS object per entry: slots are
+ * 32-byte records in one typed array, and the bytes live in 1 MiB slabs.
  *
- * In-memory layout (nothing here is written to disk):
+ * In-memory layout (nothing here is written to disk). Slot s, at u32 index 8s:
  *
- * | Structure       | Type               | Per entry                                         |
- * |-----------------|--------------------|---------------------------------------------------|
- * | slab chunks     | Buffer[] (1 MiB)   | key bytes, then value bytes at `valueRel`         |
- * | slot arrays     | typed arrays       | chunk, offset, keyLen, valueRel, valueLen, expiresAt, hash, live |
- * | table           | Int32Array (2^k)   | slot + 1; 0 empty, -1 deleted (linear probing)    |
+ * | u32 index | Field                                                        |
+ * |-----------|--------------------------------------------------------------|
+ * | 8s + 0    | chunk: index into `chunks`, or PENDING (bytes in `foreign`)  |
+ * | 8s + 1    | offset of the key in that chunk                              |
+ * | 8s + 2    | key length                                                   |
+ * | 8s + 3    | value offset, relative to the key                            |
+ * | 8s + 4    | value length                                                 |
+ * | 8s + 5    | key hash                                                     |
+ * | 8s + 6..7 | expiresAt as a float64 (f64 index 4s + 3)                    |
  *
- * Overwritten and removed bytes become garbage in the slabs; when garbage outgrows the live
- * bytes the set compacts itself, so memory follows the live data rather than the file.
- * The sort is an MSD radix sort: up to four key bytes per pass packed with the entry's index
- * into one float64, sorted by the native Float64Array sort.
+ * plus `live` (one byte per slot) and the hash table, an Int32Array of slot + 1 (0 empty,
+ * -1 deleted; linear probing, load at most 1/2). One record per slot keeps the random
+ * accesses of probing, sorting and output to one cache line.
+ *
+ * Copying each record on its own cost more than decoding it, so an insert only records where
+ * its bytes are in the caller's buffer (the slot is PENDING). When that buffer is about to be
+ * reused (`detach`) or another one shows up, the whole range the pending slots span, framing
+ * included, is copied into a slab with one memcpy. Bytes no live entry uses (framing,
+ * overwritten and removed records) are garbage; when it outgrows the live bytes the live
+ * entries are copied into fresh slabs, so memory follows the live data, not the file.
+ *
+ * The sort is an MSD radix sort: as many key bytes per pass as fit beside the entry's index in
+ * a float64, sorted by the native Float64Array sort, after skipping the bytes a range shares.
  */
 import type { ReplaySink } from "./legacy-log.js";
 
 const CHUNK = 1 << 20;
-/** Entries at least this large get a slab of their own instead of fragmenting a shared one. */
+/** Regions at least this large get a slab of their own instead of fragmenting a shared one. */
 const OWN_CHUNK = CHUNK >>> 2;
 const MIN_SLOTS = 1024;
 /** Garbage (bytes, dead slots) tolerated before compaction, on top of the live amount. */
 const GARBAGE_BYTES_SLACK = 8 * CHUNK;
 const DEAD_SLOTS_SLACK = 65536;
+/** Chunk field of a slot whose bytes are still in `foreign`. */
+const PENDING = 0xffff_ffff;
+/** u32 fields per slot. */
+const W = 8;
 
 export interface LiveEntry {
   key: Buffer;
@@ -38,19 +55,22 @@ export interface LiveEntry {
 
 export class LiveSet implements ReplaySink {
   private chunks: Buffer[] = [];
+  /** Slab being filled by `settle` and compaction. */
   private cur: Buffer = Buffer.alloc(0);
   private curIdx = -1;
   private curUsed = 0;
 
+  /** The caller's buffer that pending slots point into, and the range they span. */
+  private foreign: Buffer | undefined;
+  private foreignLo = Number.POSITIVE_INFINITY;
+  private foreignHi = 0;
+  private pending = new Uint32Array(MIN_SLOTS);
+  private pendingN = 0;
+
   private n = 0;
-  private sChunk = new Uint32Array(MIN_SLOTS);
-  private sOff = new Uint32Array(MIN_SLOTS);
-  private sKeyLen = new Uint32Array(MIN_SLOTS);
-  private sValRel = new Uint32Array(MIN_SLOTS);
-  private sValLen = new Uint32Array(MIN_SLOTS);
-  private sExp = new Float64Array(MIN_SLOTS);
-  private sHash = new Int32Array(MIN_SLOTS);
-  private sLive = new Uint8Array(MIN_SLOTS);
+  private slots = new Uint32Array(MIN_SLOTS * W);
+  private exps = new Float64Array(this.slots.buffer);
+  private live = new Uint8Array(MIN_SLOTS);
 
   private table = new Int32Array(MIN_SLOTS * 2);
   private mask = MIN_SLOTS * 2 - 1;
@@ -58,7 +78,9 @@ export class LiveSet implements ReplaySink {
   private used = 0;
 
   private liveCount = 0;
+  /** Sum of the live entries' spans (key through value). */
   private liveBytes = 0;
+  /** Slab bytes no live entry uses. */
   private garbageBytes = 0;
 
   /** Live entries (expired ones included until `finish`). */
@@ -81,73 +103,64 @@ export class LiveSet implements ReplaySink {
     valueEnd: number,
     expiresAt: number,
   ): void {
-    const klen = keyEnd - keyStart;
+    if (buf !== this.foreign) this.adopt(buf);
     const h = hashBytes(buf, keyStart, keyEnd);
     const span = valueEnd - keyStart;
-    const mask = this.mask;
-    const table = this.table;
-    let i = h & mask;
-    let free = -1;
-    for (;;) {
-      const t = table[i]!;
-      if (t === 0) break;
-      if (t < 0) {
-        if (free < 0) free = i;
-      } else if (
-        this.sHash[t - 1] === h &&
-        this.sKeyLen[t - 1] === klen &&
-        this.keyEquals(t - 1, buf, keyStart, keyEnd)
-      ) {
-        this.overwrite(t - 1, buf, keyStart, span, valueStart, valueEnd, expiresAt);
-        return;
-      }
-      i = (i + 1) & mask;
-    }
-    if (this.n === this.sChunk.length) this.growSlots();
-    const s = this.n++;
-    this.place(s, buf, keyStart, span);
-    this.sKeyLen[s] = klen;
-    this.sValRel[s] = valueStart - keyStart;
-    this.sValLen[s] = valueEnd - valueStart;
-    this.sExp[s] = expiresAt;
-    this.sHash[s] = h;
-    this.sLive[s] = 1;
-    this.liveCount++;
-    this.liveBytes += span;
-    if (free >= 0) {
-      table[free] = s + 1;
+    const t = this.find(buf, keyStart, keyEnd, h);
+    let s: number;
+    const slots = this.slots;
+    if (t >= 0) {
+      // Overwrite. Old bytes in a slab are garbage now; old pending bytes become garbage
+      // when their range is settled.
+      s = this.table[t]! - 1;
+      const old = slots[s * W + 3]! + slots[s * W + 4]!;
+      if (slots[s * W] !== PENDING) this.garbageBytes += old;
+      this.liveBytes += span - old;
     } else {
-      table[i] = s + 1;
-      if (++this.used * 2 > table.length) this.rebuild(false);
+      if (this.n === this.live.length) this.growSlots();
+      s = this.n++;
+      const b = s * W;
+      this.slots[b] = 0;
+      this.slots[b + 2] = keyEnd - keyStart;
+      this.slots[b + 5] = h;
+      this.live[s] = 1;
+      this.liveCount++;
+      this.liveBytes += span;
+      const cell = -t - 1;
+      if (this.table[cell] === 0) this.used++;
+      this.table[cell] = s + 1;
     }
+    const b = s * W;
+    const all = this.slots;
+    if (all[b] !== PENDING) {
+      if (this.pendingN === this.pending.length) {
+        this.pending = grown(this.pending, this.pendingN * 2);
+      }
+      this.pending[this.pendingN++] = s;
+      all[b] = PENDING;
+    }
+    all[b + 1] = keyStart;
+    all[b + 3] = valueStart - keyStart;
+    all[b + 4] = valueEnd - valueStart;
+    this.exps[s * 4 + 3] = expiresAt;
+    if (keyStart < this.foreignLo) this.foreignLo = keyStart;
+    if (valueEnd > this.foreignHi) this.foreignHi = valueEnd;
+    if (this.used * 2 > this.table.length) this.rebuild(false);
+    else this.maybeCompact();
   }
 
   remove(buf: Buffer, keyStart: number, keyEnd: number): void {
-    const klen = keyEnd - keyStart;
-    const h = hashBytes(buf, keyStart, keyEnd);
-    const mask = this.mask;
-    let i = h & mask;
-    for (;;) {
-      const t = this.table[i]!;
-      if (t === 0) return;
-      if (
-        t > 0 &&
-        this.sHash[t - 1] === h &&
-        this.sKeyLen[t - 1] === klen &&
-        this.keyEquals(t - 1, buf, keyStart, keyEnd)
-      ) {
-        const s = t - 1;
-        this.table[i] = -1;
-        this.sLive[s] = 0;
-        const span = this.spanOf(s);
-        this.liveCount--;
-        this.liveBytes -= span;
-        this.garbageBytes += span;
-        this.maybeCompact();
-        return;
-      }
-      i = (i + 1) & mask;
-    }
+    const t = this.find(buf, keyStart, keyEnd, hashBytes(buf, keyStart, keyEnd));
+    if (t < 0) return;
+    const s = this.table[t]! - 1;
+    this.table[t] = -1;
+    this.live[s] = 0;
+    const b = s * W;
+    const span = this.slots[b + 3]! + this.slots[b + 4]!;
+    if (this.slots[b] !== PENDING) this.garbageBytes += span;
+    this.liveCount--;
+    this.liveBytes -= span;
+    this.maybeCompact();
   }
 
   clear(): void {
@@ -155,6 +168,10 @@ export class LiveSet implements ReplaySink {
     this.cur = Buffer.alloc(0);
     this.curIdx = -1;
     this.curUsed = 0;
+    this.foreign = undefined;
+    this.foreignLo = Number.POSITIVE_INFINITY;
+    this.foreignHi = 0;
+    this.pendingN = 0;
     this.n = 0;
     this.table.fill(0);
     this.used = 0;
@@ -163,115 +180,160 @@ export class LiveSet implements ReplaySink {
     this.garbageBytes = 0;
   }
 
+  /** The replay is about to overwrite `buf`: copy out what pending slots still need from it. */
+  detach(buf: Buffer): void {
+    if (buf === this.foreign) {
+      this.settle();
+      this.maybeCompact();
+    }
+  }
+
   /**
    * The live entries sorted by unsigned key bytes, as views into the slabs (no copy). Entries
    * with `0 < expiresAt <= now` are left out and counted when `now` is given. The set is empty
    * afterwards.
    */
   finish(now?: number): { entries: LiveEntry[]; expiredDropped: number } {
-    // Views pin their slab, so do not hand out slabs that are mostly garbage.
-    if (this.garbageBytes > this.liveBytes >>> 2) this.rebuild(true);
+    const entries: LiveEntry[] = [];
+    const { expiredDropped } = this.drain(now, (bytes, ks, ke, vs, ve, expiresAt) => {
+      entries.push({ key: bytes.subarray(ks, ke), value: bytes.subarray(vs, ve), expiresAt });
+    });
+    return { entries, expiredDropped };
+  }
+
+  /**
+   * Like `finish`, but hands each live entry to `visit` in key order as ranges of a slab
+   * instead of building an array: no object per entry, for callers that stream the entries
+   * somewhere else. Slabs are never written again, so the ranges stay valid after the call.
+   */
+  drain(
+    now: number | undefined,
+    visit: (
+      bytes: Buffer,
+      keyStart: number,
+      keyEnd: number,
+      valueStart: number,
+      valueEnd: number,
+      expiresAt: number,
+    ) => void,
+  ): { count: number; expiredDropped: number } {
+    this.settle();
+    // Views pin their slabs: do not hand out slabs that are mostly garbage.
+    if (this.garbageBytes > this.liveBytes) this.rebuild(true);
     const order = new Uint32Array(this.liveCount);
     let m = 0;
     let expiredDropped = 0;
     for (let s = 0; s < this.n; s++) {
-      if (this.sLive[s] === 0) continue;
-      const e = this.sExp[s]!;
+      if (this.live[s] === 0) continue;
+      const e = this.exps[s * 4 + 3]!;
       if (now !== undefined && e !== 0 && e <= now) expiredDropped++;
       else order[m++] = s;
     }
     const live = order.subarray(0, m);
     this.sort(live);
-    const entries: LiveEntry[] = new Array(m);
+    const slots = this.slots;
+    const exps = this.exps;
+    const chunks = this.chunks;
+    this.clear();
     for (let i = 0; i < m; i++) {
       const s = live[i]!;
-      const c = this.chunks[this.sChunk[s]!]!;
-      const off = this.sOff[s]!;
-      const v = off + this.sValRel[s]!;
-      entries[i] = {
-        key: c.subarray(off, off + this.sKeyLen[s]!),
-        value: c.subarray(v, v + this.sValLen[s]!),
-        expiresAt: this.sExp[s]!,
-      };
+      const b = s * W;
+      const off = slots[b + 1]!;
+      const v = off + slots[b + 3]!;
+      visit(chunks[slots[b]!]!, off, off + slots[b + 2]!, v, v + slots[b + 4]!, exps[s * 4 + 3]!);
     }
-    this.clear();
-    return { entries, expiredDropped };
+    return { count: m, expiredDropped };
   }
 
   // -------------------------------------------------------------------------------------------
 
-  private spanOf(s: number): number {
-    return this.sValRel[s]! + this.sValLen[s]!;
-  }
-
-  private keyEquals(s: number, buf: Buffer, start: number, end: number): boolean {
-    const c = this.chunks[this.sChunk[s]!]!;
-    let o = this.sOff[s]!;
-    for (let j = start; j < end; j++) if (c[o++] !== buf[j]) return false;
-    return true;
-  }
-
-  private overwrite(
-    s: number,
-    buf: Buffer,
-    keyStart: number,
-    span: number,
-    valueStart: number,
-    valueEnd: number,
-    expiresAt: number,
-  ): void {
-    const old = this.spanOf(s);
-    if (span === old) {
-      copyBytes(buf, keyStart, span, this.chunks[this.sChunk[s]!]!, this.sOff[s]!);
-    } else {
-      this.place(s, buf, keyStart, span);
-      this.garbageBytes += old;
-      this.liveBytes += span - old;
+  /**
+   * The table cell holding the key, or, when it is absent, `-(cell + 1)` for the cell to put it
+   * in (the first deleted cell on its probe path, else the empty cell that ended it).
+   */
+  private find(buf: Buffer, start: number, end: number, h: number): number {
+    const table = this.table;
+    const mask = this.mask;
+    const slots = this.slots;
+    const klen = end - start;
+    let i = h & mask;
+    let free = -1;
+    for (;;) {
+      const t = table[i]!;
+      if (t === 0) return -((free >= 0 ? free : i) + 1);
+      if (t < 0) {
+        if (free < 0) free = i;
+      } else {
+        const b = (t - 1) * W;
+        if (slots[b + 5] === h && slots[b + 2] === klen) {
+          const c = slots[b] === PENDING ? this.foreign! : this.chunks[slots[b]!]!;
+          let o = slots[b + 1]!;
+          let j = start;
+          while (j < end && c[o] === buf[j]) {
+            o++;
+            j++;
+          }
+          if (j === end) return i;
+        }
+      }
+      i = (i + 1) & mask;
     }
-    this.sValRel[s] = valueStart - keyStart;
-    this.sValLen[s] = valueEnd - valueStart;
-    this.sExp[s] = expiresAt;
+  }
+
+  /** Makes `buf` the foreign buffer, settling the previous one. */
+  private adopt(buf: Buffer): void {
+    this.settle();
     this.maybeCompact();
+    this.foreign = buf;
   }
 
-  /** Copies `span` bytes at `buf[start]` into slab space and points slot `s` at them. */
-  private place(s: number, buf: Buffer, start: number, span: number): void {
-    if (span >= OWN_CHUNK) {
-      const own = Buffer.allocUnsafeSlow(span);
-      buf.copy(own, 0, start, start + span);
-      this.sChunk[s] = this.chunks.push(own) - 1;
-      this.sOff[s] = 0;
-      return;
+  /** Copies the range the pending slots span into a slab and points them at it. */
+  private settle(): void {
+    const src = this.foreign;
+    if (src === undefined) return;
+    this.foreign = undefined;
+    const n = this.pendingN;
+    this.pendingN = 0;
+    const lo = this.foreignLo;
+    const hi = this.foreignHi;
+    this.foreignLo = Number.POSITIVE_INFINITY;
+    this.foreignHi = 0;
+    if (n === 0) return;
+    const [idx, base] = this.reserve(hi - lo);
+    copyBytes(src, lo, hi - lo, this.chunks[idx]!, base);
+    const slots = this.slots;
+    let live = 0;
+    for (let i = 0; i < n; i++) {
+      const s = this.pending[i]!;
+      const b = s * W;
+      slots[b] = idx;
+      slots[b + 1] = base + slots[b + 1]! - lo;
+      if (this.live[s] === 1) live += slots[b + 3]! + slots[b + 4]!;
     }
-    if (this.curUsed + span > this.cur.length) {
+    this.garbageBytes += hi - lo - live;
+  }
+
+  /** Slab space for `len` bytes: [chunk index, offset]. */
+  private reserve(len: number): [number, number] {
+    if (len >= OWN_CHUNK) {
+      return [this.chunks.push(Buffer.allocUnsafeSlow(len)) - 1, 0];
+    }
+    if (this.curUsed + len > this.cur.length) {
+      this.garbageBytes += this.cur.length - this.curUsed;
       this.cur = Buffer.allocUnsafeSlow(CHUNK);
       this.curIdx = this.chunks.push(this.cur) - 1;
       this.curUsed = 0;
     }
-    copyBytes(buf, start, span, this.cur, this.curUsed);
-    this.sChunk[s] = this.curIdx;
-    this.sOff[s] = this.curUsed;
-    this.curUsed += span;
+    const at = this.curUsed;
+    this.curUsed += len;
+    return [this.curIdx, at];
   }
 
   private growSlots(): void {
-    const cap = this.sChunk.length * 2;
-    const grow = <T extends Uint32Array | Int32Array | Float64Array | Uint8Array>(
-      a: T,
-      make: (n: number) => T,
-    ): T => {
-      const b = make(cap);
-      b.set(a as never);
-      return b;
-    };
-    this.sChunk = grow(this.sChunk, (n) => new Uint32Array(n));
-    this.sOff = grow(this.sOff, (n) => new Uint32Array(n));
-    this.sKeyLen = grow(this.sKeyLen, (n) => new Uint32Array(n));
-    this.sValRel = grow(this.sValRel, (n) => new Uint32Array(n));
-    this.sValLen = grow(this.sValLen, (n) => new Uint32Array(n));
-    this.sExp = grow(this.sExp, (n) => new Float64Array(n));
-    this.sHash = grow(this.sHash, (n) => new Int32Array(n));
-    this.sLive = grow(this.sLive, (n) => new Uint8Array(n));
+    const cap = this.live.length * 2;
+    this.slots = grown(this.slots, cap * W);
+    this.exps = new Float64Array(this.slots.buffer);
+    this.live = grown(this.live, cap);
   }
 
   private maybeCompact(): void {
@@ -285,42 +347,48 @@ export class LiveSet implements ReplaySink {
 
   /**
    * Rebuilds the hash table (sized for the live entries), dropping deleted cells; with
-   * `compact`, also moves the live entries into fresh slabs and drops dead slots.
+   * `compact`, also copies the live entries (pending ones included) into fresh slabs and
+   * drops dead slots.
    */
   private rebuild(compact: boolean): void {
+    const slots = this.slots;
     if (compact) {
       const oldChunks = this.chunks;
-      const { sChunk, sOff } = this;
+      const foreign = this.foreign;
       this.chunks = [];
       this.cur = Buffer.alloc(0);
       this.curIdx = -1;
       this.curUsed = 0;
+      this.foreign = undefined;
+      this.pendingN = 0;
+      this.foreignLo = Number.POSITIVE_INFINITY;
+      this.foreignHi = 0;
       let w = 0;
       for (let s = 0; s < this.n; s++) {
-        if (this.sLive[s] === 0) continue;
-        const span = this.spanOf(s);
-        const from = oldChunks[sChunk[s]!]!;
-        const off = sOff[s]!;
-        // Slot w <= s, so moving its fields down never overwrites a slot still to be read.
-        this.place(w, from, off, span);
-        this.sKeyLen[w] = this.sKeyLen[s]!;
-        this.sValRel[w] = this.sValRel[s]!;
-        this.sValLen[w] = this.sValLen[s]!;
-        this.sExp[w] = this.sExp[s]!;
-        this.sHash[w] = this.sHash[s]!;
-        this.sLive[w] = 1;
+        if (this.live[s] === 0) continue;
+        const b = s * W;
+        const span = slots[b + 3]! + slots[b + 4]!;
+        const from = slots[b] === PENDING ? foreign! : oldChunks[slots[b]!]!;
+        const [idx, at] = this.reserve(span);
+        copyBytes(from, slots[b + 1]!, span, this.chunks[idx]!, at);
+        // Slot w <= s, so moving it down never overwrites a slot still to be read.
+        slots.copyWithin(w * W, b, b + W);
+        slots[w * W] = idx;
+        slots[w * W + 1] = at;
+        this.live[w] = 1;
         w++;
       }
       this.n = w;
       this.garbageBytes = 0;
     }
     let size = MIN_SLOTS * 2;
-    while (size < this.liveCount * 4) size *= 2;
+    // Load at most one half: probing stays short, and the table small enough to cache.
+    while (size <= this.liveCount * 2) size *= 2;
     const table = new Int32Array(size);
     const mask = size - 1;
     for (let s = 0; s < this.n; s++) {
-      if (this.sLive[s] === 0) continue;
-      let i = this.sHash[s]! & mask;
+      if (this.live[s] === 0) continue;
+      let i = slots[s * W + 5]! & mask;
       while (table[i] !== 0) i = (i + 1) & mask;
       table[i] = s + 1;
     }
@@ -330,21 +398,16 @@ export class LiveSet implements ReplaySink {
   }
 
   // -------------------------------------------------------------------------------------------
-  // Sorting by key bytes
-
-  /** Byte `pos` of slot `s`'s key plus 1, or 0 past its end (so a prefix sorts first). */
-  private digit(s: number, pos: number): number {
-    if (pos >= this.sKeyLen[s]!) return 0;
-    return this.chunks[this.sChunk[s]!]![this.sOff[s]! + pos]! + 1;
-  }
+  // Sorting by key bytes (only after `settle`, so no slot is pending)
 
   private compare(a: number, b: number, depth: number): number {
-    const ca = this.chunks[this.sChunk[a]!]!;
-    const cb = this.chunks[this.sChunk[b]!]!;
-    const oa = this.sOff[a]!;
-    const ob = this.sOff[b]!;
-    const la = this.sKeyLen[a]!;
-    const lb = this.sKeyLen[b]!;
+    const slots = this.slots;
+    const ca = this.chunks[slots[a * W]!]!;
+    const cb = this.chunks[slots[b * W]!]!;
+    const oa = slots[a * W + 1]!;
+    const ob = slots[b * W + 1]!;
+    const la = slots[a * W + 2]!;
+    const lb = slots[b * W + 2]!;
     const l = la < lb ? la : lb;
     for (let i = depth; i < l; i++) {
       const d = ca[oa + i]! - cb[ob + i]!;
@@ -371,7 +434,7 @@ export class LiveSet implements ReplaySink {
   private radix(
     order: Uint32Array,
     packed: Float64Array,
-    slots: Uint32Array,
+    scratch: Uint32Array,
     lo: number,
     hi: number,
     depth: number,
@@ -390,6 +453,23 @@ export class LiveSet implements ReplaySink {
       }
       return;
     }
+    const slots = this.slots;
+    // Skip the bytes every key in the range shares: long common prefixes ("user.1234…")
+    // would otherwise take a pass each.
+    const first = order[lo]! * W;
+    const fc = this.chunks[slots[first]!]!;
+    const fo = slots[first + 1]! + depth;
+    let shared = slots[first + 2]! - depth;
+    for (let i = lo + 1; i < hi && shared > 0; i++) {
+      const b = order[i]! * W;
+      const c = this.chunks[slots[b]!]!;
+      const o = slots[b + 1]! + depth;
+      const l = Math.min(shared, slots[b + 2]! - depth);
+      let k = 0;
+      while (k < l && c[o + k] === fc[fo + k]) k++;
+      shared = k;
+    }
+    const at = depth + shared;
     // As many base-257 digits as fit beside the index in a float64's 53-bit mantissa.
     const scale = 2 ** (32 - Math.clz32(m - 1));
     let digits = 0;
@@ -402,30 +482,40 @@ export class LiveSet implements ReplaySink {
     let max = -1;
     for (let i = 0; i < m; i++) {
       const s = order[lo + i]!;
+      const b = s * W;
+      const c = this.chunks[slots[b]!]!;
+      const o = slots[b + 1]!;
+      const len = slots[b + 2]!;
       let v = 0;
-      for (let d = 0; d < digits; d++) v = v * 257 + this.digit(s, depth + d);
+      for (let d = at; d < at + digits; d++) v = v * 257 + (d < len ? c[o + d]! + 1 : 0);
       if (v < min) min = v;
       if (v > max) max = v;
       packed[lo + i] = v * scale + i;
-      slots[lo + i] = s;
+      scratch[lo + i] = s;
     }
     if (min === max) {
       // One shared prefix: nothing to sort at this depth. Ended keys would be duplicates.
-      if (min % 257 !== 0) this.radix(order, packed, slots, lo, hi, depth + digits);
+      if (min % 257 !== 0) this.radix(order, packed, scratch, lo, hi, at + digits);
       return;
     }
     const view = packed.subarray(lo, hi);
     view.sort();
-    for (let i = 0; i < m; i++) order[lo + i] = slots[lo + (view[i]! % scale)]!;
+    for (let i = 0; i < m; i++) order[lo + i] = scratch[lo + (view[i]! % scale)]!;
     let i = lo;
     while (i < hi) {
       const v = Math.floor(packed[i]! / scale);
       let j = i + 1;
       while (j < hi && Math.floor(packed[j]! / scale) === v) j++;
-      if (j - i > 1 && v % 257 !== 0) this.radix(order, packed, slots, i, j, depth + digits);
+      if (j - i > 1 && v % 257 !== 0) this.radix(order, packed, scratch, i, j, at + digits);
       i = j;
     }
   }
+}
+
+function grown<T extends Uint32Array | Uint8Array>(a: T, cap: number): T {
+  const b = new (a.constructor as new (n: number) => T)(cap);
+  b.set(a as never);
+  return b;
 }
 
 /** `Buffer#copy` validates its arguments and wraps the source on every call; this does not. */

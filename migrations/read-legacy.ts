@@ -14,8 +14,8 @@ import { readPageFileV3 } from "./page-v3.js";
 import { openReadOnly } from "./readonly-file.js";
 
 /**
- * One live entry. `key` and `value` are views into shared 1 MiB slabs (copy them to keep a
- * few entries while dropping the rest).
+ * One live entry. `key` and `value` are views into slabs of about 1 MiB shared by many
+ * entries (copy them to keep a few entries while dropping the rest).
  */
 export interface LegacyEntry {
   key: Buffer;
@@ -63,6 +63,12 @@ export interface ReadLegacyOptions {
   chunkSize?: number;
 }
 
+/** Everything `readLegacy` reports except the entries. */
+export type LegacyScan = Omit<LegacyContent, "entries"> & {
+  /** Entries handed to the visitor. */
+  count: number;
+};
+
 /**
  * Reads the emdb-rs database at `path`. Throws `EMDB_MAGIC_MISMATCH` for a file that is not a
  * legacy emdb-rs file (including an empty one or one in this package's own format),
@@ -71,6 +77,37 @@ export interface ReadLegacyOptions {
  * is not an error: it ends the replay, and `validBytes`/`stoppedAt` say where and why.
  */
 export function readLegacy(path: string, opts: ReadLegacyOptions = {}): LegacyContent {
+  const { state, meta } = replayFile(path, opts);
+  const { entries, expiredDropped } = state.finish(opts.now);
+  return { ...meta, entries, expiredDropped };
+}
+
+/**
+ * `readLegacy` without the entries array: each live entry goes to `visit` in key order as
+ * ranges of a buffer (`bytes[keyStart, keyEnd)`, `bytes[valueStart, valueEnd)`). No object is
+ * made per entry, so a bulk loader streaming millions of entries saves the array's memory and
+ * most of the time it costs. The bytes are never overwritten; views of them may be kept.
+ */
+export function readLegacyEach(
+  path: string,
+  visit: (
+    bytes: Buffer,
+    keyStart: number,
+    keyEnd: number,
+    valueStart: number,
+    valueEnd: number,
+    expiresAt: number,
+  ) => void,
+  opts: ReadLegacyOptions = {},
+): LegacyScan {
+  const { state, meta } = replayFile(path, opts);
+  const { count, expiredDropped } = state.drain(opts.now, visit);
+  return { ...meta, count, expiredDropped };
+}
+
+type Meta = Omit<LegacyContent, "entries" | "expiredDropped">;
+
+function replayFile(path: string, opts: ReadLegacyOptions): { state: LiveSet; meta: Meta } {
   const fmt = detectFormat(path);
   const state = new LiveSet();
   const { onProgress } = opts;
@@ -95,13 +132,13 @@ export function readLegacy(path: string, opts: ReadLegacyOptions = {}): LegacyCo
       f.close();
     }
     const { header, replay } = result;
-    return {
+    const meta: Meta = {
       format: header.version === 1 ? "log-v1" : "log-v2",
       lastTxId: Math.max(header.lastTxId, replay.maxBatchTxId),
-      ...state.finish(opts.now),
       validBytes: replay.validEnd,
       ...stopOf(replay),
     };
+    return { state, meta };
   }
 
   if (fmt.kind === "page-v3") {
@@ -114,22 +151,21 @@ export function readLegacy(path: string, opts: ReadLegacyOptions = {}): LegacyCo
           }
         : {}),
     });
-    const out: LegacyContent = {
+    const meta: Meta = {
       format: "page-v3",
       lastTxId: Math.max(r.header.lastTxId, r.tail?.maxBatchTxId ?? 0, r.wal?.maxBatchTxId ?? 0),
-      ...state.finish(opts.now),
       validBytes: r.validEnd,
       ...(r.tail !== undefined ? stopOf(r.tail) : {}),
     };
     if (r.wal !== undefined) {
-      out.wal = {
+      meta.wal = {
         path: r.wal.path,
         size: r.wal.size,
         validBytes: r.wal.validEnd,
         ...stopOf(r.wal),
       };
     }
-    return out;
+    return { state, meta };
   }
 
   if (fmt.kind === "missing") throw missing(path);

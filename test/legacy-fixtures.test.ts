@@ -8,7 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { after, test } from "node:test";
 import { detectFormat } from "../migrations/detect.js";
-import { type LegacyProgress, readLegacy } from "../migrations/read-legacy.js";
+import { type LegacyProgress, readLegacy, readLegacyEach } from "../migrations/read-legacy.js";
 import { EMDB_RS_FIXTURES } from "./helpers/emdb-rs-fixtures.js";
 
 const FIXTURES = EMDB_RS_FIXTURES;
@@ -123,4 +123,27 @@ test("the page file without its WAL yields only the checkpointed content", () =>
     pagesOnly.entries.map((e) => e.key.toString("hex") + e.value.toString("hex")),
     withWal.entries.map((e) => e.key.toString("hex") + e.value.toString("hex")),
   );
+});
+
+test("readLegacyEach streams the same entries, in the same order, with the same report", () => {
+  for (const c of cases) {
+    const file = copyFixture(c.files);
+    const { entries, ...whole } = readLegacy(file, { now: NOW });
+    const seen: [string, string, number][] = [];
+    const scan = readLegacyEach(
+      file,
+      (bytes, ks, ke, vs, ve, exp) => {
+        seen.push([bytes.toString("hex", ks, ke), bytes.toString("hex", vs, ve), exp]);
+      },
+      { now: NOW },
+    );
+    assert.deepEqual(
+      seen,
+      entries.map((e) => [e.key.toString("hex"), e.value.toString("hex"), e.expiresAt]),
+      c.name,
+    );
+    const { count, ...rest } = scan;
+    assert.equal(count, entries.length);
+    assert.deepEqual(rest, whole, c.name);
+  }
 });

@@ -5,17 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { LiveSet } from "../migrations/live-set.js";
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { uniform, testSeed } from "./helpers/prng.js";
 
 /** Inserts through a scratch buffer laid out like a log record: key, 4 junk bytes, value. */
 function put(set: LiveSet, key: Buffer, value: Buffer, expiresAt = 0): void {
@@ -29,7 +19,9 @@ function put(set: LiveSet, key: Buffer, value: Buffer, expiresAt = 0): void {
   const ks = 1;
   const ke = ks + key.length;
   set.insert(buf, ks, ke, ke + 4, ke + 4 + value.length, expiresAt);
-  buf.fill(0); // the set must have copied what it keeps
+  // The set may keep pointing into `buf` until told it is about to be reused.
+  set.detach(buf);
+  buf.fill(0);
 }
 
 function del(set: LiveSet, key: Buffer): void {
@@ -48,8 +40,8 @@ function randomKey(rand: () => number): Buffer {
 }
 
 test("random inserts, removes and clears match a Map model, sorted by key bytes", () => {
-  const seed = Number(process.env.EMDB_SEED ?? Date.now() % 1_000_000);
-  const rand = mulberry32(seed);
+  const seed = testSeed();
+  const rand = uniform(seed);
   for (let round = 0; round < 8; round++) {
     const set = new LiveSet();
     const model = new Map<string, [Buffer, number]>();
@@ -98,7 +90,7 @@ test("random inserts, removes and clears match a Map model, sorted by key bytes"
 test("100,000 shuffled keys sharing long prefixes come out in byte order", () => {
   const set = new LiveSet();
   const n = 100_000;
-  const rand = mulberry32(7);
+  const rand = uniform(7);
   const ids = Array.from({ length: n }, (_, i) => i);
   for (let i = n - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1));
@@ -140,6 +132,49 @@ test("heavy overwriting and removing keep memory near the live data (compaction)
   for (const e of entries) {
     const k = Number(e.key.toString().slice(1));
     assert.equal(e.value.readUInt32LE(0), 39_990 + k, `value of ${e.key}`);
+  }
+});
+
+test("keys that are each a prefix of the next (deep radix recursion) sort by length", () => {
+  const set = new LiveSet();
+  const rand = uniform(3);
+  const lengths = Array.from({ length: 3000 }, (_, i) => i);
+  for (let i = lengths.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [lengths[i], lengths[j]] = [lengths[j]!, lengths[i]!];
+  }
+  for (const len of lengths) put(set, Buffer.alloc(len, 0x61), Buffer.from(String(len)));
+  const { entries } = set.finish();
+  assert.deepEqual(
+    entries.map((e) => e.key.length),
+    Array.from({ length: 3000 }, (_, i) => i),
+  );
+  assert.ok(entries.every((e) => e.value.toString() === String(e.key.length)));
+});
+
+test("a compaction while entries still point into the caller's buffer keeps them intact", () => {
+  const set = new LiveSet();
+  const n = 10_000;
+  for (let i = 0; i < n; i++) put(set, Buffer.from(`key${i}`), Buffer.alloc(1000, 1));
+  // Overwrite every key with a short value, all from one buffer that is never detached: the
+  // slots stay pending while the garbage left in the slabs forces a compaction midway.
+  const shared = Buffer.alloc(n * 16);
+  let at = 0;
+  for (let i = 0; i < n; i++) {
+    const k = Buffer.from(`key${i}`);
+    k.copy(shared, at);
+    shared.writeUInt32LE(i, at + k.length);
+    set.insert(shared, at, at + k.length, at + k.length, at + k.length + 4, i);
+    at += k.length + 4;
+  }
+  assert.ok(set.heldBytes < 9 << 20, `compaction ran (held ${set.heldBytes})`);
+  const { entries } = set.finish();
+  assert.equal(entries.length, n);
+  for (const e of entries) {
+    const i = Number(e.key.toString().slice(3));
+    assert.equal(e.value.length, 4);
+    assert.equal(e.value.readUInt32LE(0), i);
+    assert.equal(e.expiresAt, i);
   }
 });
 

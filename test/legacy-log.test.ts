@@ -9,18 +9,21 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { after, describe, test } from "node:test";
 import { crc32 } from "node:zlib";
-import { type PositionalReader, replayLog, type StopReason } from "../migrations/legacy-log.js";
-import { LiveSet } from "../migrations/live-set.js";
+import type { StopReason } from "../migrations/legacy-log.js";
 import { type LegacyContent, readLegacy } from "../migrations/read-legacy.js";
 import { isEmdbError } from "../src/errors.js";
 import { EMDB_RS_FIXTURES } from "./helpers/emdb-rs-fixtures.js";
 import {
+  begin,
   buildLog,
   encodeLogHeader,
   encodeRecord,
+  end,
   frameRawPayload,
+  ins,
   type LogHeaderSpec,
   type LogOp,
+  rm,
   writeLogFile,
 } from "./helpers/legacy-writer.js";
 
@@ -48,12 +51,6 @@ function state(c: LegacyContent): Record<string, [string, number]> {
   for (const e of c.entries) out[e.key.toString("utf8")] = [e.value.toString("utf8"), e.expiresAt];
   return out;
 }
-
-const ins = (key: string, value: string, expiresAt?: number): LogOp =>
-  expiresAt === undefined ? { op: "insert", key, value } : { op: "insert", key, value, expiresAt };
-const rm = (key: string): LogOp => ({ op: "remove", key });
-const begin = (txId: number, opCount: number): LogOp => ({ op: "batchBegin", txId, opCount });
-const end = (txId: number): LogOp => ({ op: "batchEnd", txId });
 
 /** Record boundaries of a whole log (header excluded), found from the length fields. */
 function recordOffsets(log: Buffer): number[] {
@@ -447,162 +444,6 @@ describe("expiry and order", () => {
     const got = read(bytes).entries.map((e) => e.key.toString("hex"));
     const want = [...keys].sort(Buffer.compare).map((k) => k.toString("hex"));
     assert.deepEqual(got, want);
-  });
-});
-
-/** A PositionalReader over a Buffer, for replaying without a file. */
-function memReader(bytes: Buffer): PositionalReader {
-  return {
-    read(buf, offset, length, position) {
-      const n = Math.max(0, Math.min(length, bytes.length - position));
-      bytes.copy(buf, offset, position, position + n);
-      return n;
-    },
-  };
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/**
- * The model: §1.6 stated over the op list, where `bad` is the index of the first record that
- * does not decode (ops.length when all do).
- */
-function model(ops: LogOp[], offsets: number[], bad: number, size: number) {
-  const map = new Map<string, [string, number]>();
-  const apply = (op: LogOp) => {
-    if (op.op === "insert") map.set(hex(op.key), [hex(op.value), op.expiresAt ?? 0]);
-    else if (op.op === "remove") map.delete(hex(op.key));
-    else if (op.op === "clear") map.clear();
-  };
-  let open: { tx: number; count: number; at: number; ops: LogOp[] } | undefined;
-  let maxTx = 0;
-  for (let i = 0; i < bad; i++) {
-    const op = ops[i]!;
-    if (op.op === "batchBegin") {
-      if (open) return { map, validEnd: open.at, maxTx };
-      open = { tx: op.txId, count: op.opCount, at: offsets[i]!, ops: [] };
-    } else if (op.op === "batchEnd") {
-      if (!open) return { map, validEnd: offsets[i]!, maxTx };
-      if (op.txId !== open.tx || open.ops.length !== open.count)
-        return { map, validEnd: open.at, maxTx };
-      for (const o of open.ops) apply(o);
-      maxTx = Math.max(maxTx, op.txId);
-      open = undefined;
-    } else if (open) open.ops.push(op);
-    else apply(op);
-  }
-  if (bad < ops.length) return { map, validEnd: open ? open.at : offsets[bad]!, maxTx };
-  return { map, validEnd: open ? open.at : size, maxTx };
-}
-
-function hex(b: Buffer | string): string {
-  return (typeof b === "string" ? Buffer.from(b) : b).toString("hex");
-}
-
-function randomOps(rand: () => number, n: number): LogOp[] {
-  const ops: LogOp[] = [];
-  const key = () => `k${Math.floor(rand() * 40)}`;
-  const value = () =>
-    "v".repeat(Math.floor(rand() * 3) === 0 ? Math.floor(rand() * 3000) : Math.floor(rand() * 20));
-  let tx = 1;
-  while (ops.length < n) {
-    const r = rand();
-    if (r < 0.5)
-      ops.push(rand() < 0.5 ? ins(key(), value()) : ins(key(), value(), Math.floor(rand() * 5000)));
-    else if (r < 0.65) ops.push(rm(key()));
-    else if (r < 0.67) ops.push({ op: "clear" });
-    else if (r < 0.69) ops.push({ op: "checkpoint", count: 3 });
-    else {
-      // A batch, usually well formed, sometimes not.
-      const count = Math.floor(rand() * 4);
-      const flaw = rand();
-      const id = tx++;
-      ops.push(begin(id, flaw < 0.05 ? count + 1 : count));
-      for (let i = 0; i < count; i++) ops.push(rand() < 0.8 ? ins(key(), value(), 0) : rm(key()));
-      if (flaw < 0.08) continue; // missing BatchEnd
-      ops.push(end(flaw < 0.1 ? id + 1 : id));
-      if (flaw > 0.98) ops.push(end(id)); // orphan
-    }
-  }
-  return ops;
-}
-
-describe("randomized against the model", () => {
-  test("random logs, cut at a random byte or with a random flipped byte, at random chunk sizes", () => {
-    const seed = Number(process.env.EMDB_SEED ?? Date.now() % 1_000_000);
-    const rand = mulberry32(seed);
-    for (let iter = 0; iter < 60; iter++) {
-      const ops = randomOps(rand, 5 + Math.floor(rand() * 60));
-      const { bytes, offsets } = buildLog({}, ops);
-      let log = Buffer.from(bytes);
-      let bad = ops.length;
-      const mode = rand();
-      if (mode < 0.4) {
-        const cut = 64 + Math.floor(rand() * (bytes.length - 64));
-        log = log.subarray(0, cut);
-        bad = offsets.findIndex((_o, i) => (offsets[i + 1] ?? bytes.length) > cut);
-        if (bad < 0) bad = ops.length;
-      } else if (mode < 0.7) {
-        const at = 64 + Math.floor(rand() * (bytes.length - 64));
-        log[at]! ^= 1 << Math.floor(rand() * 8);
-        bad = offsets.findIndex((o, i) => at >= o && at < (offsets[i + 1] ?? bytes.length));
-      }
-      const want = model(ops, offsets, bad, log.length);
-      const set = new LiveSet();
-      const chunkSize = 64 + Math.floor(rand() * 5000);
-      const got = replayLog(memReader(log), 64, log.length, set, { chunkSize });
-      const { entries } = set.finish();
-      const gotMap = new Map(
-        entries.map((e) => [e.key.toString("hex"), [e.value.toString("hex"), e.expiresAt]]),
-      );
-      const ctx = `seed ${seed} iteration ${iter} mode ${mode.toFixed(2)} chunk ${chunkSize}`;
-      assert.deepEqual(gotMap, new Map([...want.map].sort()), ctx);
-      assert.equal(got.validEnd, want.validEnd, ctx);
-      assert.equal(got.maxBatchTxId, want.maxTx, ctx);
-      assert.equal(
-        got.stoppedAt === undefined,
-        want.validEnd === log.length && bad === ops.length,
-        ctx,
-      );
-    }
-  });
-
-  test("a record larger than the chunk size and records straddling every boundary", () => {
-    const big = "x".repeat(10_000);
-    const ops = [
-      ins("a", "1"),
-      ins("big", big, 7),
-      ins("b", "2"),
-      begin(1, 2),
-      ins("c", big),
-      rm("a"),
-      end(1),
-    ];
-    const { bytes } = buildLog({}, ops);
-    for (const chunkSize of [64, 65, 100, 333, 4096]) {
-      const set = new LiveSet();
-      const r = replayLog(memReader(bytes), 64, bytes.length, set, { chunkSize });
-      assert.equal(r.validEnd, bytes.length);
-      const got = set.finish().entries.map((e) => [e.key.toString(), e.value.length, e.expiresAt]);
-      assert.deepEqual(
-        got,
-        [
-          ["b", 1, 0],
-          ["big", 10_000, 7],
-          ["c", 10_000, 0],
-        ],
-        `chunk ${chunkSize}`,
-      );
-    }
   });
 });
 

@@ -158,6 +158,16 @@ describe("damaged pages", () => {
     assert.throws(() => read(file), corruptedAt(target * P, (target + 1) * P));
   });
 
+  test("a file cut before a page the tree references is EMDB_CORRUPTED at that page", () => {
+    const leaf = layout.leaves[0]!;
+    assert.ok(leaf > layout.root, "the first leaf lies after the root in the fixture");
+    const sub = path.join(dir, `cut-${n++}`);
+    fs.mkdirSync(sub);
+    const file = path.join(sub, "v3.emdb");
+    fs.writeFileSync(file, pristine.subarray(0, leaf * P + 100));
+    assert.throws(() => read(file), corruptedAt(leaf * P, (leaf + 1) * P));
+  });
+
   test("an overflow chain shorter than the value's length is EMDB_CORRUPTED", () => {
     const lastOverflow = layout.longChain.ids.at(-1)!;
     const file = copy((b) => {

@@ -216,3 +216,14 @@ export function writeLogFile(path: string, spec: LogHeaderSpec, ops: Iterable<Lo
   w.close();
   return w.size;
 }
+
+/** Shorthands for building op lists in tests. */
+export const ins = (key: Bytes, value: Bytes, expiresAt?: number): LogOp =>
+  expiresAt === undefined ? { op: "insert", key, value } : { op: "insert", key, value, expiresAt };
+export const rm = (key: Bytes): LogOp => ({ op: "remove", key });
+export const begin = (txId: number, opCount: number): LogOp => ({
+  op: "batchBegin",
+  txId,
+  opCount,
+});
+export const end = (txId: number): LogOp => ({ op: "batchEnd", txId });

@@ -64,3 +64,9 @@ export function withSeed(seed: number, body: () => void): void {
     throw err;
   }
 }
+
+/** A `() => number in [0, 1)` view of `Prng`, for tests written against that shape. */
+export function uniform(seed: number): () => number {
+  const p = new Prng(seed);
+  return () => p.next() / 0x1_0000_0000;
+}
