@@ -3,7 +3,17 @@
  * and calls the engine (`Core`); the hot paths (`get`, `insert`) are one key pass, one shard
  * lookup and, for writes, one log append.
  */
-import { EmdbBuilder, type EmdbConfig } from "./builder.js";
+import {
+  type MigrationReport,
+  migrateIfLegacy,
+  removeMigratedLegacyWal,
+} from "../migrations/migrate.js";
+import {
+  DEFAULT_PAGE_SIZE,
+  EmdbBuilder,
+  type EmdbConfig,
+  type ProgressListener,
+} from "./builder.js";
 import { Core } from "./core.js";
 import { FileStore } from "./file-store.js";
 import type { FlushPolicy } from "./flush-policy.js";
@@ -19,10 +29,11 @@ import {
   keyHash,
   type Value,
 } from "./keys.js";
+import { acquireLock } from "./pager/lock.js";
 import { MemoryPersistence, type PersistenceStats } from "./persistence.js";
 import { SHARD_COUNT, Timed } from "./shards/keyspace.js";
 import { Transaction } from "./transaction.js";
-import { resolveExpiry, Ttl } from "./ttl/ttl.js";
+import { resolveExpiry, systemClock, Ttl } from "./ttl/ttl.js";
 
 export interface RangeOptions {
   gt?: Key;
@@ -344,9 +355,47 @@ export class Emdb implements Disposable {
     this.core.persistence.compact();
   }
 
-  /** Upgrades a file written by emdb-rs in place (a no-op in memory and on current files). */
-  migrate(): void {
+  /**
+   * Upgrades a file written by emdb-rs. An open database is always current (opening
+   * migrates), so this returns what the open migrated, or undefined when it found the file
+   * already in emdb's format (and in memory). Use `Emdb.migrate(path)` to upgrade a file
+   * without opening it.
+   */
+  migrate(): MigrationReport | undefined {
     this.core.assertOpen();
+    const p = this.core.persistence;
+    return p instanceof FileStore ? p.migration : undefined;
+  }
+
+  /**
+   * Upgrades the emdb-rs file at `path` to emdb's format without opening the database:
+   * the original is kept byte for byte as `<path>.v1.bak` / `.v2.bak` / `.v3.bak` (and a v3
+   * WAL as `<path>.v3.bak.wal`). Returns undefined, changing nothing, when the file is
+   * missing or already current. Takes the database's lock while it works.
+   */
+  static migrate(
+    path: string,
+    options: { pageSize?: number; clock?: () => number; onProgress?: ProgressListener } = {},
+  ): MigrationReport | undefined {
+    if (typeof path !== "string" || path.length === 0)
+      throw new TypeError("migrate(path) needs a file path");
+    const lock = acquireLock(path);
+    try {
+      const clock = options.clock ?? systemClock;
+      const progress = options.onProgress;
+      const report = migrateIfLegacy(path, {
+        pageSize: options.pageSize ?? DEFAULT_PAGE_SIZE,
+        now: clock,
+        onProgress:
+          progress === undefined
+            ? undefined
+            : (p) => progress({ phase: `migrate-${p.phase}`, done: p.done, total: p.total }),
+      });
+      removeMigratedLegacyWal(path);
+      return report;
+    } finally {
+      lock.release();
+    }
   }
 
   stats(): EmdbStats {

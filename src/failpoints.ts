@@ -40,3 +40,10 @@ export const FAILPOINTS = [
   "compact:tmp-written",
   "compact:renamed",
 ] as const;
+
+/** The failpoints of a migration from an emdb-rs file (see migrations/migrate.ts). */
+export const MIGRATION_FAILPOINTS = [
+  "migrate:tmp-written",
+  "migrate:backup-linked",
+  "migrate:renamed",
+] as const;

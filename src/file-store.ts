@@ -13,6 +13,11 @@
  * reused (the previous meta still reached them until the WAL stopped pointing at it).
  */
 
+import {
+  type MigrationReport,
+  migrateIfLegacy,
+  removeMigratedLegacyWal,
+} from "../migrations/migrate.js";
 import { BTree, type Change } from "./btree/tree.js";
 import type { ProgressListener } from "./builder.js";
 import { EmdbError } from "./errors.js";
@@ -55,6 +60,8 @@ export class FileStore implements Persistence {
   private unsyncedWrites = 0;
   private broken: unknown;
   lastTxId = 0;
+  /** What the open migrated from an emdb-rs file, if it did. */
+  migration: MigrationReport | undefined;
 
   private constructor(
     private readonly opts: FileStoreOptions,
@@ -81,6 +88,20 @@ export class FileStore implements Persistence {
     const lock = opts.backend === undefined ? acquireLock(opts.path) : undefined;
     let pager: Pager | undefined;
     try {
+      let migration: MigrationReport | undefined;
+      if (opts.backend === undefined) {
+        // Under the lock, before anything reads the file as ours.
+        const progress = opts.onProgress;
+        migration = migrateIfLegacy(opts.path, {
+          pageSize: opts.pageSize,
+          now: opts.clock,
+          onProgress:
+            progress === undefined
+              ? undefined
+              : (p) => progress({ phase: `migrate-${p.phase}`, done: p.done, total: p.total }),
+        });
+        removeMigratedLegacyWal(opts.path);
+      }
       pager = openPager(backend, opts);
       loadTree(new BTree(pager), ks);
       const walPath = `${opts.path}.wal`;
@@ -120,6 +141,7 @@ export class FileStore implements Persistence {
       // back to the previous meta: the pages its commit freed may be reused.
       pager.releasePending();
       const store = new FileStore(opts, backend, ks, pager, wal, lock);
+      store.migration = migration;
       store.lastTxId = Math.max(pager.meta.lastTxId, result.maxTxId);
       for (const op of replayed) store.replay(op);
       return store;
@@ -386,6 +408,8 @@ export class FileStore implements Persistence {
       walBytes: this.wal.size,
       generation: p.generation,
       dirtyKeys: this.dirty.size,
+      migratedFrom: this.migration?.from,
+      migrationBackup: this.migration?.backup,
     };
   }
 

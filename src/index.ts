@@ -2,7 +2,8 @@
  * emdb: an embedded, durable key-value database for Node.js.
  * Everything a user needs is exported from here.
  */
-export { EmdbBuilder, type EmdbConfig } from "./builder.js";
+export type { MigrationProgress, MigrationReport } from "../migrations/migrate.js";
+export { EmdbBuilder, type EmdbConfig, type ProgressListener } from "./builder.js";
 export { Emdb, type EmdbStats, type RangeOptions } from "./emdb.js";
 export { EmdbError, type EmdbErrorCode, ERROR_CODES, isEmdbError } from "./errors.js";
 export { everyN, FlushPolicy, manual, onEachWrite } from "./flush-policy.js";

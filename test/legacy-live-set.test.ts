@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { LiveSet } from "../migrations/live-set.js";
-import { uniform, testSeed } from "./helpers/prng.js";
+import { testSeed, uniform } from "./helpers/prng.js";
 
 /** Inserts through a scratch buffer laid out like a log record: key, 4 junk bytes, value. */
 function put(set: LiveSet, key: Buffer, value: Buffer, expiresAt = 0): void {

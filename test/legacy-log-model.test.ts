@@ -8,7 +8,7 @@ import { describe, test } from "node:test";
 import { type PositionalReader, replayLog } from "../migrations/legacy-log.js";
 import { LiveSet } from "../migrations/live-set.js";
 import { begin, buildLog, end, ins, type LogOp, rm } from "./helpers/legacy-writer.js";
-import { uniform, testSeed } from "./helpers/prng.js";
+import { testSeed, uniform } from "./helpers/prng.js";
 
 /** A PositionalReader over a Buffer, for replaying without a file. */
 function memReader(bytes: Buffer): PositionalReader {

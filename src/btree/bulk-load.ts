@@ -263,13 +263,46 @@ function buildBranches(pager: Pager, leaves: PageId[], seps: Buffer[]): PageId {
  * input is a TypeError/RangeError; everything since the last commit is then rolled back.
  */
 export function bulkLoad(pager: Pager, entries: Iterable<BulkEntry>): BulkLoadResult {
-  try {
-    const loader = new Loader(pager);
-    for (const e of entries) loader.add(e);
-    loader.finish();
-    return { root: buildBranches(pager, loader.children, loader.seps), entryCount: loader.count };
-  } catch (err) {
-    pager.rollback();
-    throw err;
+  const b = new BulkLoader(pager);
+  for (const e of entries) b.add(e);
+  return b.finish();
+}
+
+/**
+ * The push form of `bulkLoad`, for producers that call back (the legacy readers): `add`
+ * each entry in order, then `finish`. The entry object and its buffers may be reused
+ * between calls: the loader copies what it keeps.
+ */
+export class BulkLoader {
+  private readonly loader: Loader;
+
+  constructor(private readonly pager: Pager) {
+    this.loader = new Loader(pager);
+  }
+
+  get count(): number {
+    return this.loader.count;
+  }
+
+  add(e: BulkEntry): void {
+    try {
+      this.loader.add(e);
+    } catch (err) {
+      this.pager.rollback();
+      throw err;
+    }
+  }
+
+  finish(): BulkLoadResult {
+    try {
+      this.loader.finish();
+      return {
+        root: buildBranches(this.pager, this.loader.children, this.loader.seps),
+        entryCount: this.loader.count,
+      };
+    } catch (err) {
+      this.pager.rollback();
+      throw err;
+    }
   }
 }

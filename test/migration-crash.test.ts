@@ -1,0 +1,118 @@
+/**
+ * A crash at any moment of a migration leaves either the untouched legacy file (the next
+ * open migrates again) or the complete new file. A child process opens a legacy log and is
+ * killed with SIGKILL at random moments or at each migration failpoint; the parent then
+ * opens the database and checks the content and the backup.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { MIGRATION_FAILPOINTS } from "../src/failpoints.js";
+import { Emdb } from "../src/index.js";
+import { type LogOp, writeLogFile } from "./helpers/legacy-writer.js";
+import { Prng, testSeed } from "./helpers/prng.js";
+
+const CHILD = fileURLToPath(new URL("./helpers/migrate-child.ts", import.meta.url));
+const root = fs.mkdtempSync(path.join(os.tmpdir(), "emdb-migrate-crash-"));
+after(() => fs.rmSync(root, { recursive: true, force: true }));
+const master = path.join(root, "master.emdb");
+const model = new Map<string, string>();
+
+before(() => {
+  const ops: LogOp[] = [];
+  for (let i = 0; i < 60_000; i++) {
+    const key = `user:${String(i).padStart(11, "0")}`;
+    const value = `value ${i} ${"x".repeat(i % 90)}`;
+    ops.push({ op: "insert", key, value, expiresAt: 0 });
+    model.set(key, value);
+    if (i % 7 === 0) {
+      const gone = `user:${String(i >> 1).padStart(11, "0")}`;
+      ops.push({ op: "remove", key: gone });
+      model.delete(gone);
+    }
+  }
+  writeLogFile(master, { version: 2, lastTxId: 41 }, ops);
+});
+
+function runChild(
+  file: string,
+  crashAt: string | undefined,
+  killAfterMs: number | undefined,
+): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    if (crashAt !== undefined) env.EMDB_CRASH_AT = crashAt;
+    else delete env.EMDB_CRASH_AT;
+    const child = spawn(process.execPath, ["--import", "tsx", CHILD, file], {
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.stdout.on("data", (d: Buffer) => {
+      if (killAfterMs !== undefined && d.toString().includes("S")) {
+        setTimeout(() => child.kill("SIGKILL"), killAfterMs);
+      }
+    });
+    child.on("close", (code, signal) => {
+      if (signal === "SIGKILL") resolve(true);
+      else if (code === 0) resolve(false);
+      else reject(new Error(`migration child failed (${code}): ${stderr}`));
+    });
+  });
+}
+
+async function round(
+  crashAt: string | undefined,
+  killAfterMs: number | undefined,
+): Promise<boolean> {
+  const dir = fs.mkdtempSync(path.join(root, "round-"));
+  const file = path.join(dir, "db.emdb");
+  fs.copyFileSync(master, file);
+  const killed = await runChild(file, crashAt, killAfterMs);
+  const legacyStill = fs.readFileSync(file).subarray(0, 8).toString("latin1") === "EMDB\0\0\0\0";
+  if (legacyStill)
+    assert.deepEqual(
+      fs.readFileSync(file),
+      fs.readFileSync(master),
+      "the legacy file is untouched",
+    );
+  const db = Emdb.open(file);
+  try {
+    assert.equal(db.len(), model.size);
+    for (const [k, v] of db.iter()) assert.equal(v.toString(), model.get(k.toString()));
+    assert.equal(db.stats().lastTxId, 41);
+    assert.deepEqual(db.check(), []);
+  } finally {
+    db.close();
+  }
+  assert.deepEqual(
+    fs.readFileSync(`${file}.v2.bak`),
+    fs.readFileSync(master),
+    "the backup is the original",
+  );
+  fs.rmSync(dir, { recursive: true, force: true });
+  return killed;
+}
+
+test("SIGKILL at each migration failpoint leaves the old file or the complete new one", {
+  timeout: 300_000,
+}, async () => {
+  for (const fp of MIGRATION_FAILPOINTS) {
+    assert.equal(await round(`${fp}:1`, undefined), true, `${fp} was reached`);
+  }
+});
+
+test("SIGKILL at random moments of a migration", { timeout: 300_000 }, async () => {
+  const seed = testSeed();
+  const rng = new Prng(seed);
+  let kills = 0;
+  for (let i = 0; i < 12; i++) if (await round(undefined, rng.int(200))) kills++;
+  assert.ok(kills >= 6, `only ${kills} of 12 rounds were killed mid-way (seed=${seed})`);
+});
