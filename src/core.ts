@@ -64,18 +64,37 @@ export class Core {
   applyBatch(ops: readonly LoggedOp[]): void {
     if (ops.length === 0) return;
     const txId = this.lastTxId + 1;
-    this.persistence.batch(txId, ops);
+    const deferred = this.persistence.batch(txId, ops);
     this.lastTxId = txId;
     const ks = this.ks;
-    for (const op of ops) {
+    // A deferred batch is only durable once settle() returns: keep what it replaced, so a
+    // failure there leaves memory as it was.
+    const undo: (Entry | undefined)[] | undefined = deferred ? new Array(ops.length) : undefined;
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]!;
       const hash = hashInternalKey(op.key);
-      if (op.kind === "put") {
-        ks.set(op.key, hash, op.value, op.expiresAt === NO_EXPIRY ? undefined : op.expiresAt);
-      } else {
-        ks.delete(op.key, hash);
-      }
+      const prev =
+        op.kind === "put"
+          ? ks.set(op.key, hash, op.value, op.expiresAt === NO_EXPIRY ? undefined : op.expiresAt)
+          : ks.delete(op.key, hash);
+      if (undo !== undefined) undo[i] = prev;
     }
-    this.persistence.settle();
+    try {
+      this.persistence.settle();
+    } catch (err) {
+      if (undo !== undefined) {
+        for (let i = ops.length - 1; i >= 0; i--) {
+          const key = ops[i]!.key;
+          const prev = undo[i];
+          const hash = hashInternalKey(key);
+          if (prev === undefined) ks.delete(key, hash);
+          else if (prev instanceof Timed) ks.set(key, hash, prev.value, prev.expiresAt);
+          else ks.set(key, hash, prev, undefined);
+        }
+        this.lastTxId = txId - 1;
+      }
+      throw err;
+    }
   }
 
   /** Removes expired entries from memory and records them; returns how many. */

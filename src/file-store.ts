@@ -57,6 +57,10 @@ export class FileStore implements Persistence {
   private lock: FileLock | undefined;
   private readonly dirty = new Set<string>();
   private cleared = false;
+  /** A batch too large to log is waiting for the checkpoint that makes it durable. */
+  private checkpointDue = false;
+  /** So much changed that the next checkpoint rewrites the tree from memory, in order. */
+  private allDirty = false;
   private unsyncedWrites = 0;
   private broken: unknown;
   lastTxId = 0;
@@ -239,8 +243,21 @@ export class FileStore implements Persistence {
     this.acknowledge();
   }
 
-  batch(txId: number, ops: readonly LoggedOp[]): void {
+  batch(txId: number, ops: readonly LoggedOp[]): boolean {
     this.guard();
+    if (ops.length >= DIRECT_BATCH_MIN_OPS) {
+      let bytes = 0;
+      for (const op of ops) bytes += op.key.length + (op.kind === "put" ? op.value.length : 0);
+      if (bytes >= this.opts.checkpointBytes) {
+        // Logging it and then checkpointing would write every byte twice: the checkpoint
+        // that settle() runs next is atomic and durable on its own (meta switch).
+        if (ops.length >= FULL_REWRITE_MIN_OPS) this.allDirty = true;
+        else for (const op of ops) this.dirty.add(op.key);
+        this.lastTxId = txId;
+        this.checkpointDue = true;
+        return true;
+      }
+    }
     const wal = this.wal;
     wal.appendBatchBegin(txId, ops.length);
     for (const op of ops) {
@@ -251,6 +268,7 @@ export class FileStore implements Persistence {
     for (const op of ops) this.dirty.add(op.key);
     this.lastTxId = txId;
     this.acknowledge();
+    return false;
   }
 
   expired(keys: readonly string[]): void {
@@ -264,7 +282,11 @@ export class FileStore implements Persistence {
   }
 
   settle(): void {
-    if (this.broken === undefined && this.wal.size >= this.opts.checkpointBytes) this.checkpoint();
+    if (this.broken !== undefined) return;
+    if (this.checkpointDue || this.wal.size >= this.opts.checkpointBytes) {
+      this.checkpointDue = false;
+      this.checkpoint();
+    }
   }
 
   // ---- checkpoint ------------------------------------------------------------------------
@@ -272,7 +294,7 @@ export class FileStore implements Persistence {
   /** Writes every change since the last checkpoint into the tree and empties the WAL. */
   checkpoint(): void {
     this.guard();
-    if (this.dirty.size === 0 && !this.cleared) {
+    if (this.dirty.size === 0 && !this.cleared && !this.allDirty) {
       // Nothing changed the tree; make sure any logged bytes are durable anyway.
       if (this.wal.bufferedBytes > 0 || this.unsyncedWrites > 0) this.wal.sync();
       this.unsyncedWrites = 0;
@@ -281,33 +303,45 @@ export class FileStore implements Persistence {
     try {
       failpoint("checkpoint:before");
       const now = this.opts.clock();
-      const keys = this.sortedDirty();
-      const changes: Change[] = new Array(keys.length);
-      for (let i = 0; i < keys.length; i++) {
-        const k = keys[i]!;
-        const e: Entry | undefined = this.ks.shard(hashInternalKey(k)).get(k);
-        const key = Buffer.from(k, "latin1");
-        if (e === undefined || (e instanceof Timed && e.expiresAt <= now)) {
-          changes[i] = { key, value: undefined, expiresAt: 0 };
-        } else if (e instanceof Timed) {
-          changes[i] = { key, value: e.value, expiresAt: e.expiresAt };
-        } else {
-          changes[i] = { key, value: e, expiresAt: 0 };
-        }
+      if (
+        this.allDirty ||
+        (this.dirty.size * 2 > this.ks.size && this.ks.size >= FULL_REWRITE_MIN_OPS)
+      ) {
+        this.tree.apply(liveChanges(this.ks, now), { clearFirst: true });
+      } else {
+        this.applyDirty(now);
       }
-      const pager = this.pager;
-      this.tree.apply(changes, { clearFirst: this.cleared });
       this.tree.commit(this.lastTxId);
-      this.wal.reset(pager.meta.generation);
+      this.wal.reset(this.pager.meta.generation);
       failpoint("checkpoint:after-wal-reset");
-      pager.releasePending();
+      this.pager.releasePending();
       this.dirty.clear();
       this.cleared = false;
+      this.allDirty = false;
       this.unsyncedWrites = 0;
     } catch (err) {
       this.broken = err;
       throw err;
     }
+  }
+
+  /** Applies the dirty keys, sorted, to the tree copy-on-write. */
+  private applyDirty(now: number): void {
+    const keys = this.sortedDirty();
+    const changes: Change[] = new Array(keys.length);
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i]!;
+      const e: Entry | undefined = this.ks.shard(hashInternalKey(k)).get(k);
+      const key = Buffer.from(k, "latin1");
+      if (e === undefined || (e instanceof Timed && e.expiresAt <= now)) {
+        changes[i] = { key, value: undefined, expiresAt: 0 };
+      } else if (e instanceof Timed) {
+        changes[i] = { key, value: e.value, expiresAt: e.expiresAt };
+      } else {
+        changes[i] = { key, value: e, expiresAt: 0 };
+      }
+    }
+    this.tree.apply(changes, { clearFirst: this.cleared });
   }
 
   /**
@@ -455,6 +489,11 @@ export class FileStore implements Persistence {
 
 /** Pagers whose reads go through a memory map (for `stats()`). */
 const mapped = new WeakSet<Pager>();
+
+/** A batch at least this long whose bytes pass the checkpoint threshold skips the WAL. */
+const DIRECT_BATCH_MIN_OPS = 64;
+/** From this many changed keys on, a checkpoint rebuilds the tree in order from memory. */
+const FULL_REWRITE_MIN_OPS = 65_536;
 
 function openPager(backend: StorageBackend, opts: FileStoreOptions): Pager {
   let viaMmap = false;

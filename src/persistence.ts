@@ -25,8 +25,13 @@ export interface Persistence {
   put(key: string, value: Buffer, expiresAt: number): void;
   delete(key: string): void;
   clear(): void;
-  /** One atomic unit (a transaction, a group delete): all of it survives a crash or none. */
-  batch(txId: number, ops: readonly LoggedOp[]): void;
+  /**
+   * One atomic unit (a transaction, a group delete): all of it survives a crash or none.
+   * Returns true when the batch was not logged but will be made durable by the `settle()`
+   * that follows (a large batch goes straight into a checkpoint): if that `settle()` throws,
+   * the caller must undo the batch in memory.
+   */
+  batch(txId: number, ops: readonly LoggedOp[]): boolean;
   /** Expired entries removed from memory, recorded so they do not come back at reopen. */
   expired(keys: readonly string[]): void;
   /**
@@ -46,7 +51,9 @@ export class MemoryPersistence implements Persistence {
   put(): void {}
   delete(): void {}
   clear(): void {}
-  batch(): void {}
+  batch(): boolean {
+    return false;
+  }
   expired(): void {}
   settle(): void {}
   flush(): void {}

@@ -320,3 +320,49 @@ describe("bad input never reaches the log", () => {
     db.close();
   });
 });
+
+describe("large transactions", () => {
+  test("a transaction bigger than the checkpoint threshold goes straight to the page file, atomically", () => {
+    const p = freshPath();
+    let db = Emdb.builder()
+      .path(p)
+      .checkpointThreshold(64 * 1024)
+      .build();
+    db.insert("before", "1");
+    db.transaction((tx) => {
+      for (let i = 0; i < 2000; i++)
+        tx.insert(`bulk${String(i).padStart(5, "0")}`, "v".repeat(100));
+      tx.remove("before");
+    });
+    assert.equal(db.stats().disk?.walBytes, 64, "nothing of it went through the WAL");
+    assert.deepEqual(db.check(), []);
+    db.close();
+    db = open(p);
+    assert.equal(db.len(), 2000);
+    assert.equal(db.get("before"), undefined);
+    assert.deepEqual(db.check(), []);
+    db.close();
+  });
+
+  test("a transaction touching most keys rebuilds the tree in order", () => {
+    const p = freshPath();
+    let db = Emdb.builder()
+      .path(p)
+      .checkpointThreshold(1024 * 1024)
+      .build();
+    db.transaction((tx) => {
+      for (let i = 0; i < 70_000; i++) tx.insert(`k${String(i).padStart(6, "0")}`, `v${i}`);
+    });
+    db.transaction((tx) => {
+      for (let i = 0; i < 70_000; i += 2) tx.remove(`k${String(i).padStart(6, "0")}`);
+      for (let i = 1; i < 70_000; i += 2) tx.insert(`k${String(i).padStart(6, "0")}`, `w${i}`);
+    });
+    assert.deepEqual(db.check(), []);
+    db.close();
+    db = open(p);
+    assert.equal(db.len(), 35_000);
+    assert.equal(db.get("k000003")?.toString(), "w3");
+    assert.deepEqual(db.check(), []);
+    db.close();
+  });
+});

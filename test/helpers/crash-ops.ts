@@ -38,6 +38,17 @@ export function crashOps(seed: number, count: number): CrashOp[] {
             : { kind: "remove" as const, key: key() },
         ),
       });
+    } else if (r < 96) {
+      // A transaction bigger than the checkpoint threshold: it skips the WAL and goes
+      // straight into a checkpoint.
+      ops.push({
+        kind: "tx",
+        ops: Array.from({ length: 80 }, (_, j) =>
+          rng.chance(0.9)
+            ? { kind: "insert" as const, key: key(), value: `bulk${i}.${j}:${"b".repeat(300)}` }
+            : { kind: "remove" as const, key: key() },
+        ),
+      });
     } else if (r < 98) ops.push({ kind: "flush" });
     else ops.push({ kind: "compact" });
   }
