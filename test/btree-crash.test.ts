@@ -4,8 +4,14 @@ import { BTree, type Change } from "../src/btree/tree.js";
 import { MemoryBackend } from "../src/pager/backend.js";
 import { META_BYTES } from "../src/pager/meta.js";
 import { type CommitFailpoint, Pager } from "../src/pager/pager.js";
-import { applyToModel, dumpTree, type Model, randomBatch, sameContents } from "./support/model.js";
-import { type Prng, withSeed } from "./support/prng.js";
+import { type Prng, withPrng } from "./helpers/prng.js";
+import {
+  applyToModel,
+  dumpTree,
+  type Model,
+  randomBatch,
+  sameContents,
+} from "./helpers/tree-model.js";
 
 const P = 512;
 
@@ -80,7 +86,7 @@ function powerLoss(rng: Prng, be: MemoryBackend): void {
   for (let at = 0; at < live.length; at += P) {
     const end = Math.min(at + P, live.length);
     if (live.subarray(at, end).equals(durable.subarray(at, end))) continue;
-    const roll = rng.next();
+    const roll = rng.next() / 0x1_0000_0000;
     if (roll < 0.4) live.copy(durable, at, at, end);
     else if (roll < 0.6) {
       const cut = at + rng.int(Math.min(META_BYTES, end - at));
@@ -120,7 +126,7 @@ describe("btree crash safety", () => {
   ];
   for (const fp of failpoints) {
     test(`crash at ${fp}`, () => {
-      withSeed((rng) => {
+      withPrng((rng) => {
         const base = makeBase(rng);
         for (const release of [false, true]) {
           const run = start(base, 1 << 20, release);
@@ -136,7 +142,7 @@ describe("btree crash safety", () => {
   }
 
   test("crash after every possible number of writes and at each sync", () => {
-    withSeed((rng) => {
+    withPrng((rng) => {
       const base = makeBase(rng);
       for (const [spill, release] of [
         [1 << 20, true],
@@ -179,7 +185,7 @@ describe("btree crash safety", () => {
   });
 
   test("power loss that keeps a random subset of unsynced writes, torn meta included", () => {
-    withSeed((rng) => {
+    withPrng((rng) => {
       const base = makeBase(rng);
       const outcomes = { old: 0, new: 0 };
       for (let i = 0; i < 40; i++) {
@@ -200,7 +206,7 @@ describe("btree crash safety", () => {
   });
 
   test("a crash during a checkpoint right after a crash-recovered open", () => {
-    withSeed((rng) => {
+    withPrng((rng) => {
       const base = makeBase(rng);
       const run = start(base, 1 << 20, false);
       run.tree.pager.failpoint = (name) => {

@@ -13,6 +13,7 @@ import { isEmdbError } from "../src/errors.js";
 import { FileBackend, MemoryBackend } from "../src/pager/backend.js";
 import { type PageId, PageType, sealPage } from "../src/pager/page.js";
 import { Pager } from "../src/pager/pager.js";
+import { withPrng } from "./helpers/prng.js";
 import {
   applyToModel,
   assertSameContents,
@@ -20,8 +21,7 @@ import {
   type Model,
   randomBatch,
   sortChanges,
-} from "./support/model.js";
-import { withSeed } from "./support/prng.js";
+} from "./helpers/tree-model.js";
 
 const P = 512;
 
@@ -45,7 +45,7 @@ function del(key: string): Change {
 
 describe("btree", () => {
   test("randomized against a Map model, 512-byte pages, with reopen", () => {
-    withSeed((rng) => {
+    withPrng((rng) => {
       const be = new MemoryBackend();
       let tree = open(be, P, 8 + rng.int(64));
       const model: Model = new Map();
@@ -96,7 +96,7 @@ describe("btree", () => {
 
   for (const pageSize of [1024, 65536]) {
     test(`model test with ${pageSize}-byte pages`, () => {
-      withSeed((rng) => {
+      withPrng((rng) => {
         const be = new MemoryBackend();
         let tree = open(be, pageSize);
         const model: Model = new Map();
@@ -159,7 +159,7 @@ describe("btree", () => {
   });
 
   test("keys of the maximum size, empty keys and empty values", () => {
-    withSeed((rng) => {
+    withPrng((rng) => {
       const be = new MemoryBackend();
       const tree = open(be);
       const model: Model = new Map();
@@ -189,7 +189,7 @@ describe("btree", () => {
   });
 
   test("a checkpoint writes O(changes x depth) pages, independent of the database size", () => {
-    withSeed((rng) => {
+    withPrng((rng) => {
       const written = (entries: number) => {
         const be = new MemoryBackend();
         const pager = Pager.open(be, "db", { pageSize: 4096 });
@@ -321,7 +321,7 @@ describe("btree", () => {
   });
 
   test("clearFirst frees the whole tree, and the space is reused after release", () => {
-    withSeed((rng) => {
+    withPrng((rng) => {
       const be = new MemoryBackend();
       const tree = open(be);
       const model: Model = new Map();
@@ -367,7 +367,7 @@ describe("btree", () => {
   });
 
   test("deleting most keys merges pages back into a shallow tree", () => {
-    withSeed((rng) => {
+    withPrng((rng) => {
       const be = new MemoryBackend();
       const tree = open(be);
       const keys = Array.from({ length: 4000 }, (_, i) => `key${String(i).padStart(6, "0")}`);
@@ -397,7 +397,7 @@ describe("btree", () => {
   });
 
   test("deleting every key empties the tree and frees all its pages", () => {
-    withSeed((rng) => {
+    withPrng((rng) => {
       const tree = open(new MemoryBackend());
       const model: Model = new Map();
       for (let r = 1; r <= 3; r++) {
@@ -433,7 +433,7 @@ describe("btree", () => {
   });
 
   test("random updates keep leaves reasonably full", () => {
-    withSeed((rng) => {
+    withPrng((rng) => {
       const tree = open(new MemoryBackend());
       const model: Model = new Map();
       for (let r = 1; r <= 40; r++) {

@@ -6,14 +6,14 @@ import { maxKeySize } from "../src/btree/limits.js";
 import { BTree } from "../src/btree/tree.js";
 import { MemoryBackend } from "../src/pager/backend.js";
 import { Pager } from "../src/pager/pager.js";
+import { type Prng, withPrng } from "./helpers/prng.js";
 import {
   applyToModel,
   assertSameContents,
   dumpTree,
   type Model,
   randomBatch,
-} from "./support/model.js";
-import { type Prng, withSeed } from "./support/prng.js";
+} from "./helpers/tree-model.js";
 
 function randomEntries(rng: Prng, n: number, maxValue: number, pageSize: number): BulkEntry[] {
   const keys = new Map<string, Buffer>();
@@ -45,7 +45,7 @@ function load(pageSize: number, entries: Iterable<BulkEntry>): { be: MemoryBacke
 describe("bulk load", () => {
   for (const pageSize of [512, 4096]) {
     test(`equals the model, checks clean, packs pages (${pageSize}-byte pages)`, () => {
-      withSeed((rng) => {
+      withPrng((rng) => {
         const entries = randomEntries(rng, 5000, 3 * pageSize, pageSize);
         const { be, tree } = load(pageSize, entries);
         const model = toModel(entries);

@@ -9,7 +9,7 @@ import { FileBackend, MemoryBackend } from "../src/pager/backend.js";
 import { decodeMeta, encodeMeta, META_BYTES } from "../src/pager/meta.js";
 import { newPage, type PageId, PageType } from "../src/pager/page.js";
 import { type CommitFailpoint, Pager, type PageVisitor } from "../src/pager/pager.js";
-import { withSeed } from "./support/prng.js";
+import { withPrng } from "./helpers/prng.js";
 
 // A minimal structure for exercising the pager without the B+tree: the root is an index
 // page listing blob pages; each blob page holds a u32 length and bytes.
@@ -267,7 +267,7 @@ describe("pager", () => {
   });
 
   test("a flipped byte in a page is EMDB_CORRUPTED at an offset inside that page", () => {
-    withSeed((rng) => {
+    withPrng((rng) => {
       const be = new MemoryBackend();
       const pager = Pager.open(be, "db", { pageSize: P });
       commitBlobs(pager, ["a", "b", "c", "d"], 1);
@@ -351,7 +351,7 @@ describe("pager", () => {
   });
 
   test("no leak: the page count settles in a steady update workload", () => {
-    withSeed((rng) => {
+    withPrng((rng) => {
       const be = new MemoryBackend();
       const pager = Pager.open(be, "db", { pageSize: P });
       const counts: number[] = [];

@@ -70,3 +70,8 @@ export function uniform(seed: number): () => number {
   const p = new Prng(seed);
   return () => p.next() / 0x1_0000_0000;
 }
+
+/** Runs `fn` with a PRNG seeded from `testSeed()` (or `seed`); failures name the seed. */
+export function withPrng(fn: (rng: Prng) => void, seed = testSeed()): void {
+  withSeed(seed, () => fn(new Prng(seed)));
+}
