@@ -18,12 +18,13 @@ import {
   migrateIfLegacy,
   removeMigratedLegacyWal,
 } from "../migrations/migrate.js";
+import type { BulkEntry } from "./btree/bulk-load.js";
 import { BTree, type Change } from "./btree/tree.js";
 import type { ProgressListener } from "./builder.js";
 import { EmdbError } from "./errors.js";
 import { failpoint } from "./failpoints.js";
 import type { FlushPolicy } from "./flush-policy.js";
-import { hashInternalKey } from "./keys.js";
+import { hashInternalKey, MAX_KEY_SIZE } from "./keys.js";
 import { dirOf, FileBackend, type StorageBackend, type StorageFile } from "./pager/backend.js";
 import { acquireLock, type FileLock } from "./pager/lock.js";
 import { MmapSource } from "./pager/mmap-source.js";
@@ -307,7 +308,7 @@ export class FileStore implements Persistence {
         this.allDirty ||
         (this.dirty.size * 2 > this.ks.size && this.ks.size >= FULL_REWRITE_MIN_OPS)
       ) {
-        this.tree.apply(liveChanges(this.ks, now), { clearFirst: true });
+        this.tree.rebuild(liveEntries(this.ks, now));
       } else {
         this.applyDirty(now);
       }
@@ -393,7 +394,7 @@ export class FileStore implements Persistence {
       });
       try {
         const tree = new BTree(next);
-        tree.apply(liveChanges(this.ks, this.opts.clock()));
+        tree.rebuild(liveEntries(this.ks, this.opts.clock()));
         tree.commit(this.lastTxId);
       } finally {
         next.close();
@@ -528,18 +529,29 @@ function loadTree(tree: BTree, ks: Keyspace): void {
   ks.finishLoad(keys);
 }
 
-/** Every live entry as a change, in key order: the input of a compaction. */
-function liveChanges(ks: Keyspace, now: number): Change[] {
-  const out: Change[] = [];
+/**
+ * Every live entry in key order, as one reused entry object whose key is written into one
+ * scratch buffer: a full rewrite of a million keys allocates nothing per key.
+ */
+function* liveEntries(ks: Keyspace, now: number): Generator<BulkEntry, void, undefined> {
+  const scratch = Buffer.allocUnsafe(MAX_KEY_SIZE);
+  const entry: { key: Buffer; value: Buffer; expiresAt: number } = {
+    key: scratch,
+    value: scratch,
+    expiresAt: 0,
+  };
   for (const k of ks.sorted.all()) {
     const e = ks.shard(hashInternalKey(k)).get(k);
     if (e === undefined) continue;
     if (e instanceof Timed) {
-      if (e.expiresAt > now)
-        out.push({ key: Buffer.from(k, "latin1"), value: e.value, expiresAt: e.expiresAt });
+      if (e.expiresAt <= now) continue;
+      entry.value = e.value;
+      entry.expiresAt = e.expiresAt;
     } else {
-      out.push({ key: Buffer.from(k, "latin1"), value: e, expiresAt: 0 });
+      entry.value = e;
+      entry.expiresAt = 0;
     }
+    entry.key = scratch.subarray(0, scratch.write(k, 0, "latin1"));
+    yield entry;
   }
-  return out;
 }

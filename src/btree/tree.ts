@@ -106,6 +106,25 @@ export class BTree {
     }
   }
 
+  /**
+   * Replaces the whole tree with `entries` (sorted ascending, keys unique), streamed into
+   * packed pages by the bulk loader: the old pages are freed (pending, as in `apply`). The
+   * entry objects and their buffers may be reused between items. On failure everything since
+   * the last commit is rolled back.
+   */
+  rebuild(entries: Iterable<BulkEntry>): PageId {
+    try {
+      this.clearAll();
+      const loaded = bulkLoad(this.pager, entries);
+      this.root = loaded.root;
+      this.entryCount = loaded.entryCount;
+      return this.root;
+    } catch (err) {
+      this.rollback();
+      throw err;
+    }
+  }
+
   /** Frees every page of the tree (pending, like any page the durable meta reaches). */
   clearAll(): void {
     const P = this.pager.pageSize;
