@@ -1,6 +1,7 @@
 /**
- * The lines of the report: what each measures, its unit, which way is better and how it is
- * timed. Kept apart from the runner so the report, the chart and the test share one list.
+ * The lines of the report: what each measures, its unit, which way is better. Kept apart
+ * from the runner so the report, the chart, the targets and the test share one list; a
+ * Record keyed by LineId makes the compiler refuse a line without a definition.
  */
 
 export type LineId =
@@ -16,119 +17,76 @@ export type LineId =
   | "sizeAllocated"
   | "sizeApparent"
   | "rss"
+  | "rssAboveHarness"
   | "rssReopen";
 
 export interface LineDef {
   id: LineId;
   label: string;
+  /** For the chart, where the full label does not fit. */
+  short: string;
   unit: string;
   higherIsBetter: boolean;
-  /** Decimal places for the figure. */
+  /** Decimal places for ms and MiB figures. */
   digits: number;
   /** Peers are compared on this line's figures instead (a variant of emdb only). */
   peersFrom?: LineId;
 }
 
-export const LINES: readonly LineDef[] = [
-  {
-    id: "bulk",
-    label: "bulk insert, 1 durable txn, shuffled",
-    unit: "rec/s",
-    higherIsBetter: true,
-    digits: 0,
-  },
-  {
-    id: "bulkManual",
-    label: "bulk insert, emdb manual()+flush() (peers: as above)",
-    unit: "rec/s",
-    higherIsBetter: true,
-    digits: 0,
+const rate = (label: string, short: string, unit = "rec/s") => ({
+  label,
+  short,
+  unit,
+  higherIsBetter: true,
+  digits: 0,
+});
+const cost = (label: string, short: string, unit: string, digits: number) => ({
+  label,
+  short,
+  unit,
+  higherIsBetter: false,
+  digits,
+});
+
+/** In report order. */
+const DEFS: Record<LineId, Omit<LineDef, "id">> = {
+  bulk: rate("bulk insert, 1 durable txn, shuffled", "bulk insert, 1 txn"),
+  bulkManual: {
+    ...rate("bulk insert, emdb manual()+flush() (peers: as above)", "bulk, emdb manual()+flush()"),
     peersFrom: "bulk",
   },
-  {
-    id: "reads",
-    label: "point reads, 2nd random permutation",
-    unit: "rec/s",
-    higherIsBetter: true,
-    digits: 0,
-  },
-  {
-    id: "scan",
-    label: "full ordered scan (count + order checked)",
-    unit: "rec/s",
-    higherIsBetter: true,
-    digits: 0,
-  },
-  {
-    id: "prefix",
-    label: "prefix scan, 100 keys (range gte/lt, limit 100)",
-    unit: "scans/s",
-    higherIsBetter: true,
-    digits: 0,
-  },
-  {
-    id: "durable",
-    label: "durable 1-record commits (2,000 new keys)",
-    unit: "commits/s",
-    higherIsBetter: true,
-    digits: 0,
-  },
-  {
-    id: "nonDurable",
-    label: "non-durable puts (emdb everyN(64); 20,000 new keys)",
-    unit: "puts/s",
-    higherIsBetter: true,
-    digits: 0,
-  },
-  {
-    id: "reopenFirst",
-    label: "reopen + 1 get, first after load (fresh child)",
-    unit: "ms",
-    higherIsBetter: false,
-    digits: 1,
-  },
-  {
-    id: "reopenSteady",
-    label: "reopen + 1 get, steady (median of next opens)",
-    unit: "ms",
-    higherIsBetter: false,
-    digits: 1,
-  },
-  {
-    id: "sizeAllocated",
-    label: "files after close, allocated (st_blocks×512)",
-    unit: "MiB",
-    higherIsBetter: false,
-    digits: 1,
-  },
-  {
-    id: "sizeApparent",
-    label: "files after close, apparent (st_size)",
-    unit: "MiB",
-    higherIsBetter: false,
-    digits: 1,
-  },
-  {
-    id: "rss",
-    label: "peak RSS of the load child (before any reopen)",
-    unit: "MiB",
-    higherIsBetter: false,
-    digits: 0,
-  },
-  {
-    id: "rssReopen",
-    label: "peak RSS of the reopen child (first open)",
-    unit: "MiB",
-    higherIsBetter: false,
-    digits: 0,
-  },
-];
+  reads: rate("point reads, 2nd random permutation", "point reads"),
+  scan: rate("full ordered scan (count + order checked)", "full ordered scan"),
+  prefix: rate("prefix scan, 100 keys (range gte/lt, limit 100)", "prefix scan of 100", "scans/s"),
+  durable: rate("durable 1-record commits (2,000 new keys)", "durable 1-rec commits", "commits/s"),
+  nonDurable: rate(
+    "non-durable puts (emdb everyN(64); 20,000 new keys)",
+    "non-durable puts",
+    "puts/s",
+  ),
+  reopenFirst: cost("reopen + 1 get, first after load (fresh child)", "reopen, first", "ms", 1),
+  reopenSteady: cost("reopen + 1 get, steady (median of next opens)", "reopen, steady", "ms", 1),
+  sizeAllocated: cost(
+    "files after close, allocated (st_blocks×512)",
+    "file size, allocated",
+    "MiB",
+    1,
+  ),
+  sizeApparent: cost("files after close, apparent (st_size)", "file size, apparent", "MiB", 1),
+  rss: cost("peak RSS of the load child (before any reopen)", "peak RSS, load child", "MiB", 0),
+  rssAboveHarness: cost(
+    "peak RSS above the harness's own (peak − harness)",
+    "peak RSS above harness",
+    "MiB",
+    0,
+  ),
+  rssReopen: cost("peak RSS of the reopen child (first open)", "peak RSS, reopen child", "MiB", 0),
+};
 
-export function lineDef(id: LineId): LineDef {
-  const def = LINES.find((l) => l.id === id);
-  if (def === undefined) throw new Error(`unknown line ${id}`);
-  return def;
-}
+export const LINES: readonly LineDef[] = Object.entries(DEFS).map(([id, def]) => ({
+  id: id as LineId,
+  ...def,
+}));
 
 /** Lines the Map ceiling has no figure for: it is neither durable nor on disk. */
 export const MAP_HAS_NO: ReadonlySet<LineId> = new Set<LineId>([

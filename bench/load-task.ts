@@ -46,7 +46,7 @@ function fail(engine: Engine, what: string): never {
   throw new Error(`${engine.name}: ${what}`);
 }
 
-async function timeBulk(engine: Engine, wl: Workload, keys: unknown[]): Promise<number> {
+export async function timeBulk(engine: Engine, wl: Workload, keys: unknown[]): Promise<number> {
   const order = wl.insertOrder;
   const k = new Array<unknown>(wl.n);
   const v = new Array<Buffer>(wl.n);
@@ -61,7 +61,7 @@ async function timeBulk(engine: Engine, wl: Workload, keys: unknown[]): Promise<
   return (wl.n / (nowMs() - t0)) * 1000;
 }
 
-async function timeReads(engine: Engine, wl: Workload, keys: unknown[], timeMs: number) {
+export async function timeReads(engine: Engine, wl: Workload, keys: unknown[], timeMs: number) {
   const n = wl.n;
   const readKeys = new Array<unknown>(n);
   for (let i = 0; i < n; i++) readKeys[i] = keys[wl.readOrder[i]!];
@@ -84,7 +84,7 @@ async function timeReads(engine: Engine, wl: Workload, keys: unknown[], timeMs: 
   return sampled(bench, batch);
 }
 
-async function timePrefix(engine: Engine, wl: Workload, timeMs: number) {
+export async function timePrefix(engine: Engine, wl: Workload, timeMs: number) {
   const gte = engine.key(wl.prefixGte);
   const lt = engine.key(wl.prefixLt);
   const check = (count: number) => {
@@ -110,7 +110,7 @@ function sampled(bench: Bench, opsPerSample: number): { rate: number; rme: numbe
   return { rate: (opsPerSample * 1000) / result.latency.p50, rme: result.latency.rme };
 }
 
-async function timeScan(engine: Engine, n: number): Promise<number> {
+export async function timeScan(engine: Engine, n: number): Promise<number> {
   settleHeap();
   const t0 = nowMs();
   const r = engine.scanAll();
@@ -122,7 +122,7 @@ async function timeScan(engine: Engine, n: number): Promise<number> {
   return (n / ms) * 1000;
 }
 
-async function timePuts(
+export async function timePuts(
   engine: Engine,
   put: (k: unknown, v: Buffer) => unknown,
   keys: unknown[],
@@ -142,9 +142,10 @@ async function timePuts(
 export async function runLoad(module: EngineModule, o: LoadOptions): Promise<LoadSample> {
   const wl = buildWorkload(o.n, true);
   const engine = module.create(o.variant);
-  const keys = wl.keys.map((k) => engine.key(k));
+  // Measured before the keys are converted, so the Map's string keys count as the Map's.
   settleHeap();
   const harnessRss = process.memoryUsage().rss / MiB;
+  const keys = wl.keys.map((k) => engine.key(k));
   const figures: Figures = {};
   const rme: Record<string, number> = {};
 
@@ -181,6 +182,7 @@ export async function runLoad(module: EngineModule, o: LoadOptions): Promise<Loa
   }
   // Before any reopen: a reopen would count two generations of the engine's heap at once.
   figures.rss = peakRss() / MiB;
+  figures.rssAboveHarness = figures.rss - harnessRss;
 
   const p = engine.prepare("nonDurable");
   if (isPromise(p)) await p;

@@ -19,14 +19,21 @@ const COLORS: Record<Column, string> = {
 };
 
 const W = 960;
-const LABEL_W = 330;
+const LABEL_W = 230;
 const RIGHT_PAD = 70;
+/** Room left of the axis for the value labels of bars that point left. */
+const PLOT_X = LABEL_W + 50;
 const BAR_H = 13;
 const GROUP_GAP = 12;
 const TOP = 64;
 
 function esc(s: string): string {
   return s.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
+}
+
+/** Powers of two: 1/8×, 1/2×, 1×, 4×… (decimals of 2^-k read badly). */
+function tick(e: number): string {
+  return e >= 0 ? `${2 ** e}×` : `1/${2 ** -e}×`;
 }
 
 interface Bar {
@@ -62,14 +69,14 @@ export function renderSvg(res: ResultsJson): string {
         target: t === undefined ? undefined : def.higherIsBetter ? t.bound : 1 / t.bound,
       });
     }
-    if (bars.length > 0) groups.push({ label: `${def.label} (${def.unit})`, bars });
+    if (bars.length > 0) groups.push({ label: `${def.short} (${def.unit})`, bars });
   }
 
   const all = groups.flatMap((g) => g.bars.flatMap((b) => [b.advantage, b.target ?? 1]));
   const lo = Math.floor(Math.log2(Math.min(0.5, ...all)));
   const hi = Math.ceil(Math.log2(Math.max(2, ...all)));
-  const plotW = W - LABEL_W - RIGHT_PAD;
-  const x = (r: number) => LABEL_W + ((Math.log2(r) - lo) / (hi - lo)) * plotW;
+  const plotW = W - PLOT_X - RIGHT_PAD;
+  const x = (r: number) => PLOT_X + ((Math.log2(r) - lo) / (hi - lo)) * plotW;
   const height = TOP + groups.reduce((h, g) => h + g.bars.length * BAR_H + GROUP_GAP, 0) + 30;
 
   const out: string[] = [];
@@ -93,7 +100,7 @@ export function renderSvg(res: ResultsJson): string {
       `<line x1="${gx.toFixed(1)}" y1="${TOP - 6}" x2="${gx.toFixed(1)}" y2="${height - 24}" stroke="${e === 0 ? "#000" : "#ddd"}"/>`,
     );
     out.push(
-      `<text x="${gx.toFixed(1)}" y="${height - 10}" text-anchor="middle">${esc(formatRatio(2 ** e))}</text>`,
+      `<text x="${gx.toFixed(1)}" y="${height - 10}" text-anchor="middle">${esc(tick(e))}</text>`,
     );
   }
   let y = TOP;

@@ -101,7 +101,7 @@ export const TARGETS: readonly TargetDef[] = [
     text: "≤ 1.3× raw data at 1M",
   },
   {
-    lines: ["rss"],
+    lines: ["rss", "rssAboveHarness"],
     onlyAt: MILLION,
     against: { kind: "peer", peer: "map" },
     atLeast: false,
