@@ -6,13 +6,17 @@
  *   --sizes 100000,...   record counts        --runs 3         runs per engine and size
  *   --engines emdb,map   a subset of engines  --out DIR        results directory
  *   --no-write           print only
+ *   --render FILE.json   no measuring: re-render a results file's report and ratios.svg
  */
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { ENGINE_NAMES, type EngineName } from "./engine.js";
-import type { RunOptions } from "./results.js";
+import { renderMarkdown } from "./report.js";
+import type { ResultsJson, RunOptions } from "./results.js";
 import { FULL, QUICK, runBench, writeResults } from "./run.js";
+import { renderSvg } from "./svg.js";
 
 const { values } = parseArgs({
   options: {
@@ -22,8 +26,21 @@ const { values } = parseArgs({
     engines: { type: "string" },
     out: { type: "string" },
     "no-write": { type: "boolean", default: false },
+    render: { type: "string" },
   },
 });
+
+if (values.render !== undefined) {
+  const results = JSON.parse(fs.readFileSync(values.render, "utf8")) as ResultsJson;
+  process.stdout.write(renderMarkdown(results));
+  const svg = path.join(
+    path.dirname(values.render),
+    results.options.quick ? "ratios-quick.svg" : "ratios.svg",
+  );
+  fs.writeFileSync(svg, renderSvg(results));
+  process.stderr.write(`wrote ${svg}\n`);
+  process.exit(0);
+}
 
 const base = values.quick === true ? QUICK : FULL;
 const engines = (values.engines?.split(",") ?? base.engines) as EngineName[];

@@ -23,6 +23,8 @@ const LABEL_W = 230;
 const RIGHT_PAD = 70;
 /** Room left of the axis for the value labels of bars that point left. */
 const PLOT_X = LABEL_W + 50;
+/** The axis spans at most 2^-8 … 2^8. */
+const MAX_EXP = 8;
 const BAR_H = 13;
 const GROUP_GAP = 12;
 const TOP = 64;
@@ -34,6 +36,11 @@ function esc(s: string): string {
 /** Powers of two: 1/8×, 1/2×, 1×, 4×… (decimals of 2^-k read badly). */
 function tick(e: number): string {
   return e >= 0 ? `${2 ** e}×` : `1/${2 ** -e}×`;
+}
+
+/** 0.002× reads badly; "1/480×" says emdb is 480 times behind. */
+function advantageLabel(a: number): string {
+  return a >= 1 ? formatRatio(a) : `1/${formatRatio(1 / a)}`;
 }
 
 interface Bar {
@@ -73,10 +80,13 @@ export function renderSvg(res: ResultsJson): string {
   }
 
   const all = groups.flatMap((g) => g.bars.flatMap((b) => [b.advantage, b.target ?? 1]));
-  const lo = Math.floor(Math.log2(Math.min(0.5, ...all)));
-  const hi = Math.ceil(Math.log2(Math.max(2, ...all)));
+  // Clamped, so one extreme ratio (the Map's O(n) prefix scan) does not squash the rest;
+  // bars beyond the edge stop there and their label still gives the true figure.
+  const lo = Math.max(-MAX_EXP, Math.floor(Math.log2(Math.min(0.5, ...all))));
+  const hi = Math.min(MAX_EXP, Math.ceil(Math.log2(Math.max(2, ...all))));
   const plotW = W - PLOT_X - RIGHT_PAD;
-  const x = (r: number) => PLOT_X + ((Math.log2(r) - lo) / (hi - lo)) * plotW;
+  const x = (r: number) =>
+    PLOT_X + ((Math.min(hi, Math.max(lo, Math.log2(r))) - lo) / (hi - lo)) * plotW;
   const height = TOP + groups.reduce((h, g) => h + g.bars.length * BAR_H + GROUP_GAP, 0) + 30;
 
   const out: string[] = [];
@@ -94,14 +104,18 @@ export function renderSvg(res: ResultsJson): string {
     lx += 24 + DISPLAY[p].length * 7;
   }
   out.push(`<text x="${lx + 10}" y="39">▮ black tick = target</text>`);
+  // Every tick gets a grid line; labels only as densely as they fit.
+  const labelEvery = Math.max(1, Math.ceil(48 / (plotW / (hi - lo))));
   for (let e = lo; e <= hi; e++) {
     const gx = x(2 ** e);
     out.push(
       `<line x1="${gx.toFixed(1)}" y1="${TOP - 6}" x2="${gx.toFixed(1)}" y2="${height - 24}" stroke="${e === 0 ? "#000" : "#ddd"}"/>`,
     );
-    out.push(
-      `<text x="${gx.toFixed(1)}" y="${height - 10}" text-anchor="middle">${esc(tick(e))}</text>`,
-    );
+    if (e % labelEvery === 0) {
+      out.push(
+        `<text x="${gx.toFixed(1)}" y="${height - 10}" text-anchor="middle">${esc(tick(e))}</text>`,
+      );
+    }
   }
   let y = TOP;
   for (const g of groups) {
@@ -113,11 +127,11 @@ export function renderSvg(res: ResultsJson): string {
       const x1 = x(b.advantage);
       const left = Math.min(x0, x1);
       out.push(
-        `<rect x="${left.toFixed(1)}" y="${y + 1}" width="${Math.max(1, Math.abs(x1 - x0)).toFixed(1)}" height="${BAR_H - 2}" fill="${COLORS[b.peer]}"><title>${esc(`${DISPLAY[b.peer]}: ${formatRatio(b.advantage)}`)}</title></rect>`,
+        `<rect x="${left.toFixed(1)}" y="${y + 1}" width="${Math.max(1, Math.abs(x1 - x0)).toFixed(1)}" height="${BAR_H - 2}" fill="${COLORS[b.peer]}"><title>${esc(`${DISPLAY[b.peer]}: ${advantageLabel(b.advantage)}`)}</title></rect>`,
       );
       const tx = x1 >= x0 ? x1 + 3 : x1 - 3;
       out.push(
-        `<text x="${tx.toFixed(1)}" y="${y + BAR_H - 3}" text-anchor="${x1 >= x0 ? "start" : "end"}" font-size="10">${esc(formatRatio(b.advantage))}</text>`,
+        `<text x="${tx.toFixed(1)}" y="${y + BAR_H - 3}" text-anchor="${x1 >= x0 ? "start" : "end"}" font-size="10">${esc(advantageLabel(b.advantage))}</text>`,
       );
       if (b.target !== undefined) {
         const tx2 = x(b.target);
