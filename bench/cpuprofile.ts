@@ -14,6 +14,7 @@ export interface CpuProfile {
     id: number;
     callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
     hitCount?: number;
+    children?: number[];
   }[];
   startTime: number;
   endTime: number;
@@ -25,6 +26,8 @@ export interface SelfTime {
   name: string;
   where: string;
   selfMs: number;
+  /** Time with this function anywhere on the stack (each sample counted once). */
+  totalMs: number;
   /** Percent of all sampled time, idle and GC included. */
   share: number;
 }
@@ -38,23 +41,54 @@ export function topSelfTimes(profile: CpuProfile, top: number): SelfTime[] {
     const us = deltas[i + 1] ?? 0;
     byNode.set(samples[i]!, (byNode.get(samples[i]!) ?? 0) + us);
   }
-  const byFn = new Map<string, SelfTime>();
-  let total = 0;
+  const parent = new Map<number, number>();
+  const byId = new Map<number, CpuProfile["nodes"][number]>();
   for (const node of profile.nodes) {
-    const us = byNode.get(node.id) ?? 0;
-    total += us;
+    byId.set(node.id, node);
+    for (const c of node.children ?? []) parent.set(c, node.id);
+  }
+  const fnKey = (node: CpuProfile["nodes"][number]) => {
     const f = node.callFrame;
     const name = f.functionName || "(anonymous)";
     const file = f.url === "" ? "" : path.basename(f.url.replace(/^file:\/\//, ""));
-    const where = file === "" ? "" : `${file}:${f.lineNumber + 1}`;
+    return { name, where: file === "" ? "" : `${file}:${f.lineNumber + 1}` };
+  };
+  const byFn = new Map<string, SelfTime>();
+  const row = (node: CpuProfile["nodes"][number]) => {
+    const { name, where } = fnKey(node);
     const key = `${name}\u0000${where}`;
-    const row = byFn.get(key) ?? { name, where, selfMs: 0, share: 0 };
-    row.selfMs += us / 1000;
-    byFn.set(key, row);
+    let r = byFn.get(key);
+    if (r === undefined) {
+      r = { name, where, selfMs: 0, totalMs: 0, share: 0 };
+      byFn.set(key, r);
+    }
+    return r;
+  };
+  let total = 0;
+  for (const [id, us] of byNode) {
+    const node = byId.get(id);
+    if (node === undefined) continue;
+    total += us;
+    row(node).selfMs += us / 1000;
+    // Inclusive time: once per function on this sample's stack, however deep the recursion.
+    const seen = new Set<SelfTime>();
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const r = row(byId.get(at)!);
+      if (!seen.has(r)) {
+        seen.add(r);
+        r.totalMs += us / 1000;
+      }
+    }
   }
   const rows = [...byFn.values()].sort((a, b) => b.selfMs - a.selfMs).slice(0, top);
   for (const r of rows) r.share = total === 0 ? 0 : (r.selfMs * 1000 * 100) / total;
   return rows;
+}
+
+export function formatRow(r: SelfTime): string {
+  const ms = (x: number) => x.toFixed(0).padStart(7);
+  const share = r.share.toFixed(1).padStart(5);
+  return `self ${ms(r.selfMs)} ms ${share}%  total ${ms(r.totalMs)} ms  ${r.name}  ${r.where}\n`;
 }
 
 if (
@@ -65,8 +99,6 @@ if (
   if (file === undefined) throw new Error("usage: cpuprofile.ts FILE.cpuprofile [top]");
   const profile = JSON.parse(fs.readFileSync(file, "utf8")) as CpuProfile;
   for (const r of topSelfTimes(profile, Number(process.argv[3] ?? 10))) {
-    process.stdout.write(
-      `${r.selfMs.toFixed(1).padStart(9)} ms ${r.share.toFixed(1).padStart(5)}%  ${r.name}  ${r.where}\n`,
-    );
+    process.stdout.write(formatRow(r));
   }
 }

@@ -4,7 +4,7 @@
  * the V8 sampling profiler — the one `node --cpu-prof` drives — is started through
  * node:inspector around that line's phase only, so the profile holds nothing else.
  *
- *   npx tsx bench/profile.ts --line reads --n 1000000 [--engine emdb] [--out DIR]
+ *   node --expose-gc --import tsx bench/profile.ts --line reads --n 1000000 [--engine emdb] [--out DIR]
  *
  * Lines: bulk, bulkManual, reads, scan, prefix, durable, nonDurable, reopen. Writes
  * <line>-<engine>-<n>.cpuprofile (open it in Chrome DevTools) and prints the top self times.
@@ -15,10 +15,10 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { loadEngine } from "./adapters/index.js";
-import { type CpuProfile, topSelfTimes } from "./cpuprofile.js";
+import { type CpuProfile, formatRow, topSelfTimes } from "./cpuprofile.js";
 import type { EngineName } from "./engine.js";
 import { timeBulk, timePrefix, timePuts, timeReads, timeScan } from "./load-task.js";
-import { isPromise, nowMs } from "./measure.js";
+import { heapFence, isPromise, nowMs, settleHeap } from "./measure.js";
 import { buildWorkload, DURABLE_PUTS, NON_DURABLE_PUTS } from "./workload.js";
 
 const { values } = parseArgs({
@@ -52,6 +52,10 @@ let profile: CpuProfile;
 try {
   await wait(engine.open(dir));
   const run = async (phase: () => Promise<number>) => {
+    // Collect the setup's garbage now, unprofiled, and keep the phase's own fence quiet:
+    // two full collections of a 1 GB heap would otherwise dominate the profile.
+    settleHeap();
+    heapFence.enabled = false;
     await session.post("Profiler.start");
     const t0 = nowMs();
     figure = await phase();
@@ -92,8 +96,4 @@ try {
 const file = path.join(values.out, `${line}-${engine.name}-${n}.cpuprofile`);
 fs.writeFileSync(file, JSON.stringify(profile!));
 process.stdout.write(`wrote ${file}\n`);
-for (const row of topSelfTimes(profile!, Number(values.top))) {
-  process.stdout.write(
-    `${row.selfMs.toFixed(1).padStart(9)} ms ${row.share.toFixed(1).padStart(5)}%  ${row.name}  ${row.where}\n`,
-  );
-}
+for (const row of topSelfTimes(profile!, Number(values.top))) process.stdout.write(formatRow(row));
