@@ -127,7 +127,7 @@ function renderNotes(res: ResultsJson): string {
     `\nHarness RSS before any engine opens (workload in memory, included in every peak RSS): ${harness.join(", ")}.`,
   );
   out.push(
-    `Machine: ${res.meta.cpus} × ${res.meta.cpuCount}, ${res.meta.memoryGiB} GiB, Node ${res.meta.node} (V8 ${res.meta.v8}), ${res.meta.platform}.`,
+    `Machine: ${res.meta.cpus} × ${res.meta.cpuCount}, ${res.meta.memoryGiB} GiB, Node ${res.meta.node} (V8 ${res.meta.v8}), ${res.meta.platform}. emdb at ${res.meta.emdbCommit ?? "an unrecorded commit"}; ${res.meta.packages.tinybench ?? "tinybench ?"}.`,
   );
   return out.join("\n");
 }

@@ -70,6 +70,8 @@ export interface ResultsJson {
     cpuCount: number;
     memoryGiB: number;
     packages: Record<string, string>;
+    /** The commit whose emdb was measured, "+dirty" when src/ or migrations/ had changes. */
+    emdbCommit?: string;
   };
   options: RunOptions;
   engines: Partial<Record<EngineName, EngineInfo>>;

@@ -4,6 +4,7 @@
  * Engines are rotated between runs so a slow drift of the shared machine does not always
  * land on the same engine.
  */
+import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -80,6 +81,23 @@ function packageVersions(): Record<string, string> {
     out[engine] = v === undefined ? `${pkg} (not installed)` : `${pkg} ${v}`;
   }
   return out;
+}
+
+/** Which emdb was measured: results outlive the branch they were taken on. */
+function gitCommit(): string | undefined {
+  const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
+  const git = (args: string[]) =>
+    execFileSync("git", args, {
+      cwd: root,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    }).trim();
+  try {
+    const dirty = git(["status", "--porcelain", "--", "src", "migrations"]) !== "";
+    return `${git(["rev-parse", "HEAD"])}${dirty ? "+dirty" : ""}`;
+  } catch {
+    return undefined;
+  }
 }
 
 export async function runBench(options: RunOptions, io: RunnerIo): Promise<ResultsJson> {
@@ -212,6 +230,7 @@ export async function runBench(options: RunOptions, io: RunnerIo): Promise<Resul
       cpuCount: os.cpus().length,
       memoryGiB: Math.round(os.totalmem() / 2 ** 30),
       packages: packageVersions(),
+      emdbCommit: gitCommit(),
     },
     options,
     engines,

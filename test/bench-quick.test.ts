@@ -19,7 +19,9 @@ function positive(cell: string | undefined, where: string): void {
   assert.ok(Number(m[1]) > 0, `${where}: ${cell} is not positive`);
 }
 
-test("bench --quick at N = 2,000 reports every line for emdb and Map", { timeout: 120_000 }, async () => {
+test("bench --quick at N = 2,000 reports every line for emdb and Map", {
+  timeout: 120_000,
+}, async () => {
   const results = await runBench(
     { ...QUICK, sizes: [2_000], runs: 1, steadyReopens: 1, benchTimeMs: 20, fsyncCount: 50 },
     { log: () => {} },
