@@ -304,9 +304,12 @@ export class FileStore implements Persistence {
     try {
       failpoint("checkpoint:before");
       const now = this.opts.clock();
+      // Routing d changes copy-on-write costs several times what streaming one entry into
+      // the bulk loader does, and random changes touch most leaves long before d nears n:
+      // past n / 8 a rebuild in order from memory is the cheaper way to the same tree.
       if (
         this.allDirty ||
-        (this.dirty.size * 2 > this.ks.size && this.ks.size >= FULL_REWRITE_MIN_OPS)
+        (this.dirty.size >= FULL_REWRITE_MIN_OPS && this.dirty.size * 8 > this.ks.size)
       ) {
         this.tree.rebuild(liveEntries(this.ks, now));
       } else {
@@ -493,8 +496,8 @@ const mapped = new WeakSet<Pager>();
 
 /** A batch at least this long whose bytes pass the checkpoint threshold skips the WAL. */
 const DIRECT_BATCH_MIN_OPS = 64;
-/** From this many changed keys on, a checkpoint rebuilds the tree in order from memory. */
-const FULL_REWRITE_MIN_OPS = 65_536;
+/** A checkpoint of at least this many changed keys may rebuild the tree from memory. */
+const FULL_REWRITE_MIN_OPS = 16_384;
 
 function openPager(backend: StorageBackend, opts: FileStoreOptions): Pager {
   let viaMmap = false;
