@@ -135,7 +135,10 @@ export class EmdbBuilder {
     return this;
   }
 
-  /** WAL size, in bytes, past which a checkpoint runs (default 16 MiB). */
+  /**
+   * WAL size, in bytes, past which a checkpoint runs (default 16 MiB; half the page file's
+   * size instead when that is larger, so a growing database does not rewrite itself often).
+   */
   checkpointThreshold(bytes: number): this {
     if (!Number.isSafeInteger(bytes) || bytes < 1) {
       throw invalid(`checkpointThreshold needs a positive integer of bytes, got ${String(bytes)}`);

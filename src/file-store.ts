@@ -284,13 +284,24 @@ export class FileStore implements Persistence {
 
   settle(): void {
     if (this.broken !== undefined) return;
-    if (this.checkpointDue || this.wal.size >= this.opts.checkpointBytes) {
+    if (this.checkpointDue || this.wal.size >= this.checkpointThreshold()) {
       this.checkpointDue = false;
       this.checkpoint();
     }
   }
 
   // ---- checkpoint ------------------------------------------------------------------------
+
+  /**
+   * The WAL size that triggers a checkpoint: the configured bytes, or half the page file's
+   * size when that is larger. A checkpoint rewrites the pages its changes touch, and random
+   * changes touch most of a tree, so a fixed threshold makes a growing database rewrite
+   * itself over and over; a threshold proportional to its size keeps that work amortized
+   * O(1) per write (the ratio an LSM tree keeps between its levels).
+   */
+  private checkpointThreshold(): number {
+    return Math.max(this.opts.checkpointBytes, (this.pager.pageCount * this.pager.pageSize) / 2);
+  }
 
   /** Writes every change since the last checkpoint into the tree and empties the WAL. */
   checkpoint(): void {
