@@ -31,8 +31,6 @@ export const ERROR_CODES = {
   EMDB_TRANSACTION_ABORTED: "transaction aborted",
   /** A transaction handle was used after its callback returned. */
   EMDB_TRANSACTION_CLOSED: "the transaction has already finished",
-  /** The operation is not available in this build or configuration. */
-  EMDB_NOT_SUPPORTED: "operation not supported",
   /** An operating-system I/O call failed; `cause` holds the original error. */
   EMDB_IO: "i/o error",
 } as const;
