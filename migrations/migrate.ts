@@ -29,8 +29,8 @@ import { detectFormat } from "./detect.js";
 import { readLegacyEach } from "./read-legacy.js";
 
 export interface MigrationProgress {
-  /** "read" while the legacy file is replayed (done/total in bytes), "write" while loading (entries). */
-  phase: "read" | "write";
+  /** "migrate-read" while the legacy file is replayed (done/total in bytes), "migrate-write" while loading (entries). */
+  phase: "migrate-read" | "migrate-write";
   done: number;
   total: number | undefined;
 }
@@ -107,21 +107,21 @@ export function migrateIfLegacy(
         entry.expiresAt = expiresAt;
         loader.add(entry);
         if (progress !== undefined && ++n % PROGRESS_EVERY === 0)
-          progress({ phase: "write", done: n, total: undefined });
+          progress({ phase: "migrate-write", done: n, total: undefined });
       },
       {
         now: opts.now(),
         ...(progress !== undefined
           ? {
               onProgress: (p) =>
-                progress({ phase: "read", done: p.bytesDone, total: p.bytesTotal }),
+                progress({ phase: "migrate-read", done: p.bytesDone, total: p.bytesTotal }),
             }
           : {}),
       },
     );
     const { root, entryCount } = loader.finish();
     pager.commit({ root, entryCount, lastTxId: scan.lastTxId });
-    progress?.({ phase: "write", done: entryCount, total: entryCount });
+    progress?.({ phase: "migrate-write", done: entryCount, total: entryCount });
   } catch (err) {
     pager.close();
     fs.rmSync(tmp, { force: true });
@@ -163,6 +163,20 @@ export function migrateIfLegacy(
         ? { offset: scan.stoppedAt.offset, reason: scan.stoppedAt.detail }
         : undefined,
   };
+}
+
+/**
+ * What every open does under the database lock, before the file is read as emdb's own:
+ * migrate an emdb-rs file if that is what is there, and drop a legacy WAL left by a
+ * migration interrupted after its rename.
+ */
+export function prepareDatabaseFile(
+  dbPath: string,
+  opts: MigrationOptions,
+): MigrationReport | undefined {
+  const report = migrateIfLegacy(dbPath, opts);
+  removeMigratedLegacyWal(dbPath);
+  return report;
 }
 
 /**

@@ -3,11 +3,7 @@
  * and calls the engine (`Core`); the hot paths (`get`, `insert`) are one key pass, one shard
  * lookup and, for writes, one log append.
  */
-import {
-  type MigrationReport,
-  migrateIfLegacy,
-  removeMigratedLegacyWal,
-} from "../migrations/migrate.js";
+import { type MigrationReport, prepareDatabaseFile } from "../migrations/migrate.js";
 import {
   DEFAULT_PAGE_SIZE,
   EmdbBuilder,
@@ -381,18 +377,11 @@ export class Emdb implements Disposable {
       throw new TypeError("migrate(path) needs a file path");
     const lock = acquireLock(path);
     try {
-      const clock = options.clock ?? systemClock;
-      const progress = options.onProgress;
-      const report = migrateIfLegacy(path, {
+      return prepareDatabaseFile(path, {
         pageSize: options.pageSize ?? DEFAULT_PAGE_SIZE,
-        now: clock,
-        onProgress:
-          progress === undefined
-            ? undefined
-            : (p) => progress({ phase: `migrate-${p.phase}`, done: p.done, total: p.total }),
+        now: options.clock ?? systemClock,
+        onProgress: options.onProgress,
       });
-      removeMigratedLegacyWal(path);
-      return report;
     } finally {
       lock.release();
     }

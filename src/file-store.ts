@@ -13,11 +13,7 @@
  * reused (the previous meta still reached them until the WAL stopped pointing at it).
  */
 
-import {
-  type MigrationReport,
-  migrateIfLegacy,
-  removeMigratedLegacyWal,
-} from "../migrations/migrate.js";
+import { type MigrationReport, prepareDatabaseFile } from "../migrations/migrate.js";
 import type { BulkEntry } from "./btree/bulk-load.js";
 import { BTree, type Change } from "./btree/tree.js";
 import type { ProgressListener } from "./builder.js";
@@ -96,16 +92,11 @@ export class FileStore implements Persistence {
       let migration: MigrationReport | undefined;
       if (opts.backend === undefined) {
         // Under the lock, before anything reads the file as ours.
-        const progress = opts.onProgress;
-        migration = migrateIfLegacy(opts.path, {
+        migration = prepareDatabaseFile(opts.path, {
           pageSize: opts.pageSize,
           now: opts.clock,
-          onProgress:
-            progress === undefined
-              ? undefined
-              : (p) => progress({ phase: `migrate-${p.phase}`, done: p.done, total: p.total }),
+          onProgress: opts.onProgress,
         });
-        removeMigratedLegacyWal(opts.path);
       }
       pager = openPager(backend, opts);
       loadTree(new BTree(pager), ks);

@@ -7,7 +7,6 @@
  * durable, and that `check()` finds nothing.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -16,6 +15,7 @@ import { fileURLToPath } from "node:url";
 import { FAILPOINTS } from "../src/failpoints.js";
 import { Emdb } from "../src/index.js";
 import { applyToModel, type CrashOp, crashOps } from "./helpers/crash-ops.js";
+import { runKillableChild } from "./helpers/kill-child.js";
 import { Prng, testSeed } from "./helpers/prng.js";
 
 const CHILD = fileURLToPath(new URL("./helpers/crash-child.ts", import.meta.url));
@@ -36,53 +36,25 @@ interface Outcome {
   killed: boolean;
 }
 
-function runChild(dbPath: string, r: Round): Promise<Outcome> {
-  return new Promise((resolve, reject) => {
-    const env: NodeJS.ProcessEnv = { ...process.env };
-    if (r.crashAt !== undefined) env.EMDB_CRASH_AT = r.crashAt;
-    else delete env.EMDB_CRASH_AT;
-    const child = spawn(
-      process.execPath,
-      [
-        "--import",
-        "tsx",
-        CHILD,
-        dbPath,
-        r.policy,
-        String(r.seed),
-        String(OPS),
-        String(PAGE_SIZE),
-        String(CHECKPOINT_BYTES),
-      ],
-      { env, stdio: ["ignore", "pipe", "pipe"] },
-    );
-    let acked = 0;
-    let flushed = 0;
-    let buf = "";
-    let stderr = "";
-    child.stderr.on("data", (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.stdout.on("data", (d: Buffer) => {
-      buf += d.toString();
-      let nl = buf.indexOf("\n");
-      while (nl >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (line.startsWith("A ")) acked = Number(line.slice(2)) + 1;
-        else if (line.startsWith("F ")) flushed = Number(line.slice(2)) + 1;
-        if (r.killAfterAcks !== undefined && acked >= r.killAfterAcks && child.exitCode === null)
-          child.kill("SIGKILL");
-        nl = buf.indexOf("\n");
-      }
-    });
-    child.on("error", reject);
-    child.on("close", (code, signal) => {
-      if (signal === "SIGKILL") resolve({ acked, flushed, killed: true });
-      else if (code === 0) resolve({ acked, flushed, killed: false });
-      else reject(new Error(`crash child failed (code ${code}): ${stderr}`));
-    });
+async function runChild(dbPath: string, r: Round): Promise<Outcome> {
+  let acked = 0;
+  let flushed = 0;
+  const args = [
+    dbPath,
+    r.policy,
+    String(r.seed),
+    String(OPS),
+    String(PAGE_SIZE),
+    String(CHECKPOINT_BYTES),
+  ];
+  const killed = await runKillableChild(CHILD, args, r.crashAt, (line, child) => {
+    if (line.startsWith("A ")) acked = Number(line.slice(2)) + 1;
+    else if (line.startsWith("F ")) flushed = Number(line.slice(2)) + 1;
+    if (r.killAfterAcks !== undefined && acked >= r.killAfterAcks && child.exitCode === null) {
+      child.kill("SIGKILL");
+    }
   });
+  return { acked, flushed, killed };
 }
 
 /** Smallest prefix length the policy allows to survive. */

@@ -5,7 +5,6 @@
  * opens the database and checks the content and the backup.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -13,6 +12,7 @@ import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { MIGRATION_FAILPOINTS } from "../src/failpoints.js";
 import { Emdb } from "../src/index.js";
+import { runKillableChild } from "./helpers/kill-child.js";
 import { type LogOp, writeLogFile } from "./helpers/legacy-writer.js";
 import { Prng, testSeed } from "./helpers/prng.js";
 
@@ -43,28 +43,10 @@ function runChild(
   crashAt: string | undefined,
   killAfterMs: number | undefined,
 ): Promise<boolean> {
-  return new Promise((resolve, reject) => {
-    const env: NodeJS.ProcessEnv = { ...process.env };
-    if (crashAt !== undefined) env.EMDB_CRASH_AT = crashAt;
-    else delete env.EMDB_CRASH_AT;
-    const child = spawn(process.execPath, ["--import", "tsx", CHILD, file], {
-      env,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stderr = "";
-    child.stderr.on("data", (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.stdout.on("data", (d: Buffer) => {
-      if (killAfterMs !== undefined && d.toString().includes("S")) {
-        setTimeout(() => child.kill("SIGKILL"), killAfterMs);
-      }
-    });
-    child.on("close", (code, signal) => {
-      if (signal === "SIGKILL") resolve(true);
-      else if (code === 0) resolve(false);
-      else reject(new Error(`migration child failed (${code}): ${stderr}`));
-    });
+  // "S" is printed once the module is loaded: the migration starts right after it.
+  return runKillableChild(CHILD, [file], crashAt, (line, child) => {
+    if (killAfterMs !== undefined && line === "S")
+      setTimeout(() => child.kill("SIGKILL"), killAfterMs);
   });
 }
 

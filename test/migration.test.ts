@@ -9,11 +9,11 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { after, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { Emdb } from "../src/index.js";
+import { EMDB_RS_FIXTURES } from "./helpers/emdb-rs-fixtures.js";
 import { begin, buildLog, end, ins, rm } from "./helpers/legacy-writer.js";
 
-const FIXTURES = fileURLToPath(new URL("../../shared/fixtures/emdb-rs/", import.meta.url));
+const FIXTURES = EMDB_RS_FIXTURES;
 const NOW = 1_795_300_000_000;
 const root = fs.mkdtempSync(path.join(os.tmpdir(), "emdb-migrate-"));
 after(() => fs.rmSync(root, { recursive: true, force: true }));

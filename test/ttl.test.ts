@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import type { Core } from "../src/core.js";
 import { Emdb, EmdbError, Ttl } from "../src/index.js";
 import { assertConsistent, FakeClock, memDb, str } from "./helpers/db.js";
 
@@ -171,7 +172,10 @@ describe("TTL semantics emdb improves on", () => {
     for (let i = 0; i < 20_000; i++) db.insertWithTtl(`k${i % 10}`, "v", Ttl.after(1_000_000 + i));
     assert.equal(db.len(), 10);
     assertConsistent(db);
-    assert.ok(db.stats().expiringKeys === 10);
+    assert.equal(db.stats().expiringKeys, 10);
+    // 20,000 deadlines were pushed for 10 live ones; stale pairs must have been shed.
+    const heap = (db as unknown as { core: Core }).core.ks.expiries;
+    assert.ok(heap.size <= 1024, `expiry heap holds ${heap.size} pairs for 10 live deadlines`);
   });
 
   test("an injected clock is the only time source", () => {

@@ -12,17 +12,8 @@ import {
 } from "../src/wal/replay.js";
 import type { WalWriter } from "../src/wal/writer.js";
 
-/** mulberry32: small, fast, good enough to drive tests; same seed → same sequence. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The suite's one seeded PRNG, as a `() => number in [0, 1)`. */
+export { uniform as prng } from "./helpers/prng.js";
 
 export function randInt(rand: () => number, lo: number, hi: number): number {
   return lo + Math.floor(rand() * (hi - lo + 1));
