@@ -133,7 +133,9 @@ export function decodeRecord(
   const kind = buf[p0]!;
   let p = p0 + 9;
   switch (kind) {
-    case OP_INSERT: {
+    case OP_INSERT:
+    case OP_REMOVE: {
+      // Both bodies open with the same u32-length key.
       if (p + 4 > pEnd) return "field-overrun";
       const klen = buf.readUInt32LE(p);
       p += 4;
@@ -141,6 +143,10 @@ export function decodeRecord(
       out.keyStart = p;
       p += klen;
       out.keyEnd = p;
+      if (kind === OP_REMOVE) {
+        if (p !== pEnd) return "trailing-bytes";
+        break;
+      }
       if (p + 4 > pEnd) return "field-overrun";
       const vlen = buf.readUInt32LE(p);
       p += 4;
@@ -159,17 +165,6 @@ export function decodeRecord(
       } else {
         return rest < 8 ? "field-overrun" : "trailing-bytes";
       }
-      break;
-    }
-    case OP_REMOVE: {
-      if (p + 4 > pEnd) return "field-overrun";
-      const klen = buf.readUInt32LE(p);
-      p += 4;
-      if (klen > pEnd - p) return "field-overrun";
-      out.keyStart = p;
-      p += klen;
-      out.keyEnd = p;
-      if (p !== pEnd) return "trailing-bytes";
       break;
     }
     case OP_CLEAR:

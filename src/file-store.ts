@@ -158,12 +158,8 @@ export class FileStore implements Persistence {
     const one = (o: Exclude<WalOp, { kind: "batch" }>) => {
       if (o.kind === "put") {
         const k = o.key;
-        ks.set(
-          k,
-          hashInternalKey(k),
-          Buffer.from(o.value),
-          o.expiresAt === 0 ? undefined : o.expiresAt,
-        );
+        // Replay hands over values it owns (copies out of its read window), so no copy here.
+        ks.set(k, hashInternalKey(k), o.value, o.expiresAt === 0 ? undefined : o.expiresAt);
         this.dirty.add(k);
       } else if (o.kind === "delete") {
         const k = o.key;
@@ -460,15 +456,21 @@ export class FileStore implements Persistence {
   check(): string[] {
     const problems = this.tree.check();
     if (problems.length > 0) return problems;
-    let inTree = 0;
     const ks = this.ks;
+    let cleanInMemory = 0;
+    for (const shard of ks.shards) {
+      for (const k of shard.keys()) if (!this.dirty.has(k)) cleanInMemory++;
+    }
     if (this.cleared) {
-      // Every checkpointed key was cleared since: memory must hold only dirty keys.
-      for (const shard of ks.shards) for (const k of shard.keys()) if (!this.dirty.has(k)) inTree--;
-      if (inTree !== 0)
-        problems.push(`memory holds ${-inTree} keys that are neither checkpointed nor logged`);
+      // Every checkpointed key was cleared since: memory must hold only logged keys.
+      if (cleanInMemory !== 0) {
+        problems.push(
+          `memory holds ${cleanInMemory} keys that are neither checkpointed nor logged`,
+        );
+      }
       return problems;
     }
+    let inTree = 0;
     this.tree.forEach((key, value, expiresAt) => {
       const k = key.toString("latin1");
       if (this.dirty.has(k)) return;
@@ -480,12 +482,10 @@ export class FileStore implements Persistence {
       }
       const v = e instanceof Timed ? e.value : e;
       const at = e instanceof Timed ? e.expiresAt : 0;
-      if (!v.equals(value) || at !== expiresAt)
+      if (!v.equals(value) || at !== expiresAt) {
         problems.push(`tree and memory differ for ${JSON.stringify(k)}`);
+      }
     });
-    let cleanInMemory = 0;
-    for (const shard of ks.shards)
-      for (const k of shard.keys()) if (!this.dirty.has(k)) cleanInMemory++;
     if (cleanInMemory !== inTree) {
       problems.push(`memory holds ${cleanInMemory} checkpointed keys but the tree holds ${inTree}`);
     }

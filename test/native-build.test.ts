@@ -3,8 +3,6 @@
  * addon the other tests load is never rebuilt under them. It must exit 0 whatever happens.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { once } from "node:events";
 import * as fs from "node:fs";
 import { createRequire } from "node:module";
 import * as os from "node:os";
@@ -12,6 +10,7 @@ import * as path from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { EXPECTED_ABI_VERSION, native, nativeLoadError } from "../src/pager/native.js";
+import { type ChildResult, runToEnd } from "./helpers/kill-child.js";
 
 const NATIVE_DIR = fileURLToPath(new URL("../native/", import.meta.url));
 const SOURCES = ["emdb_native.c", "binding.gyp", "build.mjs"];
@@ -26,27 +25,10 @@ function copyNative(t: { after(fn: () => void): void }): string {
   return native;
 }
 
-async function runBuild(
-  dir: string,
-  extraEnv: Record<string, string> = {},
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
+async function runBuild(dir: string, extraEnv: Record<string, string> = {}): Promise<ChildResult> {
   const env: NodeJS.ProcessEnv = { ...process.env, ...extraEnv };
   if (extraEnv.EMDB_SKIP_NATIVE_BUILD === undefined) delete env.EMDB_SKIP_NATIVE_BUILD;
-  const child = spawn(process.execPath, [path.join(dir, "build.mjs")], {
-    cwd: dir,
-    env,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (d: string) => {
-    stdout += d;
-  });
-  child.stderr.setEncoding("utf8").on("data", (d: string) => {
-    stderr += d;
-  });
-  const [code] = (await once(child, "exit")) as [number | null];
-  return { code, stdout, stderr };
+  return runToEnd([path.join(dir, "build.mjs")], { cwd: dir, env });
 }
 
 test("a failed build prints one warning line, logs why, and exits 0", async (t) => {

@@ -14,6 +14,7 @@ import { fileURLToPath } from "node:url";
 import { isEmdbError } from "../src/errors.js";
 import { acquireLock } from "../src/pager/lock.js";
 import { native, nativeLoadError } from "../src/pager/native.js";
+import { runToEnd } from "./helpers/kill-child.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const THIS_FILE = fileURLToPath(import.meta.url);
@@ -240,19 +241,12 @@ test("the lock tests also pass without the addon (EMDB_DISABLE_NATIVE=1)", {
   delete env.NODE_TEST_CONTEXT;
   // The child runs without the addon on purpose.
   delete env.EMDB_REQUIRE_NATIVE;
-  const child = spawn(
-    process.execPath,
-    ["--import", "tsx", "--test", "--test-reporter=tap", THIS_FILE],
-    { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let out = "";
-  child.stdout.setEncoding("utf8").on("data", (d: string) => {
-    out += d;
+  const r = await runToEnd(["--import", "tsx", "--test", "--test-reporter=tap", THIS_FILE], {
+    cwd: ROOT,
+    env,
   });
-  child.stderr.setEncoding("utf8").on("data", (d: string) => {
-    out += d;
-  });
-  const [code] = (await once(child, "exit")) as [number | null];
+  const out = r.stdout + r.stderr;
+  const code = r.code;
   assert.equal(code, 0, out);
   assert.match(out, /^# fail 0$/m, out);
   const passed = Number(/^# pass (\d+)$/m.exec(out)?.[1]);

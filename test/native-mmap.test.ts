@@ -3,8 +3,6 @@
  * Most tests need the native addon and are skipped, with the reason, when it is missing.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { once } from "node:events";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -13,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { FileBackend, MemoryBackend, type StorageFile } from "../src/pager/backend.js";
 import { MappedFile } from "../src/pager/mmap-reader.js";
 import { native, nativeLoadError } from "../src/pager/native.js";
+import { runToEnd } from "./helpers/kill-child.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const FALLBACK_HELPER = fileURLToPath(new URL("./helpers/mmap-fallback.ts", import.meta.url));
@@ -65,19 +64,9 @@ test("MappedFile.open is undefined for a file without an OS descriptor", () => {
 test("MappedFile.open is undefined with EMDB_DISABLE_NATIVE=1", async (t) => {
   const file = tempFile(t);
   const env: NodeJS.ProcessEnv = { ...process.env, EMDB_DISABLE_NATIVE: "1" };
-  const child = spawn(process.execPath, ["--import", "tsx", FALLBACK_HELPER, file], {
-    cwd: ROOT,
-    env,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  child.stdout.setEncoding("utf8").on("data", (d: string) => {
-    out += d;
-  });
-  child.stderr.setEncoding("utf8").on("data", (d: string) => {
-    out += d;
-  });
-  const [code] = (await once(child, "exit")) as [number | null];
+  const r = await runToEnd(["--import", "tsx", FALLBACK_HELPER, file], { cwd: ROOT, env });
+  const out = r.stdout + r.stderr;
+  const code = r.code;
   assert.equal(code, 0, out);
   assert.deepEqual(JSON.parse(out), { native: false, mapped: false });
 });

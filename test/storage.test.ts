@@ -9,7 +9,9 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { after, describe, test } from "node:test";
+import type { Core } from "../src/core.js";
 import { Emdb, everyN, type FlushPolicy, manual, onEachWrite, Ttl } from "../src/index.js";
+import { hashInternalKey } from "../src/keys.js";
 import { FakeClock } from "./helpers/db.js";
 import { Prng, testSeed, withSeed } from "./helpers/prng.js";
 
@@ -371,6 +373,29 @@ describe("large transactions", () => {
     assert.equal(db.len(), 35_000);
     assert.equal(db.get("k000003")?.toString(), "w3");
     assert.deepEqual(db.check(), []);
+    db.close();
+  });
+});
+
+describe("the consistency checker", () => {
+  test("reports memory that disagrees with the checkpointed tree", () => {
+    const p = freshPath();
+    const db = open(p);
+    for (let i = 0; i < 100; i++) db.insert(`k${i}`, `v${i}`);
+    db.flush();
+    assert.deepEqual(db.check(), []);
+    // Change memory behind the log's back, as a bug in the write path would.
+    const ks = (db as unknown as { core: Core }).core.ks;
+    ks.set("k5", hashInternalKey("k5"), Buffer.from("not what the tree holds"), undefined);
+    assert.ok(
+      db.check().some((problem) => problem.includes("differ")),
+      "a changed value is reported",
+    );
+    ks.delete("k6", hashInternalKey("k6"));
+    assert.ok(
+      db.check().some((problem) => problem.includes("tree holds")),
+      "a lost key is reported",
+    );
     db.close();
   });
 });

@@ -1,7 +1,8 @@
 /**
  * emdb through its public API only, with Buffer keys and values for parity with the native
- * engines. Headline bulk load: one `transaction` under `onEachWrite()`, which returns after
- * the transaction's WAL batch is fdatasynced — the honest peer of lmdb's `transactionSync`
+ * engines. Headline bulk load: one `transaction` under `onEachWrite()`, which returns once
+ * the transaction is durable (its WAL batch fdatasynced, or, for a batch larger than the
+ * checkpoint threshold, the checkpoint it went into) — the honest peer of lmdb's `transactionSync`
  * and LevelDB's `write({sync:true})`. Variant "manual": plain inserts under `manual()`, then
  * `flush()` (a checkpoint: pages and meta written and synced).
  */
@@ -26,7 +27,7 @@ class EmdbEngine implements Engine<Buffer> {
   readonly persistent = true;
   readonly describe = {
     open: "Emdb.builder().path(p).flushPolicy(onEachWrite()).build(), default page size, cache and mmap setting",
-    bulk: "db.transaction(tx => tx.insert(k, v) × N) under onEachWrite(): one WAL batch, fdatasync before it returns",
+    bulk: "db.transaction(tx => tx.insert(k, v) × N) under onEachWrite(): durable before it returns (a WAL batch + fdatasync, or a checkpoint when larger than 16 MiB)",
     reads: "db.get(Buffer)",
     scan: "db.iter()",
     prefix: "db.range({ gte, lt, limit: 100 })",

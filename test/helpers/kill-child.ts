@@ -1,9 +1,10 @@
 /**
- * Runs a TypeScript child process for the SIGKILL tests: optionally armed with a failpoint
+ * Child processes for tests. `runKillableChild` runs a TypeScript child for the SIGKILL tests: optionally armed with a failpoint
  * (`EMDB_CRASH_AT`), reporting each line it prints so the caller can kill it at a chosen
  * moment. Resolves with whether the child died of SIGKILL; rejects if it failed otherwise.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
 
 export function runKillableChild(
   script: string,
@@ -39,4 +40,28 @@ export function runKillableChild(
       else reject(new Error(`child ${script} failed (code ${code}): ${stderr}`));
     });
   });
+}
+
+export interface ChildResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `node <args>` to its end and collects what it printed. */
+export async function runToEnd(
+  args: readonly string[],
+  options: { cwd?: string; env: NodeJS.ProcessEnv },
+): Promise<ChildResult> {
+  const child = spawn(process.execPath, args, { ...options, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.setEncoding("utf8").on("data", (d: string) => {
+    stdout += d;
+  });
+  child.stderr.setEncoding("utf8").on("data", (d: string) => {
+    stderr += d;
+  });
+  const [code] = (await once(child, "exit")) as [number | null];
+  return { code, stdout, stderr };
 }
