@@ -5,6 +5,8 @@
 import type { Emdb } from "./emdb.js";
 import { EmdbError } from "./errors.js";
 import { DEFAULT_FLUSH_POLICY, type FlushPolicy, isFlushPolicy } from "./flush-policy.js";
+import { DEFAULT_PAGE_SIZE, isValidPageSize, MAX_PAGE_SIZE, MIN_PAGE_SIZE } from "./pager/page.js";
+import { DEFAULT_CACHE_PAGES } from "./pager/page-cache.js";
 import { type Clock, systemClock } from "./ttl/ttl.js";
 
 export interface EmdbConfig {
@@ -26,8 +28,6 @@ export type ProgressListener = (progress: {
   total: number | undefined;
 }) => void;
 
-export const DEFAULT_PAGE_SIZE = 4096;
-export const DEFAULT_CACHE_PAGES = 4096;
 export const DEFAULT_CHECKPOINT_BYTES = 16 * 1024 * 1024;
 
 function invalid(message: string): EmdbError {
@@ -114,19 +114,16 @@ export class EmdbBuilder {
    * An existing file keeps its own. Small pages are for tests that want deep trees.
    */
   pageSize(bytes: number): this {
-    if (
-      !Number.isSafeInteger(bytes) ||
-      bytes < 512 ||
-      bytes > 65536 ||
-      (bytes & (bytes - 1)) !== 0
-    ) {
-      throw invalid(`pageSize needs a power of two from 512 to 65536, got ${String(bytes)}`);
+    if (typeof bytes !== "number" || !isValidPageSize(bytes)) {
+      throw invalid(
+        `pageSize needs a power of two from ${MIN_PAGE_SIZE} to ${MAX_PAGE_SIZE}, got ${String(bytes)}`,
+      );
     }
     this.cfg.pageSize = bytes;
     return this;
   }
 
-  /** How many pages the page cache keeps (default 4096, i.e. 16 MiB of 4 KB pages). */
+  /** How many pages the page cache keeps (default 2048, i.e. 8 MiB of 4 KB pages). */
   cacheSize(pages: number): this {
     if (!Number.isSafeInteger(pages) || pages < 16) {
       throw invalid(`cacheSize needs an integer of at least 16 pages, got ${String(pages)}`);

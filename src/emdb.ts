@@ -4,12 +4,7 @@
  * lookup and, for writes, one log append.
  */
 import { type MigrationReport, prepareDatabaseFile } from "../migrations/migrate.js";
-import {
-  DEFAULT_PAGE_SIZE,
-  EmdbBuilder,
-  type EmdbConfig,
-  type ProgressListener,
-} from "./builder.js";
+import { EmdbBuilder, type EmdbConfig, type ProgressListener } from "./builder.js";
 import { Core } from "./core.js";
 import { FileStore } from "./file-store.js";
 import type { FlushPolicy } from "./flush-policy.js";
@@ -26,6 +21,7 @@ import {
   type Value,
 } from "./keys.js";
 import { acquireLock } from "./pager/lock.js";
+import { DEFAULT_PAGE_SIZE } from "./pager/page.js";
 import { MemoryPersistence, type PersistenceStats } from "./persistence.js";
 import { SHARD_COUNT, Timed } from "./shards/keyspace.js";
 import { Transaction } from "./transaction.js";

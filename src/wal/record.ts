@@ -39,11 +39,12 @@
 import { xxh32 } from "@node-rs/xxhash";
 import { ByteReader, writeU64 } from "../codec.js";
 import { corrupted } from "../errors.js";
+import { MAX_KEY_SIZE, MAX_VALUE_SIZE } from "../keys.js";
 
-/** Largest key the WAL stores, in bytes. The engine's key limit must not exceed it. */
-export const WAL_MAX_KEY_BYTES = 1024;
-/** Largest value the WAL stores, in bytes (256 MiB). */
-export const WAL_MAX_VALUE_BYTES = 256 * 1024 * 1024;
+/** Largest key the WAL stores: the engine's own limit (the u16 length field holds it). */
+export const WAL_MAX_KEY_BYTES = MAX_KEY_SIZE;
+/** Largest value the WAL stores: the engine's own limit. */
+export const WAL_MAX_VALUE_BYTES = MAX_VALUE_SIZE;
 
 /** Bytes before the body: length, lsn, kind. */
 export const RECORD_PREFIX_SIZE = 13;
