@@ -29,7 +29,7 @@ export const FAILPOINTS = [
   "wal:before-write",
   "wal:after-write",
   "wal:after-sync",
-  "wal:reset:truncated",
+  "wal:create:truncated",
   "wal:reset:header-written",
   "commit:pages-written",
   "commit:pages-synced",

@@ -127,11 +127,11 @@ export class FileStore implements Persistence {
               { file: walPath, offset: 0 },
             );
           }
-          wal = WalWriter.create(backend, walPath, pager.fileId, generation);
+          wal = WalWriter.create(backend, walPath, pager.fileId, generation, failpoint);
           break;
         default:
           // missing, empty-unbound, older-generation: nothing in it follows this checkpoint.
-          wal = WalWriter.create(backend, walPath, pager.fileId, generation);
+          wal = WalWriter.create(backend, walPath, pager.fileId, generation, failpoint);
       }
       // The WAL is now durably bound to this meta's generation, so the open can never fall
       // back to the previous meta: the pages its commit freed may be reused.
@@ -413,6 +413,7 @@ export class FileStore implements Persistence {
         this.walPath,
         this.pager.fileId,
         this.pager.meta.generation,
+        failpoint,
       );
       this.wireFailpoints();
     } catch (err) {

@@ -77,7 +77,9 @@ test("beyond MemoryBackend: any prefix of the unsynced writes surviving yields t
     for (const s of randomSteps(rand, randInt(rand, 1, 8), 100)) written.push(appendStep(w, s));
     w.writeOut();
     const live = mem.bytes(WAL);
-    for (let cut = syncedSize; cut <= live.length; cut++) {
+    // Every prefix of the records, then the whole file (the records and preallocated zeros).
+    const cuts = Array.from({ length: w.size - syncedSize + 1 }, (_, i) => syncedSize + i);
+    for (const cut of [...cuts, live.length]) {
       const img = new MemoryBackend();
       img.setBytes(WAL, live.subarray(0, cut));
       const { ops } = replayAll(img, WAL, { fileId, generation: 1 });
@@ -165,9 +167,9 @@ function outcome(mem: MemoryBackend, oldOps: WalOp[]): ResetOutcome {
 }
 
 test("a crash at every failpoint of reset leaves the old WAL or an empty one, as documented", () => {
+  // The header is rewritten in place; until its fdatasync the old one is what is durable.
   const expected: [WalFailpoint, ResetOutcome][] = [
-    ["wal:reset:truncated", "empty-unbound"],
-    ["wal:reset:header-written", "empty-unbound"],
+    ["wal:reset:header-written", "old"],
     ["wal:after-sync", "new"],
   ];
   for (const [target, want] of expected) {
@@ -182,8 +184,8 @@ test("a crash at every failpoint of reset leaves the old WAL or an empty one, as
 });
 
 test("a crash before each I/O call of reset (and right after it) leaves the old WAL or an empty one", () => {
-  // reset issues: truncate, fdatasync, write header, fdatasync
-  const want: ResetOutcome[] = ["old", "old", "empty-unbound", "empty-unbound", "new"];
+  // reset issues: write the header in place, fdatasync
+  const want: ResetOutcome[] = ["old", "old", "new"];
   for (let crashBefore = 0; crashBefore < want.length; crashBefore++) {
     const mem = new MemoryBackend();
     const { w, ops } = oldWal(mem);
@@ -191,9 +193,9 @@ test("a crash before each I/O call of reset (and right after it) leaves the old 
     mem.hook = () => {
       if (calls++ === crashBefore) throw new Crash(`before I/O call ${crashBefore}`);
     };
-    if (crashBefore < 4) assert.throws(() => w.reset(2), Crash);
+    if (crashBefore < 2) assert.throws(() => w.reset(2), Crash);
     else w.reset(2);
-    assert.equal(calls, Math.min(crashBefore + 1, 4));
+    assert.equal(calls, Math.min(crashBefore + 1, 2));
     mem.crash();
     const got = outcome(mem, ops);
     assert.equal(got, want[crashBefore], `crash before call ${crashBefore}`);
@@ -208,6 +210,27 @@ test("a crash before each I/O call of reset (and right after it) leaves the old 
     assert.deepEqual(replayAll(mem, WAL, { fileId, generation: 2 }).ops, [
       { kind: "delete", key: "fresh" },
     ]);
+  }
+});
+
+test("beyond MemoryBackend: a reset whose header write tore over the old records never replays them and is no error", () => {
+  const mem = new MemoryBackend();
+  oldWal(mem);
+  const old = mem.bytes(WAL);
+  assert.ok(old.length > 64 + 1024, "old records and preallocated zeros after the header");
+  const header2 = encodeWalHeader(fileId, 2);
+  for (let k = 0; k <= 64; k++) {
+    const torn = Buffer.concat([header2.subarray(0, k), old.subarray(k)]);
+    const t = new MemoryBackend();
+    t.setBytes(WAL, torn);
+    const r = replayWal(t, WAL, { fileId, generation: 2 }, () => assert.fail("no records"));
+    const whole = torn.subarray(0, 64).equals(header2);
+    const oldHeader = torn.subarray(0, 64).equals(old.subarray(0, 64));
+    assert.equal(
+      r.status,
+      whole ? "ok" : oldHeader ? "older-generation" : "empty-unbound",
+      `k=${k}`,
+    );
   }
 });
 
@@ -316,7 +339,7 @@ test("randomized: appends, writeOuts, syncs, resets and a crash anywhere match t
     let generation = 1;
     const w = WalWriter.create(mem, WAL, fileId, generation);
     let sinceReset: WalOp[] = [];
-    let durable = { generation, ops: [] as WalOp[], unbound: false };
+    let durable = { generation, ops: [] as WalOp[] };
     let tx = 0;
     let crashed = false;
     const actions = randInt(rand, 1, 40);
@@ -349,7 +372,7 @@ test("randomized: appends, writeOuts, syncs, resets and a crash anywhere match t
           // The sync completed if its failpoint never fired (e.g. nothing left to write) or
           // fired after the fdatasync.
           if (!fired || fp === "wal:after-sync") {
-            durable = { generation, ops: [...sinceReset], unbound: false };
+            durable = { generation, ops: [...sinceReset] };
           }
           if (fired) {
             crashed = true;
@@ -359,25 +382,23 @@ test("randomized: appends, writeOuts, syncs, resets and a crash anywhere match t
           continue;
         }
         w.sync();
-        durable = { generation, ops: [...sinceReset], unbound: false };
+        durable = { generation, ops: [...sinceReset] };
       } else {
-        const fps = ["wal:reset:truncated", "wal:reset:header-written", "wal:after-sync"] as const;
-        const fp = rand() < 0.2 ? fps[randInt(rand, 0, 2)]! : undefined;
+        const fps = ["wal:reset:header-written", "wal:after-sync"] as const;
+        const fp = rand() < 0.2 ? fps[randInt(rand, 0, 1)]! : undefined;
         generation++;
         if (fp !== undefined) {
           w.failpoint = crashAt(fp);
           assert.throws(() => w.reset(generation), Crash);
-          durable =
-            fp === "wal:after-sync"
-              ? { generation, ops: [], unbound: false }
-              : { generation, ops: [], unbound: true };
+          // Before its fdatasync the new header is not durable: the old generation stays.
+          if (fp === "wal:after-sync") durable = { generation, ops: [] };
           crashed = true;
           kinds.reset++;
           break;
         }
         w.reset(generation);
         sinceReset = [];
-        durable = { generation, ops: [], unbound: false };
+        durable = { generation, ops: [] };
       }
     }
     if (!crashed && rand() < 0.3) {
@@ -386,14 +407,14 @@ test("randomized: appends, writeOuts, syncs, resets and a crash anywhere match t
       w.appendBatchBegin(tx + 1, 2);
       w.appendPut("in-flight", Buffer.from("v"), 0);
       w.sync();
-      durable = { generation, ops: [...sinceReset], unbound: false };
+      durable = { generation, ops: [...sinceReset] };
       kinds.inFlight++;
     } else if (!crashed) {
       kinds.plain++;
     }
     mem.crash();
     const { result, ops } = replayAll(mem, WAL, { fileId, generation: durable.generation });
-    assert.equal(result.status, durable.unbound ? "empty-unbound" : "ok");
+    assert.equal(result.status, "ok");
     assert.deepEqual(ops, durable.ops);
   });
   for (const [kind, n] of Object.entries(kinds)) assert.ok(n >= 10, `${kind} crashes: ${n}`);

@@ -53,6 +53,11 @@ function tracing(): {
 
 const expect1 = { fileId, generation: 1 };
 
+/** Writes of zeros: the preallocation ahead of the records. */
+const isZeros = (l: { op: string; buf?: Buffer; length?: number }) =>
+  l.op === "write" && l.buf !== undefined && l.buf.subarray(0, l.length).every((b) => b === 0);
+const notZeros = (l: { op: string; buf?: Buffer; length?: number }) => !isZeros(l);
+
 test("create writes a synced header and a synced directory entry", () => {
   const { backend, mem, log } = tracing();
   const w = WalWriter.create(backend, WAL, fileId, 1);
@@ -86,14 +91,18 @@ test("appends cost no I/O; writeOut is one write; sync one write and one fdatasy
   assert.equal(log.length, 0, "appends do no I/O");
 
   w.writeOut();
+  // The records pass the file's end, so 1 MiB of zeros goes after them (preallocation).
   assert.deepEqual(
-    log.map((l) => [l.op, l.length]),
-    [["write", expected]],
+    log.map((l) => [l.op, l.length, isZeros(l)]),
+    [
+      ["write", expected, false],
+      ["write", 1024 * 1024, true],
+    ],
   );
   assert.equal(w.bufferedBytes, 0);
   assert.equal(w.size, 64 + expected);
   w.writeOut();
-  assert.equal(log.length, 1, "nothing buffered: no write");
+  assert.equal(log.length, 2, "nothing buffered: no write");
 
   w.appendClear();
   log.length = 0;
@@ -101,6 +110,7 @@ test("appends cost no I/O; writeOut is one write; sync one write and one fdatasy
   assert.deepEqual(
     log.map((l) => l.op),
     ["write", "sync"],
+    "inside the preallocated zeros: no zeros written",
   );
   log.length = 0;
   w.sync();
@@ -117,7 +127,7 @@ test("failpoints fire in order at every durability boundary", () => {
   assert.deepEqual(seen, ["wal:before-write", "wal:after-write", "wal:after-sync"]);
   seen.length = 0;
   w.reset(2);
-  assert.deepEqual(seen, ["wal:reset:truncated", "wal:reset:header-written", "wal:after-sync"]);
+  assert.deepEqual(seen, ["wal:reset:header-written", "wal:after-sync"]);
   seen.length = 0;
   w.appendPut("k", Buffer.alloc(2 * 1024 * 1024), 0);
   assert.deepEqual(seen, ["wal:before-write", "wal:after-write"]);
@@ -132,10 +142,11 @@ test("a large value is written straight from the caller's buffer, after what was
   const lsn = w.appendPut("big", big, 77);
   assert.equal(lsn, 2);
   assert.equal(w.bufferedBytes, 0);
-  assert.equal(log.length, 3, "buffered records + record head, the value, the checksum");
-  assert.equal(log[0]?.length, putRecordSize(5, 1) + putRecordSize(3, 0) - 4);
-  assert.ok(log[1]?.buf === big, "the value itself is handed to write, not a copy");
-  assert.equal(log[2]?.length, 4);
+  const writes = log.filter(notZeros);
+  assert.equal(writes.length, 3, "buffered records + record head, the value, the checksum");
+  assert.equal(writes[0]?.length, putRecordSize(5, 1) + putRecordSize(3, 0) - 4);
+  assert.ok(writes[1]?.buf === big, "the value itself is handed to write, not a copy");
+  assert.equal(writes[2]?.length, 4);
   assert.equal(w.size, 64 + putRecordSize(5, 1) + putRecordSize(3, big.length));
 
   // A plain Uint8Array value takes the same path.
@@ -164,7 +175,7 @@ test("the buffer grows geometrically and spills to the OS at 4 MiB, never losing
     maxBuffered = Math.max(maxBuffered, w.bufferedBytes);
   }
   assert.ok(maxBuffered < 4 * 1024 * 1024, `buffered at most ${maxBuffered}`);
-  assert.equal(log.filter((l) => l.op === "write").length, 2, "two spills");
+  assert.equal(log.filter((l) => l.op === "write" && notZeros(l)).length, 2, "two spills");
   assert.deepEqual(
     log.filter((l) => l.op === "sync"),
     [],
@@ -236,6 +247,53 @@ test("a failed write or fdatasync latches the writer until a reset succeeds", ()
   }
 });
 
+test("the file is preallocated with zeros ahead of the records, and reset keeps it, rewriting only the header", () => {
+  const { backend, mem, log } = tracing();
+  const w = WalWriter.create(backend, WAL, fileId, 1);
+  const value = Buffer.alloc(100, 3);
+  for (let i = 0; i < 100; i++) w.appendPut(`k${i}`, value, 0);
+  w.sync();
+  const allocated = mem.bytes(WAL).length;
+  assert.equal(allocated, w.size + 1024 * 1024, "1 MiB of zeros after the records");
+  assert.ok(
+    mem
+      .bytes(WAL)
+      .subarray(w.size)
+      .every((b) => b === 0),
+  );
+  // Syncs inside the allocation write only the records: the file length never changes.
+  log.length = 0;
+  for (let i = 0; i < 100; i++) {
+    w.appendDelete(`k${i}`);
+    w.sync();
+  }
+  assert.equal(log.filter(isZeros).length, 0);
+  assert.equal(mem.bytes(WAL).length, allocated);
+  let r = replayWal(mem, WAL, expect1, () => {});
+  assert.equal(r.records, 200);
+  assert.equal(r.tornTail, undefined, "a tail of zeros is the end of the log, not a torn record");
+
+  log.length = 0;
+  w.reset(2);
+  assert.deepEqual(
+    log.map((l) => [l.op, l.length]),
+    [
+      ["write", 64],
+      ["sync", undefined],
+    ],
+  );
+  assert.equal(mem.bytes(WAL).length, allocated, "the length is kept");
+  mem.crash();
+  r = replayWal(mem, WAL, { fileId, generation: 2 }, () => assert.fail("old records replayed"));
+  assert.equal(r.status, "ok");
+  assert.equal(r.validEnd, 64);
+  assert.equal(r.tornTail?.offset, 64, "the old records fail the new header's seed");
+  w.appendClear();
+  w.sync();
+  r = replayWal(mem, WAL, { fileId, generation: 2 }, () => {});
+  assert.equal(r.records, 1);
+});
+
 test("reset empties the WAL, drops what was buffered and restarts LSNs", () => {
   const mem = new MemoryBackend();
   const w = WalWriter.create(mem, WAL, fileId, 1);
@@ -262,9 +320,15 @@ test("close writes out (without syncing) and later use throws EMDB_CLOSED", () =
   log.length = 0;
   w.close();
   assert.deepEqual(
-    log.map((l) => l.op),
-    ["write"],
+    log.map((l) => [l.op, isZeros(l)]),
+    [
+      ["write", false],
+      ["write", true],
+      ["truncate", false],
+    ],
+    "the records, the preallocated zeros, then the zeros trimmed",
   );
+  assert.equal(mem.bytes(WAL).length, 64 + deleteRecordSize(1));
   w.close();
   const closed = (e: unknown) => isEmdbError(e, "EMDB_CLOSED");
   assert.throws(() => w.appendClear(), closed);

@@ -9,19 +9,21 @@
  * | status             | when                                                     | replays |
  * |--------------------|----------------------------------------------------------|---------|
  * | `missing`          | no file                                                  | no      |
- * | `empty-unbound`    | file shorter than a header, or exactly a header's size with an invalid header (bad magic or checksum): it holds no record, so nothing can be lost (a crash inside `reset`/`create` leaves this) | no |
+ * | `empty-unbound`    | file shorter than a header, or an invalid header (bad magic or checksum) that is either alone in the file or followed by a first record that fails the checksum seeds of the expected generation and the next: it holds no record of this checkpoint, so nothing can be lost (a crash inside `reset`/`create` leaves this) | no |
  * | `foreign`          | valid header, other `fileId` (never replayed, D15)       | no      |
  * | `older-generation` | valid header, generation below the expected one          | no      |
  * | `newer-generation` | valid header, generation above the expected one          | no      |
  * | `ok`               | valid header, same fileId and generation                 | yes     |
  *
- * Errors: a bad header magic or checksum in a file longer than a header → `EMDB_CORRUPTED`
- * at offset 0; an unknown version → `EMDB_VERSION_MISMATCH` (in a header-only file, only
+ * Errors: a bad header magic or checksum followed by a record that validates under the
+ * expected header → `EMDB_CORRUPTED` at offset 0; an unknown version → `EMDB_VERSION_MISMATCH` (in a header-only file, only
  * when the checksum is valid: otherwise it is a torn header, `empty-unbound`).
  *
  * Record rules (DESIGN §3.6). A record whose frame cannot be read (shorter than 17 bytes,
  * length over the maximum or past the end of file) or whose checksum fails is *bad*. A bad
- * record is a torn tail only if nothing valid follows: the replay scans every later byte
+ * record followed by nothing but zeros is the end of the log: the writer
+ * preallocates the file with zeros (`writer.ts`). Otherwise a bad record is a torn tail only
+ * if nothing valid follows: the replay scans every later byte
  * offset for a frame that is plausible (`plausibleFrame`), carries an LSN above the last good
  * one, and has a valid checksum. If one exists the bad record is corruption in the middle:
  * `EMDB_CORRUPTED` with its offset. Otherwise everything from the bad record, or from the
@@ -46,10 +48,18 @@
 import { Xxh32 } from "@node-rs/xxhash";
 import { corrupted, EmdbError, isEmdbError } from "../errors.js";
 import type { StorageBackend, StorageFile } from "../pager/backend.js";
-import { decodeWalHeader, WAL_HEADER_SIZE, type WalHeader, walHeaderChecksumOk } from "./header.js";
+import {
+  decodeWalHeader,
+  encodeWalHeader,
+  WAL_HEADER_SIZE,
+  type WalHeader,
+  walHeaderChecksumOk,
+} from "./header.js";
 import {
   decodeVerifiedRecord,
   FRAME_LOOKAHEAD,
+  KIND_BATCH_END,
+  KIND_PUT,
   MAX_BODY_LENGTH,
   plausibleFrame,
   RECORD_OVERHEAD,
@@ -145,10 +155,10 @@ export function replayWal(
       const torn =
         isEmdbError(err, "EMDB_CORRUPTED") ||
         (isEmdbError(err, "EMDB_VERSION_MISMATCH") && !walHeaderChecksumOk(raw));
-      if (size === WAL_HEADER_SIZE && torn) {
+      if (torn && (size === WAL_HEADER_SIZE || !holdsCurrentRecords(file, size, expect))) {
         return notReplayed("empty-unbound", undefined, size, {
           offset: 0,
-          reason: `invalid header and no records (${err.message})`,
+          reason: `invalid header and no records of this checkpoint (${err.message})`,
         });
       }
       throw err;
@@ -164,6 +174,27 @@ export function replayWal(
   } finally {
     file.close();
   }
+}
+
+/**
+ * Whether the first record validates under the header the page file expects (or the one
+ * after it, in case that checkpoint's meta page is what got lost). A reset rewrites the
+ * header in place over records of an older generation, so an invalid header over records
+ * that fail both seeds is a torn reset: nothing of this checkpoint can be in the file. An
+ * invalid header over a record that passes is damage to a WAL that holds records.
+ */
+function holdsCurrentRecords(file: StorageFile, size: number, expect: WalExpectation): boolean {
+  const head = Buffer.alloc(4);
+  if (file.read(head, 0, 4, WAL_HEADER_SIZE) !== 4) return false;
+  const length = head.readUInt32LE(0) + RECORD_OVERHEAD;
+  if (length > MAX_BODY_LENGTH + RECORD_OVERHEAD || WAL_HEADER_SIZE + length > size) return false;
+  const record = Buffer.alloc(length);
+  if (file.read(record, 0, length, WAL_HEADER_SIZE) !== length) return false;
+  for (const generation of [expect.generation, expect.generation + 1]) {
+    const seed = decodeWalHeader(encodeWalHeader(expect.fileId, generation)).checksum;
+    if (recordChecksumOk(record, 0, length, seed)) return true;
+  }
+  return false;
 }
 
 function readExactly(
@@ -330,8 +361,12 @@ class RecordScanner {
       this.records++;
       pos += total;
     }
+    return this.endOfLog(pos);
+  }
+
+  private endOfLog(pos: number): WalReplayResult {
     if (this.batch !== undefined) {
-      return this.torn(this.batch.start, "batch has no BatchEnd before the end of file");
+      return this.torn(this.batch.start, "batch has no BatchEnd before the end of the log");
     }
     return this.result(pos);
   }
@@ -350,8 +385,12 @@ class RecordScanner {
     return result;
   }
 
-  /** The record at `pos` is bad: a torn tail if nothing valid follows, else corruption. */
+  /**
+   * The record at `pos` is bad: the end of the log if only zeros follow (the writer
+   * preallocates), a torn tail if nothing valid follows, else corruption.
+   */
   private bad(pos: number, reason: string): WalReplayResult {
+    if (this.zerosFrom(pos)) return this.endOfLog(pos);
     const found = this.findValidRecordAfter(pos);
     if (found !== undefined) {
       throw corrupted(
@@ -361,6 +400,18 @@ class RecordScanner {
       );
     }
     return this.torn(pos, reason);
+  }
+
+  private zerosFrom(pos: number): boolean {
+    const chunk = Buffer.allocUnsafe(Math.min(WINDOW_SIZE, this.size - pos));
+    const zeros = Buffer.alloc(chunk.length);
+    for (let at = pos; at < this.size; ) {
+      const n = Math.min(chunk.length, this.size - at);
+      readExactly(this.file, chunk, 0, n, at, this.walPath);
+      if (!chunk.subarray(0, n).equals(zeros.subarray(0, n))) return false;
+      at += n;
+    }
+    return true;
   }
 
   private torn(offset: number, reason: string): WalReplayResult {
@@ -384,6 +435,18 @@ class RecordScanner {
     for (let p = bad + 1; p + RECORD_OVERHEAD <= this.size; p++) {
       const avail = this.size - p;
       const i = this.at(p, Math.min(avail, FRAME_LOOKAHEAD));
+      // Most offsets fail at the kind byte (always, in the zeros a preallocated WAL ends
+      // with): skip those in one tight loop over the loaded window.
+      const w = this.window;
+      const stop = this.windowLength - RECORD_PREFIX_SIZE;
+      let j = i;
+      for (let kind = w[j + 12]!; j < stop && (kind < KIND_PUT || kind > KIND_BATCH_END); ) {
+        kind = w[++j + 12]!;
+      }
+      if (j > i) {
+        p += j - i - 1;
+        continue;
+      }
       const maxLsn = minLsn + Math.floor((p - bad) / RECORD_OVERHEAD);
       const total = plausibleFrame(this.window, i, avail, minLsn, maxLsn);
       if (total < 0) continue;
