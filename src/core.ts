@@ -131,12 +131,23 @@ export class Core {
     if (limit <= 0) return;
     let n = 0;
     const keys = this.ks.sorted.range(lo, loInclusive, hi, hiInclusive, reverse);
+    const storage = this.persistence;
     for (;;) {
       // Checked before each step, so an iterator kept past close() fails loudly.
       this.assertOpen();
       const step = keys.next();
       if (step.done === true) return;
       const k = step.value;
+      // Forward scans read unchanged keys from the tree's leaves, in order: no hash lookup
+      // and no copy from a scattered Buffer (see btree/cursor.ts).
+      const clean = reverse ? undefined : storage.readClean(k);
+      if (clean !== undefined) {
+        const at = storage.cleanExpiresAt;
+        if (at !== 0 && at <= this.clock()) continue;
+        yield [keyToBuffer(k), clean];
+        if (++n >= limit) return;
+        continue;
+      }
       const e = this.live(k, hashInternalKey(k));
       if (e === undefined) continue;
       yield [keyToBuffer(k), copyOut(e instanceof Timed ? e.value : e)];

@@ -15,6 +15,7 @@
 
 import { type MigrationReport, prepareDatabaseFile } from "../migrations/migrate.js";
 import type { BulkEntry } from "./btree/bulk-load.js";
+import { TreeCursor } from "./btree/cursor.js";
 import { BTree, type Change } from "./btree/tree.js";
 import type { ProgressListener } from "./builder.js";
 import { EmdbError } from "./errors.js";
@@ -58,6 +59,11 @@ export class FileStore implements Persistence {
   private checkpointDue = false;
   /** So much changed that the next checkpoint rewrites the tree from memory, in order. */
   private allDirty = false;
+  /** The scan cursor of `readClean`, and the tree state it was made for. */
+  private cursor: TreeCursor | undefined;
+  private cursorTree: BTree | undefined;
+  private cursorGeneration = 0;
+  cleanExpiresAt = 0;
   private unsyncedWrites = 0;
   private broken: unknown;
   lastTxId = 0;
@@ -214,6 +220,27 @@ export class FileStore implements Persistence {
     this.wal.appendPut(key, value, expiresAt);
     this.dirty.add(key);
     this.acknowledge();
+  }
+
+  readClean(k: string): Buffer | undefined {
+    if (this.cleared || this.allDirty || this.broken !== undefined || this.dirty.has(k)) {
+      return undefined;
+    }
+    let c = this.cursor;
+    // A commit or a compaction may have reused the pages the cursor holds.
+    if (
+      c === undefined ||
+      this.cursorTree !== this.tree ||
+      this.cursorGeneration !== this.pager.meta.generation
+    ) {
+      c = this.cursor = new TreeCursor(this.tree);
+      this.cursorTree = this.tree;
+      this.cursorGeneration = this.pager.meta.generation;
+    }
+    if (!c.seek(k)) return undefined;
+    const value = c.value();
+    this.cleanExpiresAt = c.current.expiresAt;
+    return value;
   }
 
   delete(key: string): void {

@@ -44,6 +44,13 @@ export interface Persistence {
   close(): void;
   stats(): PersistenceStats;
   check(): string[];
+  /**
+   * For ordered scans, keys in ascending order: a copy of `k`'s value read from storage when
+   * storage holds it unchanged since memory last wrote it there, with its expiry in
+   * `cleanExpiresAt`; undefined when the caller must read memory instead.
+   */
+  readClean(k: string): Buffer | undefined;
+  readonly cleanExpiresAt: number;
 }
 
 export class MemoryPersistence implements Persistence {
@@ -58,6 +65,10 @@ export class MemoryPersistence implements Persistence {
   settle(): void {}
   flush(): void {}
   compact(): void {}
+  readClean(): undefined {
+    return undefined;
+  }
+  readonly cleanExpiresAt = 0;
   close(): void {}
   stats(): PersistenceStats {
     return { storage: "memory" };

@@ -304,3 +304,48 @@ export function scanLeaf(
   }
   return n;
 }
+
+/**
+ * Compares record `i`'s key with `k`, an internal key (one char per byte), without
+ * allocating: negative when the record's key sorts first, 0 when equal.
+ */
+export function compareRecordKey(
+  page: Buffer,
+  i: number,
+  k: string,
+  base: number,
+  file: string,
+): number {
+  const off = page.readUInt16LE(SLOTS_AT + 2 * i);
+  const flags = page[off]!;
+  const keyLength = page.readUInt16LE(off + 1);
+  const p = off + REC_FIXED + (flags & REC_EXPIRES ? 8 : 0) + (flags & REC_OVERFLOW ? 8 : 0);
+  if (flags > KNOWN_FLAGS || p + keyLength > page.length) {
+    leafRecordAt(page, i, base, file); // throws the precise error
+  }
+  const n = keyLength < k.length ? keyLength : k.length;
+  for (let j = 0; j < n; j++) {
+    const d = page[p + j]! - k.charCodeAt(j);
+    if (d !== 0) return d;
+  }
+  return keyLength - k.length;
+}
+
+/** Record `i`'s expiresAt (0 = never) and a copy of its value; overflow values via `overflow`. */
+export function copyRecordValue(
+  page: Buffer,
+  i: number,
+  base: number,
+  file: string,
+  overflow: (head: number, length: number, contiguous: boolean, at: number) => Buffer,
+  out: { expiresAt: number },
+): Buffer {
+  const r = leafRecordAt(page, i, base, file);
+  out.expiresAt = r.expiresAt;
+  if (r.inline === undefined) {
+    return overflow(r.head, r.valueLength, (r.flags & REC_CONTIGUOUS) !== 0, base);
+  }
+  const value = Buffer.allocUnsafe(r.inline.length);
+  value.set(r.inline);
+  return value;
+}

@@ -172,7 +172,25 @@ export class BTree {
 
   /** Point lookup (tests and tools; the engine serves reads from memory). */
   get(key: Buffer): { value: Buffer; expiresAt: number } | undefined {
+    const leaf = this.leafFor(key);
+    if (leaf === undefined) return undefined;
+    const { page, id } = leaf;
     const P = this.pager.pageSize;
+    const i = searchLeaf(page, key, id * P, this.pager.path);
+    if (i < 0) return undefined;
+    const r = leafRecordAt(page, i, id * P, this.pager.path);
+    const value =
+      r.inline !== undefined
+        ? Buffer.from(r.inline)
+        : readOverflow(this.pager, r.head, r.valueLength, (r.flags & REC_CONTIGUOUS) !== 0, id * P);
+    return { value, expiresAt: r.expiresAt };
+  }
+
+  /**
+   * The leaf whose key range holds `key` (undefined for an empty tree). The page may be a
+   * view into a memory map: valid only until the next commit or compaction.
+   */
+  leafFor(key: Buffer): { page: Buffer; id: PageId } | undefined {
     let id = this.root;
     let height: number | undefined;
     if (id === NO_PAGE) return undefined;
@@ -180,27 +198,12 @@ export class BTree {
       const type =
         height === undefined ? undefined : height === 0 ? PageType.Leaf : PageType.Branch;
       const page = this.pager.read(id, type);
-      if (page[4] === PageType.Leaf) {
-        const i = searchLeaf(page, key, id * P, this.pager.path);
-        if (i < 0) return undefined;
-        const r = leafRecordAt(page, i, id * P, this.pager.path);
-        const value =
-          r.inline !== undefined
-            ? Buffer.from(r.inline)
-            : readOverflow(
-                this.pager,
-                r.head,
-                r.valueLength,
-                (r.flags & REC_CONTIGUOUS) !== 0,
-                id * P,
-              );
-        return { value, expiresAt: r.expiresAt };
-      }
-      const node = decodeBranch(page, id * P, this.pager.path);
+      if (page[4] === PageType.Leaf) return { page, id };
+      const node = decodeBranch(page, id * this.pager.pageSize, this.pager.path);
       if (height !== undefined && node.height !== height) {
         throw corrupted(
           `branch ${id} has height ${node.height}, expected ${height}`,
-          id * P + 5,
+          id * this.pager.pageSize + 5,
           this.pager.path,
         );
       }
@@ -208,6 +211,10 @@ export class BTree {
       id = node.children[childIndex(node.keys, key)]!;
     }
   }
+
+  /** Reads an overflow chain (for cursors over this tree's leaves). */
+  readonly overflow = (head: number, length: number, contiguous: boolean, at: number): Buffer =>
+    readOverflow(this.pager, head, length, contiguous, at);
 
   /**
    * Calls `cb` for every entry in ascending key order. `key` and (inline) `value` are views

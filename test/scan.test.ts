@@ -1,0 +1,183 @@
+/**
+ * Ordered scans of a file database read unchanged keys from the tree's leaves (btree/cursor.ts)
+ * and changed ones from memory. These tests force deep trees (512-byte pages), mix clean,
+ * dirty, expiring and deleted keys, and write, expire, clear and checkpoint between the steps
+ * of a live iterator, against a Map model of what each step must return.
+ */
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { after, test } from "node:test";
+import { TreeCursor } from "../src/btree/cursor.js";
+import type { Change } from "../src/btree/tree.js";
+import { BTree } from "../src/btree/tree.js";
+import { Emdb, manual, Ttl } from "../src/index.js";
+import { MemoryBackend } from "../src/pager/backend.js";
+import { Pager } from "../src/pager/pager.js";
+import { assertConsistent, FakeClock } from "./helpers/db.js";
+import { withPrng } from "./helpers/prng.js";
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), "emdb-scan-"));
+after(() => fs.rmSync(root, { recursive: true, force: true }));
+
+const key = (i: number) => `k${String(i).padStart(5, "0")}`;
+
+test("the tree cursor finds exactly the keys the tree holds, forward, with gaps, and after going back", () => {
+  withPrng((rng) => {
+    const tree = new BTree(Pager.open(new MemoryBackend(), "c.emdb", { pageSize: 512 }));
+    const held = new Map<string, string>();
+    const changes: Change[] = [];
+    for (let i = 0; i < 3000; i++) {
+      if (!rng.chance(0.6)) continue;
+      const v = rng.chance(0.02) ? "x".repeat(600 + rng.int(900)) : `v${i}`;
+      held.set(key(i), v);
+      changes.push({
+        key: Buffer.from(key(i)),
+        value: Buffer.from(v),
+        expiresAt: i % 7 === 0 ? 1e12 + i : 0,
+      });
+    }
+    tree.apply(changes);
+    tree.commit();
+
+    const cursor = new TreeCursor(tree);
+    const probe = (i: number) => {
+      const k = key(i);
+      const found = cursor.seek(k);
+      assert.equal(found, held.has(k), `seek ${k}`);
+      if (found) {
+        assert.equal(cursor.value().toString(), held.get(k), `value of ${k}`);
+        assert.equal(cursor.current.expiresAt, i % 7 === 0 ? 1e12 + i : 0);
+      }
+    };
+    // Every key in order, then ascending runs with gaps of up to 400 keys, then random order.
+    for (let i = 0; i < 3100; i++) probe(i);
+    for (let i = 0; i < 3100; i += 1 + rng.int(400)) probe(i);
+    for (let n = 0; n < 500; n++) probe(rng.int(3100));
+    assert.equal(cursor.seek("zzz"), false, "past the last key");
+    assert.equal(cursor.seek(key(0)), held.has(key(0)), "back to the start");
+    assert.equal(
+      new TreeCursor(new BTree(Pager.open(new MemoryBackend(), "e", { pageSize: 512 }))).seek("a"),
+      false,
+    );
+    assert.deepEqual(tree.check(), []);
+  });
+});
+
+/** What the next step of a live ascending iterator must return: the first live key > last. */
+function nextInModel(
+  model: Map<string, { v: string; exp: number }>,
+  after: string | undefined,
+  now: number,
+): [string, string] | undefined {
+  let best: string | undefined;
+  for (const [k, e] of model) {
+    if (e.exp !== 0 && e.exp <= now) continue;
+    if (after !== undefined && k <= after) continue;
+    if (best === undefined || k < best) best = k;
+  }
+  return best === undefined ? undefined : [best, model.get(best)!.v];
+}
+
+for (const mmap of [false, true]) {
+  test(`a live iterator over a file database sees every write, expiry, clear and checkpoint between its steps (mmap ${mmap})`, () => {
+    withPrng((rng) => {
+      const clock = new FakeClock();
+      const dir = fs.mkdtempSync(path.join(root, "db-"));
+      const p = path.join(dir, "db.emdb");
+      const open = () =>
+        Emdb.builder()
+          .path(p)
+          .pageSize(512)
+          .useMmap(mmap)
+          .flushPolicy(manual())
+          .checkpointThreshold(8 * 1024)
+          .clock(clock.fn)
+          .build();
+      let db = open();
+      const model = new Map<string, { v: string; exp: number }>();
+      const write = (i: number) => {
+        const k = key(i);
+        const v = rng.chance(0.02) ? "y".repeat(700) : `v${i}.${rng.int(1000)}`;
+        if (rng.chance(0.2)) {
+          const ttl = 1 + rng.int(5000);
+          db.insertWithTtl(k, v, Ttl.after(ttl));
+          model.set(k, { v, exp: clock.now + ttl });
+        } else {
+          db.insert(k, v);
+          model.set(k, { v, exp: 0 });
+        }
+      };
+      for (let i = 0; i < 2000; i++) if (rng.chance(0.7)) write(i);
+      db.flush(); // into the tree: from here most keys are clean
+      db.close();
+      db = open(); // and loaded from it
+      for (let round = 0; round < 6; round++) {
+        const it = db.iter()[Symbol.iterator]();
+        let last: string | undefined;
+        for (let step = 0; ; step++) {
+          const got = it.next();
+          const want = nextInModel(model, last, clock.now);
+          if (want === undefined) {
+            assert.equal(got.done, true, `round ${round} step ${step}: iterator should end`);
+            break;
+          }
+          assert.equal(
+            got.done,
+            false,
+            `round ${round} step ${step}: ended early, want ${want[0]}`,
+          );
+          const [k, v] = got.value as [Buffer, Buffer];
+          assert.deepEqual([k.toString(), v.toString()], want, `round ${round} step ${step}`);
+          last = want[0];
+          // Between steps: writes (ahead of and behind the iterator), removes, time passing,
+          // checkpoints (flush, or the WAL passing the threshold) and, rarely, a clear.
+          const r = rng.next() / 2 ** 32;
+          if (r < 0.25) write(rng.int(2100));
+          else if (r < 0.35) {
+            const k = key(rng.int(2100));
+            db.remove(k);
+            model.delete(k);
+          } else if (r < 0.4) clock.advance(rng.int(400));
+          else if (r < 0.42) db.flush();
+          else if (r < 0.4205) {
+            db.clear();
+            model.clear();
+          }
+        }
+      }
+      assertConsistent(db);
+      db.close();
+    });
+  });
+}
+
+test("scans of a database that was cleared, compacted or rewritten after load stay exact", () => {
+  const dir = fs.mkdtempSync(path.join(root, "db-"));
+  const p = path.join(dir, "db.emdb");
+  const db = Emdb.builder().path(p).pageSize(512).flushPolicy(manual()).build();
+  for (let i = 0; i < 1500; i++) db.insert(key(i), `a${i}`);
+  db.flush();
+  const all = () => [...db.iter()].map(([k, v]) => `${k}=${v}`);
+  assert.equal(all().length, 1500);
+  db.clear(); // the tree still holds every key until the next checkpoint
+  assert.deepEqual(all(), []);
+  for (let i = 0; i < 1500; i += 3) db.insert(key(i), `b${i}`);
+  const want = Array.from({ length: 500 }, (_, j) => `${key(3 * j)}=b${3 * j}`);
+  assert.deepEqual(all(), want);
+  db.flush();
+  assert.deepEqual(all(), want);
+  db.compact();
+  assert.deepEqual(all(), want);
+  // A transaction large enough to skip the WAL marks everything changed until it commits.
+  db.transaction((tx) => {
+    for (let i = 0; i < 1500; i++) tx.insert(key(i), `c${i}`);
+  });
+  assert.deepEqual(
+    all(),
+    Array.from({ length: 1500 }, (_, i) => `${key(i)}=c${i}`),
+  );
+  assertConsistent(db);
+  db.close();
+});
