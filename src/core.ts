@@ -12,6 +12,9 @@ import type { LoggedOp, Persistence } from "./persistence.js";
 import { type Entry, Keyspace, Timed } from "./shards/keyspace.js";
 import { type Clock, NO_EXPIRY } from "./ttl/ttl.js";
 
+/** Entries a forward scan yields from memory before it reads clean keys from the tree. */
+const TREE_SCAN_AFTER = 256;
+
 export class Core {
   readonly ks = new Keyspace();
   closed = false;
@@ -138,9 +141,10 @@ export class Core {
       const step = keys.next();
       if (step.done === true) return;
       const k = step.value;
-      // Forward scans read unchanged keys from the tree's leaves, in order: no hash lookup
-      // and no copy from a scattered Buffer (see btree/cursor.ts).
-      const clean = reverse ? undefined : storage.readClean(k);
+      // Long forward scans read unchanged keys from the tree's leaves, in order: no hash
+      // lookup and no copy from a scattered Buffer (see btree/cursor.ts). Short ones stay in
+      // memory, where a descent from the root would cost more than the lookups it saves.
+      const clean = reverse || n < TREE_SCAN_AFTER ? undefined : storage.readClean(k);
       if (clean !== undefined) {
         const at = storage.cleanExpiresAt;
         if (at !== 0 && at <= this.clock()) continue;

@@ -223,7 +223,13 @@ export class FileStore implements Persistence {
   }
 
   readClean(k: string): Buffer | undefined {
-    if (this.cleared || this.allDirty || this.broken !== undefined || this.dirty.has(k)) {
+    const dirty = this.dirty;
+    if (
+      this.cleared ||
+      this.allDirty ||
+      this.broken !== undefined ||
+      (dirty.size !== 0 && dirty.has(k))
+    ) {
       return undefined;
     }
     let c = this.cursor;
@@ -485,9 +491,14 @@ export class FileStore implements Persistence {
     const problems = this.tree.check();
     if (problems.length > 0) return problems;
     const ks = this.ks;
+    // A checkpoint writes no expired entry, while memory drops one only at its next sweep:
+    // expired entries may be missing from the tree, so only live ones are counted.
+    const now = this.opts.clock();
     let cleanInMemory = 0;
     for (const shard of ks.shards) {
-      for (const k of shard.keys()) if (!this.dirty.has(k)) cleanInMemory++;
+      for (const [k, e] of shard) {
+        if (!this.dirty.has(k) && !(e instanceof Timed && e.expiresAt <= now)) cleanInMemory++;
+      }
     }
     if (this.cleared) {
       // Every checkpointed key was cleared since: memory must hold only logged keys.
@@ -501,7 +512,7 @@ export class FileStore implements Persistence {
     let inTree = 0;
     this.tree.forEach((key, value, expiresAt) => {
       const k = key.toString("latin1");
-      if (this.dirty.has(k)) return;
+      if (this.dirty.has(k) || (expiresAt !== 0 && expiresAt <= now)) return;
       inTree++;
       const e = ks.shard(hashInternalKey(k)).get(k);
       if (e === undefined) {

@@ -149,6 +149,19 @@ for (const mmap of [false, true]) {
       }
       assertConsistent(db);
       db.close();
+      // And what the files hold is the same: reopen and scan once more.
+      db = open();
+      const want: [string, string][] = [];
+      for (let w = nextInModel(model, undefined, clock.now); w !== undefined; ) {
+        want.push(w);
+        w = nextInModel(model, w[0], clock.now);
+      }
+      assert.deepEqual(
+        [...db.iter()].map(([k, v]) => [k.toString(), v.toString()]),
+        want,
+      );
+      assertConsistent(db);
+      db.close();
     });
   });
 }

@@ -34,6 +34,12 @@ export class TreeCursor {
   private last = "";
   /** Past the last leaf (or the tree is empty): nothing at or after `last`. */
   private atEnd = false;
+  /**
+   * Branches decoded so far, by page id: a short range scan starts with a descent from the
+   * root, and decoding a branch's keys costs more than the scan itself. A cursor lives only
+   * as long as the tree does not change, so these stay exact.
+   */
+  private readonly branches = new Map<PageId, BranchNode>();
   /** expiresAt of the record `value()` last copied (0 = never). */
   readonly current = { expiresAt: 0 };
 
@@ -120,7 +126,11 @@ export class TreeCursor {
       if (page[4] !== PageType.Branch) {
         throw corrupted(`page ${id} is not a tree page`, base + 4, pager.path);
       }
-      const node = decodeBranch(page, base, pager.path);
+      let node = this.branches.get(id);
+      if (node === undefined) {
+        node = decodeBranch(page, base, pager.path);
+        this.branches.set(id, node);
+      }
       const parent = this.path[this.path.length - 1];
       // Heights fall by one per level, so a damaged link cannot make the walk loop.
       if (parent !== undefined && node.height !== parent.node.height - 1) {

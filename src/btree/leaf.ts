@@ -340,12 +340,22 @@ export function copyRecordValue(
   overflow: (head: number, length: number, contiguous: boolean, at: number) => Buffer,
   out: { expiresAt: number },
 ): Buffer {
-  const r = leafRecordAt(page, i, base, file);
-  out.expiresAt = r.expiresAt;
-  if (r.inline === undefined) {
-    return overflow(r.head, r.valueLength, (r.flags & REC_CONTIGUOUS) !== 0, base);
+  const off = page.readUInt16LE(SLOTS_AT + 2 * i);
+  const flags = page[off]!;
+  if (flags === 0 || flags === REC_EXPIRES) {
+    // Inline (the common case): read the header fields in place, no record object.
+    const keyLength = page.readUInt16LE(off + 1);
+    const valueLength = page.readUInt32LE(off + 3);
+    const v = off + REC_FIXED + (flags === REC_EXPIRES ? 8 : 0) + keyLength;
+    if (v + valueLength <= page.length) {
+      out.expiresAt = flags === REC_EXPIRES ? readU64(page, off + REC_FIXED) : 0;
+      const value = Buffer.allocUnsafe(valueLength);
+      page.copy(value, 0, v, v + valueLength);
+      return value;
+    }
   }
-  const value = Buffer.allocUnsafe(r.inline.length);
-  value.set(r.inline);
-  return value;
+  const r = leafRecordAt(page, i, base, file); // overflow, or throws the precise error
+  out.expiresAt = r.expiresAt;
+  if (r.inline !== undefined) return Buffer.from(r.inline);
+  return overflow(r.head, r.valueLength, (r.flags & REC_CONTIGUOUS) !== 0, base);
 }

@@ -59,8 +59,11 @@ export function withSeed(seed: number, body: () => void): void {
   try {
     body();
   } catch (err) {
-    if (err instanceof Error)
-      err.message = `[seed=${seed}; replay with EMDB_SEED=${seed}] ${err.message}`;
+    const note = `[seed=${seed}; replay with EMDB_SEED=${seed}]`;
+    // Also on stderr: for an assertion with a generated message the reporter prints the
+    // diff, not the message.
+    console.error(note);
+    if (err instanceof Error) err.message = `${note} ${err.message}`;
     throw err;
   }
 }
