@@ -228,7 +228,9 @@ export class FileStore implements Persistence {
       this.cleared ||
       this.allDirty ||
       this.broken !== undefined ||
-      (dirty.size !== 0 && dirty.has(k))
+      // With many changed keys most reads would fall back to memory after paying for the
+      // dirty lookup too: read memory straight away.
+      (dirty.size !== 0 && (dirty.size * 4 > this.ks.size || dirty.has(k)))
     ) {
       return undefined;
     }
