@@ -136,7 +136,7 @@ export class WalWriter {
     try {
       const writer = new WalWriter(file, walPath, decodeWalHeader(headerBytes, walPath), 0, 0);
       writer.failpoint = failpoint;
-      writer.rebind(headerBytes);
+      writer.rebind(headerBytes, true);
       backend.syncDir(dirOf(walPath));
       return writer;
     } catch (err) {
@@ -358,49 +358,36 @@ export class WalWriter {
    */
   reset(generation: number): void {
     if (this.broken === CLOSED) this.throwBroken();
-    const headerBytes = encodeWalHeader(this.header.fileId, generation);
+    this.rebind(encodeWalHeader(this.header.fileId, generation), false);
+  }
+
+  /**
+   * Writes `headerBytes` at offset 0 and syncs it: the WAL then holds no record. `fresh`
+   * (create) first truncates the file to nothing and syncs that; a reset keeps the file's
+   * length (up to `RETAIN_BYTES`) and the old records, which fail the new header's seed.
+   */
+  private rebind(headerBytes: Buffer, fresh: boolean): void {
     // Latched until the new header is durable: an error half-way leaves the file unknown.
     this.broken = new EmdbError("EMDB_IO", "a WAL reset did not complete", { file: this.path });
     this.len = 0;
     try {
-      if (this.allocated > RETAIN_BYTES) {
+      if (fresh) {
+        this.file.truncate(0);
+        this.file.sync();
+        this.allocated = 0;
+        this.failpoint?.("wal:create:truncated");
+      } else if (this.allocated > RETAIN_BYTES) {
         this.file.truncate(RETAIN_BYTES);
         this.allocated = RETAIN_BYTES;
       }
       this.file.write(headerBytes, 0, WAL_HEADER_SIZE, 0);
+      this.allocated = Math.max(this.allocated, WAL_HEADER_SIZE);
       this.failpoint?.("wal:reset:header-written");
       this.file.sync();
     } catch (err) {
       this.broken = err;
       throw err;
     }
-    this.bound(headerBytes);
-  }
-
-  /** Truncates the file and writes `headerBytes` as its only content, synced. */
-  private rebind(headerBytes: Buffer): void {
-    // Latched until the new header is durable: an error half-way leaves the file unknown.
-    this.broken = new EmdbError("EMDB_IO", "a WAL reset did not complete", { file: this.path });
-    this.len = 0;
-    try {
-      this.file.truncate(0);
-      this.file.sync();
-      this.fileSize = 0;
-      this.allocated = 0;
-      this.failpoint?.("wal:create:truncated");
-      this.file.write(headerBytes, 0, WAL_HEADER_SIZE, 0);
-      this.allocated = WAL_HEADER_SIZE;
-      this.failpoint?.("wal:reset:header-written");
-      this.file.sync();
-    } catch (err) {
-      this.broken = err;
-      throw err;
-    }
-    this.bound(headerBytes);
-  }
-
-  /** State after a durable new header: no records, LSNs restart. */
-  private bound(headerBytes: Buffer): void {
     this.fileSize = WAL_HEADER_SIZE;
     this.dirty = false;
     this.header = decodeWalHeader(headerBytes, this.path);
