@@ -55,7 +55,9 @@ export interface EmdbStats {
   flushPolicy: FlushPolicy["kind"];
   /**
    * For file-backed databases: how pages are read ("mmap" or "pread"), page size and count,
-   * free pages, page-file and WAL sizes in bytes, checkpoint generation, dirty keys.
+   * free pages, page-file size, WAL size in bytes (`walBytes`: its records, header included;
+   * `walFileBytes`: the file, with the zeros preallocated after them), checkpoint
+   * generation, dirty keys.
    */
   disk: PersistenceStats | undefined;
 }

@@ -478,6 +478,7 @@ export class FileStore implements Persistence {
       freePages: p.freePages + p.pendingPages,
       fileBytes: p.fileBytes,
       walBytes: this.wal.size,
+      walFileBytes: this.wal.fileLength,
       generation: p.generation,
       dirtyKeys: this.dirty.size,
       migratedFrom: this.migration?.from,

@@ -196,6 +196,13 @@ describe("reopen round trips", () => {
     assert.ok((disk.pageCount as number) >= 3);
     assert.equal(disk.fileBytes, fs.statSync(p).size);
     assert.equal(disk.walBytes, fs.statSync(`${p}.wal`).size);
+    assert.equal(disk.walFileBytes, disk.walBytes);
+    // Once records reach the file, zeros are preallocated after them: the file is longer.
+    for (let i = 0; i < 64; i++) db.insert(`k${i}`, "v"); // everyN(64): written and synced
+    const grown = db.stats().disk!;
+    assert.equal(grown.walFileBytes, fs.statSync(`${p}.wal`).size);
+    assert.ok((grown.walBytes as number) > 64);
+    assert.ok((grown.walFileBytes as number) > (grown.walBytes as number));
     assert.equal(db.path(), p);
     db.close();
   });

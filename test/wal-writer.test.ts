@@ -5,7 +5,7 @@ import { MemoryBackend, type StorageBackend, type StorageFile } from "../src/pag
 import { encodeWalHeader } from "../src/wal/header.js";
 import { deleteRecordSize, putRecordSize } from "../src/wal/record.js";
 import { replayWal } from "../src/wal/replay.js";
-import { WalWriter } from "../src/wal/writer.js";
+import { RETAIN_BYTES, WalWriter } from "../src/wal/writer.js";
 import { replayAll } from "./wal-model.js";
 
 const WAL = "w.emdb.wal";
@@ -292,6 +292,24 @@ test("the file is preallocated with zeros ahead of the records, and reset keeps 
   w.sync();
   r = replayWal(mem, WAL, { fileId, generation: 2 }, () => {});
   assert.equal(r.records, 1);
+});
+
+test("a reset trims a file grown past RETAIN_BYTES back to it, and the WAL stays usable", () => {
+  const mem = new MemoryBackend();
+  const w = WalWriter.create(mem, WAL, fileId, 1);
+  w.appendPut("big", Buffer.alloc(RETAIN_BYTES, 1), 0); // written through, then zeros after it
+  w.sync();
+  assert.ok(mem.bytes(WAL).length > RETAIN_BYTES + 1024 * 1024);
+  w.reset(2);
+  assert.equal(mem.bytes(WAL).length, RETAIN_BYTES);
+  mem.crash();
+  const r = replayWal(mem, WAL, { fileId, generation: 2 }, () => assert.fail("old records"));
+  assert.equal(r.status, "ok");
+  assert.equal(r.validEnd, 64);
+  w.appendDelete("after");
+  w.sync();
+  const { ops } = replayAll(mem, WAL, { fileId, generation: 2 });
+  assert.deepEqual(ops, [{ kind: "delete", key: "after" }]);
 });
 
 test("reset empties the WAL, drops what was buffered and restarts LSNs", () => {

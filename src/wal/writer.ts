@@ -193,9 +193,14 @@ export class WalWriter {
     return this.len;
   }
 
-  /** Size of the WAL including buffered records. */
+  /** Size of the WAL's records, buffered ones included (the header counts). */
   get size(): number {
     return this.fileSize + this.len;
+  }
+
+  /** Length of the file: its records plus the zeros (or old records) preallocated after them. */
+  get fileLength(): number {
+    return Math.max(this.allocated, this.fileSize);
   }
 
   // -------------------------------------------------------------------------------------------
