@@ -14,14 +14,13 @@
  */
 
 import { type MigrationReport, prepareDatabaseFile } from "../migrations/migrate.js";
-import type { BulkEntry } from "./btree/bulk-load.js";
 import { TreeCursor } from "./btree/cursor.js";
 import { BTree, type Change } from "./btree/tree.js";
 import type { ProgressListener } from "./builder.js";
 import { EmdbError } from "./errors.js";
 import { failpoint } from "./failpoints.js";
 import type { FlushPolicy } from "./flush-policy.js";
-import { hashInternalKey, MAX_KEY_SIZE } from "./keys.js";
+import { hashInternalKey } from "./keys.js";
 import { dirOf, FileBackend, type StorageBackend, type StorageFile } from "./pager/backend.js";
 import { acquireLock, type FileLock } from "./pager/lock.js";
 import { MmapSource } from "./pager/mmap-source.js";
@@ -29,6 +28,7 @@ import { PreadSource } from "./pager/page-source.js";
 import { Pager } from "./pager/pager.js";
 import type { LoggedOp, Persistence, PersistenceStats } from "./persistence.js";
 import { type Entry, type Keyspace, Timed } from "./shards/keyspace.js";
+import { compareTreeWithMemory, liveEntries, loadTree } from "./tree-memory.js";
 import type { Clock } from "./ttl/ttl.js";
 import { replayWal, type WalOp } from "./wal/replay.js";
 import { WalWriter } from "./wal/writer.js";
@@ -493,45 +493,7 @@ export class FileStore implements Persistence {
   check(): string[] {
     const problems = this.tree.check();
     if (problems.length > 0) return problems;
-    const ks = this.ks;
-    // A checkpoint writes no expired entry, while memory drops one only at its next sweep:
-    // expired entries may be missing from the tree, so only live ones are counted.
-    const now = this.opts.clock();
-    let cleanInMemory = 0;
-    for (const shard of ks.shards) {
-      for (const [k, e] of shard) {
-        if (!this.dirty.has(k) && !(e instanceof Timed && e.expiresAt <= now)) cleanInMemory++;
-      }
-    }
-    if (this.cleared) {
-      // Every checkpointed key was cleared since: memory must hold only logged keys.
-      if (cleanInMemory !== 0) {
-        problems.push(
-          `memory holds ${cleanInMemory} keys that are neither checkpointed nor logged`,
-        );
-      }
-      return problems;
-    }
-    let inTree = 0;
-    this.tree.forEach((key, value, expiresAt) => {
-      const k = key.toString("latin1");
-      if (this.dirty.has(k) || (expiresAt !== 0 && expiresAt <= now)) return;
-      inTree++;
-      const e = ks.shard(hashInternalKey(k)).get(k);
-      if (e === undefined) {
-        problems.push(`tree holds ${JSON.stringify(k)} but memory does not`);
-        return;
-      }
-      const v = e instanceof Timed ? e.value : e;
-      const at = e instanceof Timed ? e.expiresAt : 0;
-      if (!v.equals(value) || at !== expiresAt) {
-        problems.push(`tree and memory differ for ${JSON.stringify(k)}`);
-      }
-    });
-    if (cleanInMemory !== inTree) {
-      problems.push(`memory holds ${cleanInMemory} checkpointed keys but the tree holds ${inTree}`);
-    }
-    return problems;
+    return compareTreeWithMemory(this.tree, this.ks, this.dirty, this.cleared, this.opts.clock());
   }
 }
 
@@ -561,44 +523,4 @@ function openPager(backend: StorageBackend, opts: FileStoreOptions): Pager {
   });
   if (viaMmap) mapped.add(pager);
   return pager;
-}
-
-/** Fills an empty keyspace from the tree: keys arrive sorted, so this is O(n). */
-function loadTree(tree: BTree, ks: Keyspace): void {
-  const keys: string[] = [];
-  tree.forEach((key, value, expiresAt) => {
-    const k = key.toString("latin1");
-    keys.push(k);
-    const v = Buffer.allocUnsafe(value.length);
-    value.copy(v);
-    ks.loadEntry(k, expiresAt === 0 ? v : new Timed(v, expiresAt));
-  });
-  ks.finishLoad(keys);
-}
-
-/**
- * Every live entry in key order, as one reused entry object whose key is written into one
- * scratch buffer: a full rewrite of a million keys allocates nothing per key.
- */
-function* liveEntries(ks: Keyspace, now: number): Generator<BulkEntry, void, undefined> {
-  const scratch = Buffer.allocUnsafe(MAX_KEY_SIZE);
-  const entry: { key: Buffer; value: Buffer; expiresAt: number } = {
-    key: scratch,
-    value: scratch,
-    expiresAt: 0,
-  };
-  for (const k of ks.sorted.all()) {
-    const e = ks.shard(hashInternalKey(k)).get(k);
-    if (e === undefined) continue;
-    if (e instanceof Timed) {
-      if (e.expiresAt <= now) continue;
-      entry.value = e.value;
-      entry.expiresAt = e.expiresAt;
-    } else {
-      entry.value = e;
-      entry.expiresAt = 0;
-    }
-    entry.key = scratch.subarray(0, scratch.write(k, 0, "latin1"));
-    yield entry;
-  }
 }

@@ -1,0 +1,100 @@
+/**
+ * How the B+tree and the in-memory keyspace correspond: the tree holds every key as of the
+ * last checkpoint, memory holds every key now, and the keys changed since (the dirty set)
+ * are the difference. Three uses: filling memory from the tree at open, streaming memory
+ * into a full tree rewrite, and checking that the two agree (`db.check()`).
+ */
+import type { BulkEntry } from "./btree/bulk-load.js";
+import type { BTree } from "./btree/tree.js";
+import { hashInternalKey, MAX_KEY_SIZE } from "./keys.js";
+import { type Keyspace, Timed } from "./shards/keyspace.js";
+
+/** Fills an empty keyspace from the tree: keys arrive sorted, so this is O(n). */
+export function loadTree(tree: BTree, ks: Keyspace): void {
+  const keys: string[] = [];
+  tree.forEach((key, value, expiresAt) => {
+    const k = key.toString("latin1");
+    keys.push(k);
+    const v = Buffer.allocUnsafe(value.length);
+    value.copy(v);
+    ks.loadEntry(k, expiresAt === 0 ? v : new Timed(v, expiresAt));
+  });
+  ks.finishLoad(keys);
+}
+
+/**
+ * Every live entry in key order, as one reused entry object whose key is written into one
+ * scratch buffer: a full rewrite of a million keys allocates nothing per key.
+ */
+export function* liveEntries(ks: Keyspace, now: number): Generator<BulkEntry, void, undefined> {
+  const scratch = Buffer.allocUnsafe(MAX_KEY_SIZE);
+  const entry: { key: Buffer; value: Buffer; expiresAt: number } = {
+    key: scratch,
+    value: scratch,
+    expiresAt: 0,
+  };
+  for (const k of ks.sorted.all()) {
+    const e = ks.shard(hashInternalKey(k)).get(k);
+    if (e === undefined) continue;
+    if (e instanceof Timed) {
+      if (e.expiresAt <= now) continue;
+      entry.value = e.value;
+      entry.expiresAt = e.expiresAt;
+    } else {
+      entry.value = e;
+      entry.expiresAt = 0;
+    }
+    entry.key = scratch.subarray(0, scratch.write(k, 0, "latin1"));
+    yield entry;
+  }
+}
+
+/**
+ * Problems between the tree and memory (none when they agree): every live key that is not
+ * dirty must be in the tree with the same value and expiry, and the other way round. After
+ * a `clear()` not yet checkpointed (`cleared`), memory may hold only dirty keys.
+ */
+export function compareTreeWithMemory(
+  tree: BTree,
+  ks: Keyspace,
+  dirty: ReadonlySet<string>,
+  cleared: boolean,
+  now: number,
+): string[] {
+  const problems: string[] = [];
+  // A checkpoint writes no expired entry, while memory drops one only at its next sweep:
+  // expired entries may be missing from the tree, so only live ones are counted.
+  let cleanInMemory = 0;
+  for (const shard of ks.shards) {
+    for (const [k, e] of shard) {
+      if (!dirty.has(k) && !(e instanceof Timed && e.expiresAt <= now)) cleanInMemory++;
+    }
+  }
+  if (cleared) {
+    // Every checkpointed key was cleared since: memory must hold only logged keys.
+    if (cleanInMemory !== 0) {
+      problems.push(`memory holds ${cleanInMemory} keys that are neither checkpointed nor logged`);
+    }
+    return problems;
+  }
+  let inTree = 0;
+  tree.forEach((key, value, expiresAt) => {
+    const k = key.toString("latin1");
+    if (dirty.has(k) || (expiresAt !== 0 && expiresAt <= now)) return;
+    inTree++;
+    const e = ks.shard(hashInternalKey(k)).get(k);
+    if (e === undefined) {
+      problems.push(`tree holds ${JSON.stringify(k)} but memory does not`);
+      return;
+    }
+    const v = e instanceof Timed ? e.value : e;
+    const at = e instanceof Timed ? e.expiresAt : 0;
+    if (!v.equals(value) || at !== expiresAt) {
+      problems.push(`tree and memory differ for ${JSON.stringify(k)}`);
+    }
+  });
+  if (cleanInMemory !== inTree) {
+    problems.push(`memory holds ${cleanInMemory} checkpointed keys but the tree holds ${inTree}`);
+  }
+  return problems;
+}
