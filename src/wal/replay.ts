@@ -436,12 +436,16 @@ class RecordScanner {
       const avail = this.size - p;
       const i = this.at(p, Math.min(avail, FRAME_LOOKAHEAD));
       // Most offsets fail at the kind byte (always, in the zeros a preallocated WAL ends
-      // with): skip those in one tight loop over the loaded window.
+      // with) or at the LSN's top byte, which is 0 for any LSN below 2^56 (maxLsn is below
+      // 2^53): skip those in one tight loop over the loaded window, so stale bytes full of
+      // kind-like values cost no frame check each.
       const w = this.window;
       const stop = this.windowLength - RECORD_PREFIX_SIZE;
       let j = i;
-      for (let kind = w[j + 12]!; j < stop && (kind < KIND_PUT || kind > KIND_BATCH_END); ) {
-        kind = w[++j + 12]!;
+      while (j < stop) {
+        const kind = w[j + 12]!;
+        if (kind >= KIND_PUT && kind <= KIND_BATCH_END && w[j + 11] === 0) break;
+        j++;
       }
       if (j > i) {
         p += j - i - 1;
