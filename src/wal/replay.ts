@@ -16,18 +16,19 @@
  * | `ok`               | valid header, same fileId and generation                 | yes     |
  *
  * Errors: a bad header magic or checksum followed by a record that validates under the
- * expected header → `EMDB_CORRUPTED` at offset 0; an unknown version → `EMDB_VERSION_MISMATCH` (in a header-only file, only
- * when the checksum is valid: otherwise it is a torn header, `empty-unbound`).
+ * expected header → `EMDB_CORRUPTED` at offset 0; an unknown version →
+ * `EMDB_VERSION_MISMATCH` (in a header-only file, only when the checksum is valid:
+ * otherwise it is a torn header, `empty-unbound`).
  *
  * Record rules (DESIGN §3.6). A record whose frame cannot be read (shorter than 17 bytes,
  * length over the maximum or past the end of file) or whose checksum fails is *bad*. A bad
- * record followed by nothing but zeros is the end of the log: the writer
- * preallocates the file with zeros (`writer.ts`). Otherwise a bad record is a torn tail only
- * if nothing valid follows: the replay scans every later byte
- * offset for a frame that is plausible (`plausibleFrame`), carries an LSN above the last good
- * one, and has a valid checksum. If one exists the bad record is corruption in the middle:
- * `EMDB_CORRUPTED` with its offset. Otherwise everything from the bad record, or from the
- * start of the batch it sits in, is dropped (`tornTail`, `validEnd`).
+ * record followed by nothing but zeros is the end of the log: the writer preallocates the
+ * file with zeros (`writer.ts`). Otherwise a bad record is a torn tail only if nothing valid
+ * follows: the replay scans every later byte offset for a frame that is plausible
+ * (`plausibleFrame`), carries an LSN above the last good one, and has a valid checksum. If
+ * one exists the bad record is corruption in the middle: `EMDB_CORRUPTED` with its offset.
+ * Otherwise everything from the bad record, or from the start of the batch it sits in, is
+ * dropped (`tornTail`, `validEnd`).
  *
  * A record with a valid checksum was written by our writer under this header, so a torn write
  * cannot explain it: if its fields do not decode, its LSN is not the previous one plus 1, or it

@@ -15,7 +15,7 @@
  * a reset keeps the file's length (up to `RETAIN_BYTES`) and rewrites only the header. Bytes
  * past the last record are therefore zeros or records of an older generation; neither can
  * validate (record checksums are seeded with the header checksum, and kind 0 never frames a
- * record), so replay reads them as a torn tail. `openAt` truncates what follows the last valid
+ * record): replay reads zeros as the end of the log and old records as a torn tail. `openAt` truncates what follows the last valid
  * record before appending, and `close` trims the file to its records.
  *
  * Crash points of `reset(generation)`, and what a power loss at each leaves on disk:
@@ -31,7 +31,7 @@
  *
  * | step                             | failpoint after it          | on disk after a crash here                  | replay   |
  * |----------------------------------|-----------------------------|---------------------------------------------|----------|
- * | truncate to 0, fdatasync         | `wal:create:truncated`       | empty file                                  | `empty-unbound` |
+ * | truncate to 0, fdatasync         | `wal:create:truncated`      | empty file                                  | `empty-unbound` |
  * | write the new header             | `wal:reset:header-written`  | empty file, or the header (torn or whole)   | `empty-unbound`, or `ok` with no records |
  * | fdatasync                        | `wal:after-sync`            | new header, no records                      | `ok` with no records |
  *
@@ -95,7 +95,7 @@ export class WalWriter {
   private len = 0;
   /** End of the records written out: header plus every record handed to the OS. */
   private fileSize: number;
-  /** Length of the file: `fileSize` plus zeros or stale records ahead of it. */
+  /** Length of the file: `fileSize` plus the zeros or stale records after it. */
   private allocated: number;
   /** Written to the file since the last fdatasync. */
   private dirty = false;
@@ -318,7 +318,7 @@ export class WalWriter {
 
   /** Writes zeros past the records, so the next appends overwrite instead of growing the file. */
   private preallocate(): void {
-    const step = Math.min(GROW_MAX, Math.max(GROW_MIN, this.fileSize >>> 2));
+    const step = Math.min(GROW_MAX, Math.max(GROW_MIN, Math.floor(this.fileSize / 4)));
     const end = this.fileSize + step;
     for (let at = this.fileSize; at < end; ) {
       const n = Math.min(ZEROS.length, end - at);
