@@ -46,6 +46,16 @@ const PENDING = 0xffff_ffff;
 /** u32 fields per slot. */
 const W = 8;
 
+/** One live entry as ranges of `bytes`: key `[keyStart, keyEnd)`, value `[valueStart, valueEnd)`. */
+export type EntryRangeVisitor = (
+  bytes: Buffer,
+  keyStart: number,
+  keyEnd: number,
+  valueStart: number,
+  valueEnd: number,
+  expiresAt: number,
+) => void;
+
 export interface LiveEntry {
   key: Buffer;
   value: Buffer;
@@ -208,14 +218,7 @@ export class LiveSet implements ReplaySink {
    */
   drain(
     now: number | undefined,
-    visit: (
-      bytes: Buffer,
-      keyStart: number,
-      keyEnd: number,
-      valueStart: number,
-      valueEnd: number,
-      expiresAt: number,
-    ) => void,
+    visit: EntryRangeVisitor,
   ): { count: number; expiredDropped: number } {
     this.settle();
     // Views pin their slabs: do not hand out slabs that are mostly garbage.

@@ -9,7 +9,7 @@
 import { EmdbError } from "../src/errors.js";
 import { detectFormat } from "./detect.js";
 import { type ReplayResult, type ReplayStop, readLegacyLog } from "./legacy-log.js";
-import { LiveSet } from "./live-set.js";
+import { type EntryRangeVisitor, LiveSet } from "./live-set.js";
 import { readPageFileV3 } from "./page-v3.js";
 import { openReadOnly } from "./readonly-file.js";
 
@@ -90,14 +90,7 @@ export function readLegacy(path: string, opts: ReadLegacyOptions = {}): LegacyCo
  */
 export function readLegacyEach(
   path: string,
-  visit: (
-    bytes: Buffer,
-    keyStart: number,
-    keyEnd: number,
-    valueStart: number,
-    valueEnd: number,
-    expiresAt: number,
-  ) => void,
+  visit: EntryRangeVisitor,
   opts: ReadLegacyOptions = {},
 ): LegacyScan {
   const { state, meta } = replayFile(path, opts);

@@ -23,10 +23,10 @@
  *
  * expiresAt is optional because most records never expire: for 16-byte keys and 100-byte
  * values a record then costs 125 bytes with its slot instead of 133 (a 1M-entry file is
- * 1.11x the raw data instead of 1.18x). The slots make a
- * leaf searchable by bisection (`get`, routing in `check`); a checkpoint rewrites a whole
- * leaf anyway, so records are kept in order and contiguous, which also makes the full scan
- * at open a linear walk through memory.
+ * 1.11x the raw data instead of 1.18x). The slots give record i's offset in O(1), so a
+ * cursor (`cursor.ts`) can step through a leaf and compare keys in place; a checkpoint
+ * rewrites a whole leaf anyway, so records are kept in order and contiguous, which also makes
+ * the full scan at open a linear walk through memory.
  */
 import { readU64, writeU64 } from "../codec.js";
 import { corrupted } from "../errors.js";
@@ -248,20 +248,6 @@ export function encodeLeaf(
     at += raw.length;
   }
   return page;
-}
-
-/** Binary search over a leaf's slots: index of `key`, or `-(insertion point) - 1`. */
-export function searchLeaf(page: Buffer, key: Buffer, base: number, file: string): number {
-  let lo = 0;
-  let hi = checkedCount(page, base, file) - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >>> 1;
-    const c = Buffer.compare(leafRecordAt(page, mid, base, file).key, key);
-    if (c === 0) return mid;
-    if (c < 0) lo = mid + 1;
-    else hi = mid - 1;
-  }
-  return -lo - 1;
 }
 
 /**

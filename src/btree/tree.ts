@@ -2,8 +2,9 @@
  * The copy-on-write B+tree over the pager: one instance per open page file.
  *
  * The engine keeps every live entry in memory, so the tree is read in full only at open
- * (`forEach`) and otherwise only along the paths a checkpoint touches (`apply`). Between
- * commits the tree's root lives here; `commit()` makes it durable through the pager.
+ * (`forEach`), along the paths a checkpoint touches (`apply`), and by long ordered scans,
+ * which read unchanged keys through a `TreeCursor` (`cursor.ts`). Between commits the
+ * tree's root lives here; `commit()` makes it durable through the pager.
  *
  * Page formats: `leaf.ts`, `branch.ts`, `overflow.ts`. Size limits: `limits.ts`.
  */
@@ -12,10 +13,11 @@ import type { Meta } from "../pager/meta.js";
 import { NO_PAGE, type PageId, PageType } from "../pager/page.js";
 import type { Pager } from "../pager/pager.js";
 import { Applier, type Change } from "./apply.js";
-import { type BranchNode, childIndex, decodeBranch } from "./branch.js";
+import { type BranchNode, decodeBranch } from "./branch.js";
 import { type BulkEntry, bulkLoad } from "./bulk-load.js";
 import { checkTree } from "./check.js";
-import { leafCount, leafRecordAt, REC_CONTIGUOUS, scanLeaf, searchLeaf } from "./leaf.js";
+import { TreeCursor } from "./cursor.js";
+import { leafCount, leafRecordAt, REC_CONTIGUOUS, scanLeaf } from "./leaf.js";
 import { MAX_VALUE_LENGTH, maxKeySize } from "./limits.js";
 import { freeOverflow, readOverflow } from "./overflow.js";
 
@@ -170,49 +172,18 @@ export class BTree {
     this.entryCount = this.pager.meta.entryCount;
   }
 
-  /** Point lookup (tests and tools; the engine serves reads from memory). */
-  get(key: Buffer): { value: Buffer; expiresAt: number } | undefined {
-    const leaf = this.leafFor(key);
-    if (leaf === undefined) return undefined;
-    const { page, id } = leaf;
-    const P = this.pager.pageSize;
-    const i = searchLeaf(page, key, id * P, this.pager.path);
-    if (i < 0) return undefined;
-    const r = leafRecordAt(page, i, id * P, this.pager.path);
-    const value =
-      r.inline !== undefined
-        ? Buffer.from(r.inline)
-        : readOverflow(this.pager, r.head, r.valueLength, (r.flags & REC_CONTIGUOUS) !== 0, id * P);
-    return { value, expiresAt: r.expiresAt };
-  }
-
   /**
-   * The leaf whose key range holds `key` (undefined for an empty tree). The page may be a
-   * view into a memory map: valid only until the next commit or compaction.
+   * Point lookup (tests and tools; the engine serves reads from memory). One descent of a
+   * fresh `TreeCursor`, so lookups and scans share one way down the tree.
    */
-  leafFor(key: Buffer): { page: Buffer; id: PageId } | undefined {
-    let id = this.root;
-    let height: number | undefined;
-    if (id === NO_PAGE) return undefined;
-    for (;;) {
-      const type =
-        height === undefined ? undefined : height === 0 ? PageType.Leaf : PageType.Branch;
-      const page = this.pager.read(id, type);
-      if (page[4] === PageType.Leaf) return { page, id };
-      const node = decodeBranch(page, id * this.pager.pageSize, this.pager.path);
-      if (height !== undefined && node.height !== height) {
-        throw corrupted(
-          `branch ${id} has height ${node.height}, expected ${height}`,
-          id * this.pager.pageSize + 5,
-          this.pager.path,
-        );
-      }
-      height = node.height - 1;
-      id = node.children[childIndex(node.keys, key)]!;
-    }
+  get(key: Buffer): { value: Buffer; expiresAt: number } | undefined {
+    const cursor = new TreeCursor(this);
+    if (!cursor.seek(key.toString("latin1"))) return undefined;
+    const value = cursor.value();
+    return { value, expiresAt: cursor.current.expiresAt };
   }
 
-  /** Reads an overflow chain (for cursors over this tree's leaves). */
+  /** Reads an overflow chain (for scans and cursors over this tree's leaves). */
   readonly overflow = (head: number, length: number, contiguous: boolean, at: number): Buffer =>
     readOverflow(this.pager, head, length, contiguous, at);
 
@@ -224,10 +195,8 @@ export class BTree {
   forEach(cb: (key: Buffer, value: Buffer, expiresAt: number) => void): void {
     const P = this.pager.pageSize;
     const path = this.pager.path;
-    const overflow = (head: number, length: number, contiguous: boolean, at: number) =>
-      readOverflow(this.pager, head, length, contiguous, at);
     this.walk((page, id) => {
-      scanLeaf(page, id * P, path, overflow, cb);
+      scanLeaf(page, id * P, path, this.overflow, cb);
     });
   }
 
