@@ -10,9 +10,14 @@
  * | `EMDBNODE`                  | this package's own format           | none                           |
  *
  * A missing file and a 0-byte file are new databases (0.6 treated both as "nothing to
- * migrate"); 1–7 bytes or any other magic is `EMDB_MAGIC_MISMATCH`.
+ * migrate"); 1–7 bytes or any other magic is `EMDB_MAGIC_MISMATCH`, unless the second meta
+ * page (at any legal page size) carries `EMDBNODE`: then it is this package's file with a
+ * damaged first meta page, and the pager decides whether that is a torn write or corruption
+ * (`chooseMeta`). That check reads 8 bytes at each of the 8 legal page sizes.
  */
 import { corrupted, EmdbError } from "../src/errors.js";
+import { META_MAGIC } from "../src/pager/meta.js";
+import { MAX_PAGE_SIZE, MIN_PAGE_SIZE } from "../src/pager/page.js";
 import {
   FLAG_TTL,
   LOG_HEADER_SIZE,
@@ -22,8 +27,6 @@ import {
 } from "./legacy-log.js";
 import { PAGE_MAGIC, PAGE_VERSION } from "./page-v3.js";
 import { openReadOnly } from "./readonly-file.js";
-
-export const EMDB_TS_MAGIC = Buffer.from("EMDBNODE", "latin1");
 
 /** The most a detection reads. */
 export const DETECT_MAX_BYTES = 4096;
@@ -70,8 +73,18 @@ export function detectFormatIn(src: PositionalReader, size: number, file?: strin
     }
     return { kind: "page-v3" };
   }
-  if (magic.equals(EMDB_TS_MAGIC)) return { kind: "emdb-ts" };
+  if (magic.equals(META_MAGIC) || secondMetaHasMagic(src, size)) return { kind: "emdb-ts" };
   throw magicMismatch(`unknown magic ${magic.toString("hex")}`, file);
+}
+
+function secondMetaHasMagic(src: PositionalReader, size: number): boolean {
+  const probe = Buffer.alloc(META_MAGIC.length);
+  for (let at = MIN_PAGE_SIZE; at <= MAX_PAGE_SIZE && at + probe.length <= size; at *= 2) {
+    if (src.read(probe, 0, probe.length, at) === probe.length && probe.equals(META_MAGIC)) {
+      return true;
+    }
+  }
+  return false;
 }
 
 function magicMismatch(detail: string, file: string | undefined): EmdbError {

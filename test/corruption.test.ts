@@ -132,6 +132,22 @@ test("page-file byte flips and truncations: correct data or EMDB_CORRUPTED", () 
   assert.ok(corrupted > 0, "some damage must be detected");
 });
 
+test("a damaged magic in either meta page: correct data or EMDB_CORRUPTED, never 'not an emdb database'", () => {
+  const img = makeImage(testSeed() + 3);
+  const full = img.states[img.states.length - 1]!;
+  // Meta slot 0 at offset 0 and slot 1 at one page (the image uses 512-byte pages).
+  for (const slot of [0, 512]) {
+    for (let i = 0; i < 8; i++) {
+      const page = Buffer.from(img.page);
+      page[slot + i]! ^= 0x5a;
+      const got = openImage(page, img.wal);
+      if (!(got instanceof EmdbError)) {
+        assert.ok(sameMap(got, full), `magic byte ${slot + i} damaged: different data`);
+      }
+    }
+  }
+});
+
 test("WAL byte flips and truncations: every op before the damage, or EMDB_CORRUPTED", () => {
   const base = testSeed();
   const img = makeImage(base + 7);

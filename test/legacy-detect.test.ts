@@ -109,7 +109,7 @@ test("EMDBNODE is this package's own format", () => {
   );
 });
 
-test("detection reads at most 4096 bytes, from the start of the file", () => {
+test("detection reads at most 4096 bytes, from the first 64 KiB of the file", () => {
   const big = Buffer.alloc(10 << 20);
   const headers = [
     encodeLogHeader(),
@@ -134,8 +134,24 @@ test("detection reads at most 4096 bytes, from the start of the file", () => {
     const bytes = reads.reduce((s, [, len]) => s + len, 0);
     assert.ok(reads.length > 0);
     assert.ok(bytes <= DETECT_MAX_BYTES, `read ${bytes} bytes`);
-    assert.ok(reads.every(([pos, len]) => pos + len <= DETECT_MAX_BYTES));
+    // The header comes from the start; an unknown magic adds 8-byte probes for a second
+    // meta page at each legal page size (512 B … 64 KiB).
+    assert.ok(reads.every(([pos, len]) => pos + len <= DETECT_MAX_BYTES || len === 8));
+    assert.ok(reads.every(([pos, len]) => pos + len <= 65536 + 8));
   }
+});
+
+test("an unknown magic over a second EMDBNODE meta page is this package's file, damaged", () => {
+  for (const pageSize of [512, 4096, 65536]) {
+    const img = Buffer.alloc(pageSize * 2);
+    img.write("EMDB\x1dNOD", 0, "latin1");
+    img.write("EMDBNODE", pageSize, "latin1");
+    assert.deepEqual(detectFormat(file(img)), { kind: "emdb-ts" }, `page size ${pageSize}`);
+  }
+  // The same bytes anywhere else are not a meta page.
+  const other = Buffer.alloc(8192);
+  other.write("EMDBNODE", 1000, "latin1");
+  assert.throws(() => detectFormat(file(other)), { code: "EMDB_MAGIC_MISMATCH" });
 });
 
 test("readLegacy refuses what is not an emdb-rs file", () => {
