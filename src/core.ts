@@ -8,7 +8,7 @@
  */
 import { EmdbError } from "./errors.js";
 import { copyOut, hashInternalKey, keyToBuffer } from "./keys.js";
-import type { LoggedOp, Persistence } from "./persistence.js";
+import type { Batch, Persistence } from "./persistence.js";
 import { type Entry, Keyspace, Timed } from "./shards/keyspace.js";
 import { type Clock, NO_EXPIRY } from "./ttl/ttl.js";
 
@@ -64,35 +64,33 @@ export class Core {
   }
 
   /** Applies `ops` as one atomic unit with a fresh transaction id. */
-  applyBatch(ops: readonly LoggedOp[]): void {
-    if (ops.length === 0) return;
+  applyBatch(ops: Batch): void {
+    if (ops.size === 0) return;
     const txId = this.lastTxId + 1;
     const deferred = this.persistence.batch(txId, ops);
     this.lastTxId = txId;
     const ks = this.ks;
     // A deferred batch is only durable once settle() returns: keep what it replaced, so a
     // failure there leaves memory as it was.
-    const undo: (Entry | undefined)[] | undefined = deferred ? new Array(ops.length) : undefined;
-    for (let i = 0; i < ops.length; i++) {
-      const op = ops[i]!;
-      const hash = hashInternalKey(op.key);
-      const prev =
-        op.kind === "put"
-          ? ks.set(op.key, hash, op.value, op.expiresAt === NO_EXPIRY ? undefined : op.expiresAt)
-          : ks.delete(op.key, hash);
+    const undo: (Entry | undefined)[] | undefined = deferred ? new Array(ops.size) : undefined;
+    let i = 0;
+    for (const [key, e] of ops) {
+      const hash = hashInternalKey(key);
+      const prev = e === null ? ks.delete(key, hash) : ks.setEntry(key, hash, e);
       if (undo !== undefined) undo[i] = prev;
+      i++;
     }
     try {
       this.persistence.settle();
     } catch (err) {
       if (undo !== undefined) {
-        for (let i = ops.length - 1; i >= 0; i--) {
-          const key = ops[i]!.key;
-          const prev = undo[i];
+        const keys = [...ops.keys()];
+        for (let j = keys.length - 1; j >= 0; j--) {
+          const key = keys[j]!;
+          const prev = undo[j];
           const hash = hashInternalKey(key);
           if (prev === undefined) ks.delete(key, hash);
-          else if (prev instanceof Timed) ks.set(key, hash, prev.value, prev.expiresAt);
-          else ks.set(key, hash, prev, undefined);
+          else ks.setEntry(key, hash, prev);
         }
         this.lastTxId = txId - 1;
       }

@@ -330,7 +330,7 @@ export class Emdb implements Disposable {
     const keys = core.keysIn(lo, hi);
     let live = 0;
     for (const k of keys) if (core.live(k, hashInternalKey(k)) !== undefined) live++;
-    core.applyBatch(keys.map((key) => ({ kind: "delete", key }) as const));
+    core.applyBatch(new Map(keys.map((key) => [key, null])));
     return live;
   }
 

@@ -26,10 +26,10 @@ import { acquireLock, type FileLock } from "./pager/lock.js";
 import { MmapSource } from "./pager/mmap-source.js";
 import { PreadSource } from "./pager/page-source.js";
 import { Pager } from "./pager/pager.js";
-import type { LoggedOp, Persistence, PersistenceStats } from "./persistence.js";
-import { type Entry, type Keyspace, Timed } from "./shards/keyspace.js";
+import type { Batch, Persistence, PersistenceStats } from "./persistence.js";
+import { type Entry, entryValue, type Keyspace, Timed } from "./shards/keyspace.js";
 import { compareTreeWithMemory, liveEntries, loadTree } from "./tree-memory.js";
-import type { Clock } from "./ttl/ttl.js";
+import { type Clock, NO_EXPIRY } from "./ttl/ttl.js";
 import { replayWal, type WalOp } from "./wal/replay.js";
 import { WalWriter } from "./wal/writer.js";
 
@@ -266,29 +266,30 @@ export class FileStore implements Persistence {
     this.acknowledge();
   }
 
-  batch(txId: number, ops: readonly LoggedOp[]): boolean {
+  batch(txId: number, ops: Batch): boolean {
     this.guard();
-    if (ops.length >= DIRECT_BATCH_MIN_OPS) {
+    if (ops.size >= DIRECT_BATCH_MIN_OPS) {
       let bytes = 0;
-      for (const op of ops) bytes += op.key.length + (op.kind === "put" ? op.value.length : 0);
+      for (const [key, e] of ops) bytes += key.length + (e === null ? 0 : entryValue(e).length);
       if (bytes >= this.opts.checkpointBytes) {
         // Logging it and then checkpointing would write every byte twice: the checkpoint
         // that settle() runs next is atomic and durable on its own (meta switch).
-        if (ops.length >= FULL_REWRITE_MIN_OPS) this.allDirty = true;
-        else for (const op of ops) this.dirty.add(op.key);
+        if (ops.size >= FULL_REWRITE_MIN_OPS) this.allDirty = true;
+        else for (const key of ops.keys()) this.dirty.add(key);
         this.lastTxId = txId;
         this.checkpointDue = true;
         return true;
       }
     }
     const wal = this.wal;
-    wal.appendBatchBegin(txId, ops.length);
-    for (const op of ops) {
-      if (op.kind === "put") wal.appendPut(op.key, op.value, op.expiresAt);
-      else wal.appendDelete(op.key);
+    wal.appendBatchBegin(txId, ops.size);
+    for (const [key, e] of ops) {
+      if (e === null) wal.appendDelete(key);
+      else if (e instanceof Timed) wal.appendPut(key, e.value, e.expiresAt);
+      else wal.appendPut(key, e, NO_EXPIRY);
     }
-    wal.appendBatchEnd(txId, ops.length);
-    for (const op of ops) this.dirty.add(op.key);
+    wal.appendBatchEnd(txId, ops.size);
+    for (const key of ops.keys()) this.dirty.add(key);
     this.lastTxId = txId;
     this.acknowledge();
     return false;

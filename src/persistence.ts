@@ -7,14 +7,14 @@
  * Keys are in internal latin1 form (see `keys.ts`); `expiresAt` 0 means no expiry.
  */
 
-export type LoggedOp =
-  | {
-      readonly kind: "put";
-      readonly key: string;
-      readonly value: Buffer;
-      readonly expiresAt: number;
-    }
-  | { readonly kind: "delete"; readonly key: string };
+import type { Entry } from "./shards/keyspace.js";
+
+/**
+ * One atomic unit of writes: each key's final state, an entry to store or null to remove the
+ * key. A transaction hands over its staging Map as it is, so committing a million writes
+ * builds no second list of them.
+ */
+export type Batch = ReadonlyMap<string, Entry | null>;
 
 export interface PersistenceStats {
   readonly [name: string]: number | string | boolean | undefined;
@@ -31,7 +31,7 @@ export interface Persistence {
    * that follows (a large batch goes straight into a checkpoint): if that `settle()` throws,
    * the caller must undo the batch in memory.
    */
-  batch(txId: number, ops: readonly LoggedOp[]): boolean;
+  batch(txId: number, ops: Batch): boolean;
   /** Expired entries removed from memory, recorded so they do not come back at reopen. */
   expired(keys: readonly string[]): void;
   /**

@@ -18,9 +18,8 @@ import {
   keyHash,
   type Value,
 } from "./keys.js";
-import type { LoggedOp } from "./persistence.js";
 import { type Entry, Timed } from "./shards/keyspace.js";
-import { NO_EXPIRY, resolveExpiry, Ttl } from "./ttl/ttl.js";
+import { resolveExpiry, Ttl } from "./ttl/ttl.js";
 
 export class Transaction {
   /** Final state per key: an entry, or null for "removed in this transaction". */
@@ -93,19 +92,18 @@ export class Transaction {
   commit(): void {
     this.assertOpen();
     this.open = false;
-    const ops: LoggedOp[] = [];
+    const staged = this.staged;
     const shards = this.core.ks;
-    for (const [key, e] of this.staged) {
-      if (e === null) {
-        // Deleting what is not there needs no log record.
-        if (shards.shard(hashInternalKey(key)).has(key)) ops.push({ kind: "delete", key });
-      } else if (e instanceof Timed) {
-        ops.push({ kind: "put", key, value: e.value, expiresAt: e.expiresAt });
-      } else {
-        ops.push({ kind: "put", key, value: e, expiresAt: NO_EXPIRY });
-      }
+    for (const [key, e] of staged) {
+      // Deleting what is not there needs no log record.
+      if (e === null && !shards.shard(hashInternalKey(key)).has(key)) staged.delete(key);
     }
-    this.core.applyBatch(ops);
+    try {
+      this.core.applyBatch(staged);
+    } finally {
+      // A handle kept past its callback must not pin a million staged values.
+      staged.clear();
+    }
   }
 
   /** @internal Discards the staged writes and closes the handle. */

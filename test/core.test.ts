@@ -7,7 +7,7 @@ import { test } from "node:test";
 import { Core } from "../src/core.js";
 import { hashInternalKey } from "../src/keys.js";
 import { MemoryPersistence } from "../src/persistence.js";
-import { Timed } from "../src/shards/keyspace.js";
+import { type Entry, Timed } from "../src/shards/keyspace.js";
 
 class FailingSettle extends MemoryPersistence {
   fail = false;
@@ -24,17 +24,19 @@ test("a deferred batch whose settle() fails leaves memory and the tx counter as 
   const core = new Core(p, () => 1000, undefined, undefined);
   core.put("keep", hashInternalKey("keep"), Buffer.from("1"), undefined);
   core.put("timed", hashInternalKey("timed"), Buffer.from("t"), 5000);
-  core.applyBatch([{ kind: "put", key: "a", value: Buffer.from("A"), expiresAt: 0 }]);
+  core.applyBatch(new Map([["a", Buffer.from("A")]]));
   assert.equal(core.lastTxId, 1);
   p.fail = true;
   assert.throws(
     () =>
-      core.applyBatch([
-        { kind: "put", key: "keep", value: Buffer.from("changed"), expiresAt: 0 },
-        { kind: "delete", key: "timed" },
-        { kind: "put", key: "new", value: Buffer.from("n"), expiresAt: 9000 },
-        { kind: "delete", key: "a" },
-      ]),
+      core.applyBatch(
+        new Map<string, Entry | null>([
+          ["keep", Buffer.from("changed")],
+          ["timed", null],
+          ["new", new Timed(Buffer.from("n"), 9000)],
+          ["a", null],
+        ]),
+      ),
     /disk full/,
   );
   assert.equal(core.lastTxId, 1);

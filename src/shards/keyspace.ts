@@ -62,9 +62,13 @@ export class Keyspace {
 
   /** Stores an entry; returns the previous one. */
   set(k: string, hash: number, value: Buffer, expiresAt: number | undefined): Entry | undefined {
+    return this.setEntry(k, hash, expiresAt === undefined ? value : new Timed(value, expiresAt));
+  }
+
+  /** Stores an entry as it is (a transaction's staged one); returns the previous one. */
+  setEntry(k: string, hash: number, entry: Entry): Entry | undefined {
     const shard = this.shard(hash);
     const prev = shard.get(k);
-    const entry: Entry = expiresAt === undefined ? value : new Timed(value, expiresAt);
     shard.set(k, entry);
     if (prev === undefined) {
       this.total++;
@@ -72,9 +76,9 @@ export class Keyspace {
     } else if (prev instanceof Timed) {
       this.timed--;
     }
-    if (expiresAt !== undefined) {
+    if (entry instanceof Timed) {
       this.timed++;
-      this.expiries.push(expiresAt, k);
+      this.expiries.push(entry.expiresAt, k);
       this.maybeShedHeap();
     }
     return prev;
