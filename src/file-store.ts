@@ -126,7 +126,7 @@ export class FileStore implements Persistence {
             { file: opts.path, offset: 0 },
           );
         case "foreign":
-          if (result.records > 0) {
+          if (result.holdsRecords === true) {
             throw new EmdbError(
               "EMDB_CORRUPTED",
               "the WAL sidecar belongs to another page file and holds records; it is never replayed into this one. Move it away to open the database",

@@ -122,11 +122,18 @@ test("page-file byte flips and truncations: correct data or EMDB_CORRUPTED", () 
       const rng = new Prng(seed);
       const page = Buffer.from(img.page);
       let damaged: Buffer = page;
-      if (rng.chance(0.8)) page[rng.int(page.length)]! ^= 1 + rng.int(255);
-      else damaged = page.subarray(0, rng.int(page.length));
+      let what: string;
+      if (rng.chance(0.8)) {
+        const at = rng.int(page.length);
+        page[at]! ^= 1 + rng.int(255);
+        what = `a flip at ${at}`;
+      } else {
+        damaged = page.subarray(0, rng.int(page.length));
+        what = `a truncation to ${damaged.length} bytes`;
+      }
       const got = openImage(damaged, img.wal);
       if (got instanceof EmdbError) corrupted++;
-      else assert.ok(sameMap(got, full), "a damaged page file opened to different data");
+      else assert.ok(sameMap(got, full), `after ${what} the page file opened to different data`);
     });
   }
   assert.ok(corrupted > 0, "some damage must be detected");

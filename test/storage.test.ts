@@ -295,6 +295,47 @@ describe("meta pages", () => {
   });
 });
 
+describe("a WAL without its page file", () => {
+  /** The files a kill -9 would leave with acknowledged writes in the WAL only. */
+  function walWithRecords(p: string): { wal: Buffer } {
+    const db = open(p, onEachWrite());
+    db.insert("kept", "checkpointed");
+    db.flush();
+    db.insert("only-in-wal", "acknowledged");
+    const wal = fs.readFileSync(`${p}.wal`);
+    db.close();
+    return { wal };
+  }
+
+  for (const damage of ["emptied", "deleted"] as const) {
+    test(`a page file ${damage} beside a WAL holding records is EMDB_CORRUPTED, and the WAL is kept`, () => {
+      const p = freshPath();
+      const { wal } = walWithRecords(p);
+      fs.writeFileSync(`${p}.wal`, wal);
+      if (damage === "emptied") fs.writeFileSync(p, Buffer.alloc(0));
+      else fs.rmSync(p);
+      assert.throws(
+        () => open(p),
+        (e: unknown) =>
+          (e as { code?: string }).code === "EMDB_CORRUPTED" &&
+          /belongs to another page file and holds records/.test(String(e)),
+      );
+      assert.ok(fs.readFileSync(`${p}.wal`).equals(wal), "the WAL must not be overwritten");
+    });
+  }
+
+  test("a cleanly closed database's WAL holds no records: deleting the page file starts afresh", () => {
+    const p = freshPath();
+    walWithRecords(p); // closed cleanly: the WAL is a bare header again
+    fs.rmSync(p);
+    const db = open(p);
+    assert.equal(db.len(), 0);
+    db.insert("new", "start");
+    assert.deepEqual(db.check(), []);
+    db.close();
+  });
+});
+
 describe("locking", () => {
   test("a second open of the same path, in this process, is EMDB_LOCK_BUSY; after close it opens", () => {
     const p = freshPath();

@@ -325,6 +325,29 @@ test("only a WAL bound to the expected fileId and generation replays", () => {
   assert.equal(replayWal(new MemoryBackend(), WAL, expect, neverCalled).status, "missing");
 });
 
+test("a foreign WAL says whether it holds records of its own page file", () => {
+  const other = { fileId: Buffer.alloc(16), generation: GEN };
+  const { mem, bytes } = writeWal([
+    { kind: "put", key: "a", value: Buffer.from("1"), expiresAt: 0 },
+  ]);
+  assert.equal(replayWal(mem, WAL, other, neverCalled).holdsRecords, true);
+  // A checkpoint's reset rewrites the header in place: the old record stays in the file
+  // but no longer validates under the header, so nothing of that page file would be lost.
+  const w = WalWriter.openAt(
+    mem,
+    WAL,
+    replayWal(mem, WAL, expect, () => {}),
+  );
+  w.reset(GEN + 1);
+  const afterReset = mem.bytes(WAL);
+  assert.ok(afterReset.length >= bytes.length, "the reset keeps the old record's bytes");
+  assert.ok(afterReset.subarray(64, bytes.length).equals(bytes.subarray(64)));
+  assert.equal(replayWal(mem, WAL, other, neverCalled).holdsRecords, false);
+  w.close();
+  // A header alone holds nothing either.
+  assert.equal(replayWal(writeWal([]).mem, WAL, other, neverCalled).holdsRecords, false);
+});
+
 test("files without a usable header: empty-unbound only when they cannot hold a record", () => {
   for (const bytes of [
     Buffer.alloc(0),

@@ -10,7 +10,7 @@
  * |--------------------|----------------------------------------------------------|---------|
  * | `missing`          | no file                                                  | no      |
  * | `empty-unbound`    | file shorter than a header, or an invalid header (bad magic or checksum) that is either alone in the file or followed by a first record that fails the checksum seeds of the expected generation and the next: it holds no record of this checkpoint, so nothing can be lost (a crash inside `reset`/`create` leaves this) | no |
- * | `foreign`          | valid header, other `fileId` (never replayed, D15)       | no      |
+ * | `foreign`          | valid header, other `fileId` (never replayed, D15); `holdsRecords` says whether a record follows the header under that header's own checksum seed (writes of another page file: the open refuses to discard them) | no |
  * | `older-generation` | valid header, generation below the expected one          | no      |
  * | `newer-generation` | valid header, generation above the expected one          | no      |
  * | `ok`               | valid header, same fileId and generation                 | yes     |
@@ -96,6 +96,12 @@ export interface WalReplayResult {
   maxTxId: number;
   /** Records kept, batch markers included. */
   records: number;
+  /**
+   * For `foreign` only: the first record after the header validates under that header, so
+   * the file holds writes of another page file (or of this path's page file before it was
+   * deleted or emptied). False when only stale records of older generations follow.
+   */
+  holdsRecords?: boolean;
   /** Set when bytes past `validEnd` were dropped: where the damage starts and why. */
   tornTail?: { offset: number; reason: string };
 }
@@ -164,7 +170,11 @@ export function replayWal(
       }
       throw err;
     }
-    if (!header.fileId.equals(expect.fileId)) return notReplayed("foreign", header, size);
+    if (!header.fileId.equals(expect.fileId)) {
+      const result = notReplayed("foreign", header, size);
+      result.holdsRecords = firstRecordPasses(file, size, [header.checksum]);
+      return result;
+    }
     if (header.generation < expect.generation) {
       return notReplayed("older-generation", header, size);
     }
@@ -185,17 +195,21 @@ export function replayWal(
  * invalid header over a record that passes is damage to a WAL that holds records.
  */
 function holdsCurrentRecords(file: StorageFile, size: number, expect: WalExpectation): boolean {
+  const seeds = [expect.generation, expect.generation + 1].map(
+    (generation) => decodeWalHeader(encodeWalHeader(expect.fileId, generation)).checksum,
+  );
+  return firstRecordPasses(file, size, seeds);
+}
+
+/** Whether the record right after the header has a valid checksum under one of `seeds`. */
+function firstRecordPasses(file: StorageFile, size: number, seeds: readonly number[]): boolean {
   const head = Buffer.alloc(4);
   if (file.read(head, 0, 4, WAL_HEADER_SIZE) !== 4) return false;
   const length = head.readUInt32LE(0) + RECORD_OVERHEAD;
   if (length > MAX_BODY_LENGTH + RECORD_OVERHEAD || WAL_HEADER_SIZE + length > size) return false;
   const record = Buffer.alloc(length);
   if (file.read(record, 0, length, WAL_HEADER_SIZE) !== length) return false;
-  for (const generation of [expect.generation, expect.generation + 1]) {
-    const seed = decodeWalHeader(encodeWalHeader(expect.fileId, generation)).checksum;
-    if (recordChecksumOk(record, 0, length, seed)) return true;
-  }
-  return false;
+  return seeds.some((seed) => recordChecksumOk(record, 0, length, seed));
 }
 
 function readExactly(
