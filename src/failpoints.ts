@@ -26,6 +26,7 @@ export function failpoint(name: string): void {
 
 /** Every failpoint name the engine passes, for tests that iterate over them. */
 export const FAILPOINTS = [
+  "pager:create:tmp-written",
   "wal:before-write",
   "wal:after-write",
   "wal:after-sync",

@@ -512,6 +512,7 @@ function openPager(backend: StorageBackend, opts: FileStoreOptions): Pager {
     pageSize: opts.pageSize,
     cachePages: opts.cachePages,
     now: opts.clock,
+    failpoint,
     ...(opts.useMmap
       ? {
           source: (file: StorageFile) => {

@@ -266,6 +266,30 @@ describe("pager", () => {
     p.close();
   });
 
+  test("a new file appears whole: its meta is written to a temporary file and renamed", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "emdb-pager-create-"));
+    try {
+      const file = path.join(dir, "db");
+      const crash = () => {
+        throw new Error("crash after the temporary file");
+      };
+      assert.throws(() => Pager.open(new FileBackend(), file, { pageSize: P, failpoint: crash }));
+      // What a crash there leaves: an empty database file, a complete temporary file.
+      assert.equal(fs.statSync(file).size, 0);
+      assert.equal(fs.statSync(`${file}.create.tmp`).size, 2 * P);
+      const p = Pager.open(new FileBackend(), file, { pageSize: P });
+      assert.equal(p.meta.generation, 0);
+      assertClean(p);
+      p.close();
+      assert.equal(fs.existsSync(`${file}.create.tmp`), false, "the rename consumed it");
+      const again = Pager.open(new FileBackend(), file, { pageSize: P });
+      assert.equal(again.meta.generation, 0);
+      again.close();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("a flipped byte in a page is EMDB_CORRUPTED at an offset inside that page", () => {
     withPrng((rng) => {
       const be = new MemoryBackend();

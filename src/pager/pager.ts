@@ -83,6 +83,8 @@ export interface PagerOptions {
   readonly source?: (file: StorageFile) => PageSource;
   /** Clock for `createdAt`. */
   readonly now?: () => number;
+  /** Crash-test hook for the creation of a new file (`failpoints.ts`). */
+  readonly failpoint?: (name: "pager:create:tmp-written") => void;
 }
 
 export interface CommitFields {
@@ -110,6 +112,31 @@ interface TxnSnapshot {
   readonly free: number[];
   readonly pending: Set<number>;
   readonly pageCount: number;
+}
+
+/**
+ * Writes the first meta page into a temporary file, syncs it and renames it over `path`, then
+ * syncs the directory: a crash (or power cut) during creation leaves either no database or a
+ * complete one, never a torn first meta page that would read as corruption.
+ */
+function createFile(
+  backend: StorageBackend,
+  path: string,
+  pageSize: number,
+  options: PagerOptions,
+): Meta {
+  const tmp = `${path}.create.tmp`;
+  const file = backend.open(tmp, true);
+  let meta: Meta;
+  try {
+    meta = createMeta(file, pageSize, options.now ?? Date.now);
+  } finally {
+    file.close();
+  }
+  options.failpoint?.("pager:create:tmp-written");
+  backend.rename(tmp, path);
+  backend.syncDir(dirOf(path));
+  return meta;
 }
 
 /** Coalesced writes are cut at this size so a huge commit does not build one huge buffer. */
@@ -173,16 +200,17 @@ export class Pager {
         `page size must be a power of two from ${MIN_PAGE_SIZE} to ${MAX_PAGE_SIZE}, got ${pageSize}`,
       );
     }
-    const file = backend.open(path, true);
+    let file = backend.open(path, true);
     try {
       let status: MetaStatus;
       if (isBlank(file)) {
+        file.close();
         status = {
-          chosen: createMeta(file, pageSize, options.now ?? Date.now),
+          chosen: createFile(backend, path, pageSize, options),
           other: undefined,
           otherError: "meta slot 1 is empty (new file)",
         };
-        backend.syncDir(dirOf(path));
+        file = backend.open(path, false);
       } else {
         status = chooseMeta(file, path, pageSize);
       }
