@@ -17,7 +17,7 @@ import { type MigrationReport, prepareDatabaseFile } from "../migrations/migrate
 import { TreeCursor } from "./btree/cursor.js";
 import { BTree, type Change } from "./btree/tree.js";
 import type { ProgressListener } from "./builder.js";
-import { EmdbError } from "./errors.js";
+import { EmdbError, isEmdbError } from "./errors.js";
 import { failpoint } from "./failpoints.js";
 import type { FlushPolicy } from "./flush-policy.js";
 import { hashInternalKey } from "./keys.js";
@@ -30,6 +30,7 @@ import type { Batch, Persistence, PersistenceStats } from "./persistence.js";
 import { type Entry, entryValue, type Keyspace, Timed } from "./shards/keyspace.js";
 import { compareTreeWithMemory, liveEntries, loadTree } from "./tree-memory.js";
 import { type Clock, NO_EXPIRY } from "./ttl/ttl.js";
+import { decodeWalHeader, WAL_HEADER_SIZE } from "./wal/header.js";
 import { replayWal, type WalOp } from "./wal/replay.js";
 import { WalWriter } from "./wal/writer.js";
 
@@ -98,11 +99,15 @@ export class FileStore implements Persistence {
       let migration: MigrationReport | undefined;
       if (opts.backend === undefined) {
         // Under the lock, before anything reads the file as ours.
-        migration = prepareDatabaseFile(opts.path, {
-          pageSize: opts.pageSize,
-          now: opts.clock,
-          onProgress: opts.onProgress,
-        });
+        try {
+          migration = prepareDatabaseFile(opts.path, {
+            pageSize: opts.pageSize,
+            now: opts.clock,
+            onProgress: opts.onProgress,
+          });
+        } catch (err) {
+          throw damagedBesideOwnWal(err, backend, opts.path);
+        }
       }
       pager = openPager(backend, opts);
       loadTree(new BTree(pager), ks);
@@ -505,6 +510,32 @@ const mapped = new WeakSet<Pager>();
 const DIRECT_BATCH_MIN_OPS = 64;
 /** A checkpoint of at least this many changed keys may rebuild the tree from memory. */
 const FULL_REWRITE_MIN_OPS = 16_384;
+
+/**
+ * A page file that does not read as any database, next to a WAL with a valid header of ours,
+ * is our page file damaged (both meta magics, or cut to a few bytes): `EMDB_CORRUPTED`, not
+ * "not an emdb database", which would invite deleting the files.
+ */
+function damagedBesideOwnWal(err: unknown, backend: StorageBackend, path: string): unknown {
+  if (!isEmdbError(err, "EMDB_MAGIC_MISMATCH")) return err;
+  const walPath = `${path}.wal`;
+  if (!backend.exists(walPath)) return err;
+  const file = backend.open(walPath, false);
+  try {
+    const raw = Buffer.alloc(WAL_HEADER_SIZE);
+    if (file.read(raw, 0, WAL_HEADER_SIZE, 0) !== WAL_HEADER_SIZE) return err;
+    decodeWalHeader(raw);
+  } catch {
+    return err;
+  } finally {
+    file.close();
+  }
+  return new EmdbError(
+    "EMDB_CORRUPTED",
+    `the page file has no emdb magic in either meta page, but ${walPath} is an emdb WAL: the page file is damaged`,
+    { file: path, offset: 0, cause: err },
+  );
+}
 
 function openPager(backend: StorageBackend, opts: FileStoreOptions): Pager {
   let viaMmap = false;

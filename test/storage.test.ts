@@ -324,6 +324,30 @@ describe("a WAL without its page file", () => {
     });
   }
 
+  test("a page file without any emdb magic beside an emdb WAL is EMDB_CORRUPTED, not 'not an emdb database'", () => {
+    const p = freshPath();
+    const { wal } = walWithRecords(p);
+    const page = fs.readFileSync(p);
+    const noMagic = Buffer.from(page);
+    noMagic.fill(0x41, 0, 8); // slot A
+    noMagic.fill(0x41, 4096, 4096 + 8); // slot B
+    for (const image of [page.subarray(0, 3), page.subarray(0, 7), noMagic]) {
+      fs.writeFileSync(p, image);
+      fs.writeFileSync(`${p}.wal`, wal);
+      assert.throws(
+        () => open(p),
+        (e: unknown) => (e as { code?: string }).code === "EMDB_CORRUPTED",
+        `a page file of ${image.length} bytes`,
+      );
+    }
+    // Without the WAL the same bytes are simply not a database.
+    fs.rmSync(`${p}.wal`);
+    assert.throws(
+      () => open(p),
+      (e: unknown) => (e as { code?: string }).code === "EMDB_MAGIC_MISMATCH",
+    );
+  });
+
   test("a cleanly closed database's WAL holds no records: deleting the page file starts afresh", () => {
     const p = freshPath();
     walWithRecords(p); // closed cleanly: the WAL is a bare header again
