@@ -273,7 +273,10 @@ describe("pager", () => {
       const crash = () => {
         throw new Error("crash after the temporary file");
       };
-      assert.throws(() => Pager.open(new FileBackend(), file, { pageSize: P, failpoint: crash }));
+      assert.throws(
+        () => Pager.open(new FileBackend(), file, { pageSize: P, failpoint: crash }),
+        /crash after the temporary file/,
+      );
       // What a crash there leaves: an empty database file, a complete temporary file.
       assert.equal(fs.statSync(file).size, 0);
       assert.equal(fs.statSync(`${file}.create.tmp`).size, 2 * P);

@@ -200,11 +200,12 @@ export class Pager {
         `page size must be a power of two from ${MIN_PAGE_SIZE} to ${MAX_PAGE_SIZE}, got ${pageSize}`,
       );
     }
-    let file = backend.open(path, true);
+    let file: StorageFile | undefined = backend.open(path, true);
     try {
       let status: MetaStatus;
       if (isBlank(file)) {
         file.close();
+        file = undefined;
         status = {
           chosen: createFile(backend, path, pageSize, options),
           other: undefined,
@@ -216,7 +217,7 @@ export class Pager {
       }
       return new Pager(file, path, status, options);
     } catch (err) {
-      file.close();
+      file?.close();
       throw err;
     }
   }
