@@ -116,7 +116,7 @@ test("page-file byte flips and truncations: correct data or EMDB_CORRUPTED", () 
   const img = makeImage(base);
   const full = img.states[img.states.length - 1]!;
   let corrupted = 0;
-  for (let i = 0; i < 120; i++) {
+  for (let i = 0; i < 400; i++) {
     const seed = (base + i) >>> 0;
     withSeed(seed, () => {
       const rng = new Prng(seed);
@@ -160,7 +160,7 @@ test("WAL byte flips and truncations: every op before the damage, or EMDB_CORRUP
   const img = makeImage(base + 7);
   let corrupted = 0;
   let prefixes = 0;
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < 400; i++) {
     const seed = (base + i) >>> 0;
     withSeed(seed, () => {
       const rng = new Prng(seed);
