@@ -23,6 +23,7 @@ import type { FlushPolicy } from "./flush-policy.js";
 import { hashInternalKey } from "./keys.js";
 import { dirOf, FileBackend, type StorageBackend, type StorageFile } from "./pager/backend.js";
 import { acquireLock, type FileLock } from "./pager/lock.js";
+import { isBlank } from "./pager/meta.js";
 import { MmapSource } from "./pager/mmap-source.js";
 import { PreadSource } from "./pager/page-source.js";
 import { Pager } from "./pager/pager.js";
@@ -31,7 +32,7 @@ import { type Entry, entryValue, type Keyspace, Timed } from "./shards/keyspace.
 import { compareTreeWithMemory, liveEntries, loadTree } from "./tree-memory.js";
 import { type Clock, NO_EXPIRY } from "./ttl/ttl.js";
 import { decodeWalHeader, WAL_HEADER_SIZE } from "./wal/header.js";
-import { replayWal, type WalOp } from "./wal/replay.js";
+import { replayWal, type WalOp, walHoldsRecords } from "./wal/replay.js";
 import { WalWriter } from "./wal/writer.js";
 
 export interface FileStoreOptions {
@@ -109,9 +110,17 @@ export class FileStore implements Persistence {
           throw damagedBesideOwnWal(err, backend, opts.path);
         }
       }
+      const walPath = `${opts.path}.wal`;
+      if (isBlankFile(backend, opts.path) && walHoldsRecords(backend, walPath)) {
+        // Checked before a new page file is created, so the refusal changes nothing on disk.
+        throw new EmdbError(
+          "EMDB_CORRUPTED",
+          "the page file is missing or empty but its WAL sidecar holds records (acknowledged writes would be lost). Move the WAL away to start a new database",
+          { file: walPath, offset: 0 },
+        );
+      }
       pager = openPager(backend, opts);
       loadTree(new BTree(pager), ks);
-      const walPath = `${opts.path}.wal`;
       const generation = pager.meta.generation;
       const replayed: WalOp[] = [];
       const result = replayWal(backend, walPath, { fileId: pager.fileId, generation }, (op) =>
@@ -535,6 +544,17 @@ function damagedBesideOwnWal(err: unknown, backend: StorageBackend, path: string
     `the page file has no emdb magic in either meta page, but ${walPath} is an emdb WAL: the page file is damaged`,
     { file: path, offset: 0, cause: err },
   );
+}
+
+/** A page file that does not exist yet, or that the pager would treat as new (`isBlank`). */
+function isBlankFile(backend: StorageBackend, path: string): boolean {
+  if (!backend.exists(path)) return true;
+  const file = backend.open(path, false);
+  try {
+    return isBlank(file);
+  } finally {
+    file.close();
+  }
 }
 
 function openPager(backend: StorageBackend, opts: FileStoreOptions): Pager {

@@ -308,21 +308,43 @@ describe("a WAL without its page file", () => {
   }
 
   for (const damage of ["emptied", "deleted"] as const) {
-    test(`a page file ${damage} beside a WAL holding records is EMDB_CORRUPTED, and the WAL is kept`, () => {
+    test(`a page file ${damage} beside a WAL holding records is EMDB_CORRUPTED, and nothing on disk changes`, () => {
       const p = freshPath();
       const { wal } = walWithRecords(p);
       fs.writeFileSync(`${p}.wal`, wal);
       if (damage === "emptied") fs.writeFileSync(p, Buffer.alloc(0));
       else fs.rmSync(p);
-      assert.throws(
-        () => open(p),
-        (e: unknown) =>
-          (e as { code?: string }).code === "EMDB_CORRUPTED" &&
-          /belongs to another page file and holds records/.test(String(e)),
-      );
-      assert.ok(fs.readFileSync(`${p}.wal`).equals(wal), "the WAL must not be overwritten");
+      for (let attempt = 0; attempt < 2; attempt++) {
+        assert.throws(
+          () => open(p),
+          (e: unknown) =>
+            (e as { code?: string }).code === "EMDB_CORRUPTED" &&
+            /missing or empty but its WAL sidecar holds records/.test(String(e)),
+        );
+        assert.ok(fs.readFileSync(`${p}.wal`).equals(wal), "the WAL must not be overwritten");
+        if (damage === "emptied") assert.equal(fs.statSync(p).size, 0);
+        else assert.equal(fs.existsSync(p), false, "no new page file is created");
+      }
     });
   }
+
+  test("a page file of another database beside a WAL holding records is EMDB_CORRUPTED", () => {
+    const p = freshPath();
+    const { wal } = walWithRecords(p);
+    const q = freshPath();
+    const other = open(q);
+    other.insert("other", "db");
+    other.close();
+    fs.copyFileSync(q, p);
+    fs.writeFileSync(`${p}.wal`, wal);
+    assert.throws(
+      () => open(p),
+      (e: unknown) =>
+        (e as { code?: string }).code === "EMDB_CORRUPTED" &&
+        /belongs to another page file and holds records/.test(String(e)),
+    );
+    assert.ok(fs.readFileSync(`${p}.wal`).equals(wal));
+  });
 
   test("a page file without any emdb magic beside an emdb WAL is EMDB_CORRUPTED, not 'not an emdb database'", () => {
     const p = freshPath();

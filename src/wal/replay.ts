@@ -134,6 +134,30 @@ function notReplayed(
   return result;
 }
 
+/**
+ * Whether the WAL at `walPath` has a valid header followed by a record that validates under
+ * it: it holds writes, whichever page file it belongs to.
+ */
+export function walHoldsRecords(backend: StorageBackend, walPath: string): boolean {
+  if (!backend.exists(walPath)) return false;
+  const file = backend.open(walPath, false);
+  try {
+    const size = file.size();
+    if (size < WAL_HEADER_SIZE) return false;
+    const raw = Buffer.alloc(WAL_HEADER_SIZE);
+    readExactly(file, raw, 0, WAL_HEADER_SIZE, 0, walPath);
+    let header: WalHeader;
+    try {
+      header = decodeWalHeader(raw, walPath);
+    } catch {
+      return false;
+    }
+    return firstRecordPasses(file, size, [header.checksum]);
+  } finally {
+    file.close();
+  }
+}
+
 export function replayWal(
   backend: StorageBackend,
   walPath: string,
