@@ -81,7 +81,11 @@ export function migrateIfLegacy(
   fs.rmSync(tmp, { force: true });
 
   // 1. The new file, complete and synced, beside the old one.
-  const pager = Pager.open(backend, tmp, { pageSize: opts.pageSize, now: opts.now });
+  const pager = Pager.open(backend, tmp, {
+    temporary: true,
+    pageSize: opts.pageSize,
+    now: opts.now,
+  });
   let scan: ReturnType<typeof readLegacyEach>;
   try {
     const loader = new BulkLoader(pager);

@@ -439,6 +439,7 @@ export class FileStore implements Persistence {
     try {
       if (backend.exists(tmp)) backend.remove(tmp);
       const next = Pager.open(backend, tmp, {
+        temporary: true,
         pageSize: this.pager.pageSize,
         cachePages: this.opts.cachePages,
         now: this.opts.clock,

@@ -285,6 +285,16 @@ describe("pager", () => {
       assertClean(p);
       p.close();
       assert.equal(fs.existsSync(`${file}.create.tmp`), false, "the rename consumed it");
+      // A compaction's or a migration's output is itself renamed into place: created in place.
+      const tmp = path.join(dir, "out.tmp");
+      const t = Pager.open(new FileBackend(), tmp, {
+        pageSize: P,
+        temporary: true,
+        failpoint: crash,
+      });
+      assert.equal(t.meta.generation, 0);
+      t.close();
+      assert.deepEqual(fs.readdirSync(dir).sort(), ["db", "out.tmp"]);
       const again = Pager.open(new FileBackend(), file, { pageSize: P });
       assert.equal(again.meta.generation, 0);
       again.close();

@@ -247,6 +247,18 @@ describe("space and size", () => {
     assert.ok(fs.statSync(p).size < 1024 * 1024, "compaction returns the value's pages");
     db.close();
   });
+
+  test("creating, writing and compacting leave only the page file, its WAL and its lock", () => {
+    const dir = fs.mkdtempSync(path.join(root, "files-"));
+    const p = path.join(dir, "db.emdb");
+    const db = open(p);
+    db.insert("k", "v");
+    db.flush();
+    db.compact();
+    assert.deepEqual(db.check(), []);
+    db.close();
+    assert.deepEqual(fs.readdirSync(dir).sort(), ["db.emdb", "db.emdb.lock", "db.emdb.wal"]);
+  });
 });
 
 describe("meta pages", () => {

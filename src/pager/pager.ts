@@ -83,6 +83,11 @@ export interface PagerOptions {
   readonly source?: (file: StorageFile) => PageSource;
   /** Clock for `createdAt`. */
   readonly now?: () => number;
+  /**
+   * The file is itself a temporary that its caller renames into place (compaction,
+   * migration): a new one is written in place, not through `<path>.create.tmp`.
+   */
+  readonly temporary?: boolean;
   /** Crash-test hook for the creation of a new file (`failpoints.ts`). */
   readonly failpoint?: (name: "pager:create:tmp-written") => void;
 }
@@ -203,17 +208,19 @@ export class Pager {
     let file: StorageFile | undefined = backend.open(path, true);
     try {
       let status: MetaStatus;
-      if (isBlank(file)) {
-        file.close();
-        file = undefined;
-        status = {
-          chosen: createFile(backend, path, pageSize, options),
-          other: undefined,
-          otherError: "meta slot 1 is empty (new file)",
-        };
-        file = backend.open(path, false);
-      } else {
+      if (!isBlank(file)) {
         status = chooseMeta(file, path, pageSize);
+      } else {
+        let meta: Meta;
+        if (options.temporary === true) {
+          meta = createMeta(file, pageSize, options.now ?? Date.now);
+        } else {
+          file.close();
+          file = undefined;
+          meta = createFile(backend, path, pageSize, options);
+          file = backend.open(path, false);
+        }
+        status = { chosen: meta, other: undefined, otherError: "meta slot 1 is empty (new file)" };
       }
       return new Pager(file, path, status, options);
     } catch (err) {
