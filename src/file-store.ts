@@ -31,8 +31,7 @@ import type { Batch, Persistence, PersistenceStats } from "./persistence.js";
 import { type Entry, entryValue, type Keyspace, Timed } from "./shards/keyspace.js";
 import { compareTreeWithMemory, liveEntries, loadTree } from "./tree-memory.js";
 import { type Clock, NO_EXPIRY } from "./ttl/ttl.js";
-import { decodeWalHeader, WAL_HEADER_SIZE } from "./wal/header.js";
-import { replayWal, type WalOp, walHoldsRecords } from "./wal/replay.js";
+import { probeWal, replayWal, type WalOp } from "./wal/replay.js";
 import { WalWriter } from "./wal/writer.js";
 
 export interface FileStoreOptions {
@@ -111,7 +110,7 @@ export class FileStore implements Persistence {
         }
       }
       const walPath = `${opts.path}.wal`;
-      if (isBlankFile(backend, opts.path) && walHoldsRecords(backend, walPath)) {
+      if (isBlankFile(backend, opts.path) && probeWal(backend, walPath)?.holdsRecords === true) {
         // Checked before a new page file is created, so the refusal changes nothing on disk.
         throw new EmdbError(
           "EMDB_CORRUPTED",
@@ -527,18 +526,9 @@ const FULL_REWRITE_MIN_OPS = 16_384;
  * "not an emdb database", which would invite deleting the files.
  */
 function damagedBesideOwnWal(err: unknown, backend: StorageBackend, path: string): unknown {
-  if (!isEmdbError(err, "EMDB_MAGIC_MISMATCH")) return err;
   const walPath = `${path}.wal`;
-  if (!backend.exists(walPath)) return err;
-  const file = backend.open(walPath, false);
-  try {
-    const raw = Buffer.alloc(WAL_HEADER_SIZE);
-    if (file.read(raw, 0, WAL_HEADER_SIZE, 0) !== WAL_HEADER_SIZE) return err;
-    decodeWalHeader(raw);
-  } catch {
+  if (!isEmdbError(err, "EMDB_MAGIC_MISMATCH") || probeWal(backend, walPath) === undefined) {
     return err;
-  } finally {
-    file.close();
   }
   return new EmdbError(
     "EMDB_CORRUPTED",

@@ -135,24 +135,28 @@ function notReplayed(
 }
 
 /**
- * Whether the WAL at `walPath` has a valid header followed by a record that validates under
- * it: it holds writes, whichever page file it belongs to.
+ * A look at the WAL at `walPath` without replaying it: undefined when it is missing or its
+ * header is not valid; otherwise whether a record follows the header and validates under it
+ * (the file holds writes, whichever page file it belongs to).
  */
-export function walHoldsRecords(backend: StorageBackend, walPath: string): boolean {
-  if (!backend.exists(walPath)) return false;
+export function probeWal(
+  backend: StorageBackend,
+  walPath: string,
+): { header: WalHeader; holdsRecords: boolean } | undefined {
+  if (!backend.exists(walPath)) return undefined;
   const file = backend.open(walPath, false);
   try {
     const size = file.size();
-    if (size < WAL_HEADER_SIZE) return false;
+    if (size < WAL_HEADER_SIZE) return undefined;
     const raw = Buffer.alloc(WAL_HEADER_SIZE);
     readExactly(file, raw, 0, WAL_HEADER_SIZE, 0, walPath);
     let header: WalHeader;
     try {
       header = decodeWalHeader(raw, walPath);
     } catch {
-      return false;
+      return undefined;
     }
-    return firstRecordPasses(file, size, [header.checksum]);
+    return { header, holdsRecords: firstRecordPasses(file, size, [header.checksum]) };
   } finally {
     file.close();
   }
