@@ -346,6 +346,13 @@ test("a foreign WAL says whether it holds records of its own page file", () => {
   w.close();
   // A header alone holds nothing either.
   assert.equal(replayWal(writeWal([]).mem, WAL, other, neverCalled).holdsRecords, false);
+  // A damaged first record does not hide the valid ones after it.
+  const two = writeWal([
+    { kind: "put", key: "a", value: Buffer.from("1"), expiresAt: 0 },
+    { kind: "put", key: "b", value: Buffer.from("2"), expiresAt: 0 },
+  ]).bytes;
+  two[64 + 20]! ^= 0xff;
+  assert.equal(replayWal(withBytes(two), WAL, other, neverCalled).holdsRecords, true);
 });
 
 test("files without a usable header: empty-unbound only when they cannot hold a record", () => {

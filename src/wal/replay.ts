@@ -156,7 +156,7 @@ export function probeWal(
     } catch {
       return undefined;
     }
-    return { header, holdsRecords: firstRecordPasses(file, size, [header.checksum]) };
+    return { header, holdsRecords: holdsOwnRecords(file, size, walPath, header) };
   } finally {
     file.close();
   }
@@ -200,7 +200,7 @@ export function replayWal(
     }
     if (!header.fileId.equals(expect.fileId)) {
       const result = notReplayed("foreign", header, size);
-      result.holdsRecords = firstRecordPasses(file, size, [header.checksum]);
+      result.holdsRecords = holdsOwnRecords(file, size, walPath, header);
       return result;
     }
     if (header.generation < expect.generation) {
@@ -227,6 +227,27 @@ function holdsCurrentRecords(file: StorageFile, size: number, expect: WalExpecta
     (generation) => decodeWalHeader(encodeWalHeader(expect.fileId, generation)).checksum,
   );
   return firstRecordPasses(file, size, seeds);
+}
+
+/**
+ * Whether a WAL holds complete records under its own header, read as a replay would read it
+ * (nothing is delivered). Records left by older generations fail the header's seed and read
+ * as a torn tail; damage followed by valid records is `EMDB_CORRUPTED` in a replay, and
+ * means here that records are there. Reads the whole file: only a WAL about to be refused
+ * or replaced is probed.
+ */
+function holdsOwnRecords(
+  file: StorageFile,
+  size: number,
+  walPath: string,
+  header: WalHeader,
+): boolean {
+  try {
+    return new RecordScanner(file, size, walPath, header).run(() => {}).records > 0;
+  } catch (err) {
+    if (isEmdbError(err, "EMDB_CORRUPTED")) return true;
+    throw err;
+  }
 }
 
 /** Whether the record right after the header has a valid checksum under one of `seeds`. */
