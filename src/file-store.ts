@@ -29,7 +29,7 @@ import { PreadSource } from "./pager/page-source.js";
 import { Pager } from "./pager/pager.js";
 import type { Batch, Persistence, PersistenceStats } from "./persistence.js";
 import { type Entry, entryValue, type Keyspace, Timed } from "./shards/keyspace.js";
-import { compareTreeWithMemory, liveEntries, loadTree } from "./tree-memory.js";
+import { compareTreeWithMemory, liveEntries, loadTree, withProgress } from "./tree-memory.js";
 import { type Clock, NO_EXPIRY } from "./ttl/ttl.js";
 import { probeWal, replayWal, type WalOp } from "./wal/replay.js";
 import { WalWriter } from "./wal/writer.js";
@@ -445,7 +445,9 @@ export class FileStore implements Persistence {
       });
       try {
         const tree = new BTree(next);
-        tree.rebuild(liveEntries(this.ks, this.opts.clock()));
+        tree.rebuild(
+          withProgress(liveEntries(this.ks, this.opts.clock()), this.ks.size, this.opts.onProgress),
+        );
         tree.commit(this.lastTxId);
       } finally {
         next.close();

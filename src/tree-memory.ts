@@ -4,8 +4,10 @@
  * are the difference. Three uses: filling memory from the tree at open, streaming memory
  * into a full tree rewrite, and checking that the two agree (`db.check()`).
  */
+
 import type { BulkEntry } from "./btree/bulk-load.js";
 import type { BTree } from "./btree/tree.js";
+import type { ProgressListener } from "./builder.js";
 import { hashInternalKey, MAX_KEY_SIZE } from "./keys.js";
 import { type Keyspace, Timed } from "./shards/keyspace.js";
 
@@ -97,4 +99,29 @@ export function compareTreeWithMemory(
     problems.push(`memory holds ${cleanInMemory} checkpointed keys but the tree holds ${inTree}`);
   }
   return problems;
+}
+
+/** Entries a compaction writes between two progress reports. */
+const COMPACT_PROGRESS_EVERY = 65_536;
+
+/**
+ * Passes `entries` through, reporting `{ phase: "compact", done, total }` every
+ * `COMPACT_PROGRESS_EVERY` entries and once at the end. `total` counts expired entries not
+ * yet swept, so `done` may end below it.
+ */
+export function* withProgress<T>(
+  entries: Iterable<T>,
+  total: number,
+  onProgress: ProgressListener | undefined,
+): Generator<T, void, undefined> {
+  if (onProgress === undefined) {
+    yield* entries;
+    return;
+  }
+  let done = 0;
+  for (const e of entries) {
+    yield e;
+    if (++done % COMPACT_PROGRESS_EVERY === 0) onProgress({ phase: "compact", done, total });
+  }
+  onProgress({ phase: "compact", done, total });
 }

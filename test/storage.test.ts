@@ -248,6 +248,28 @@ describe("space and size", () => {
     db.close();
   });
 
+  test("compact() reports its progress to the builder's onProgress", () => {
+    const p = freshPath();
+    const seen: { phase: string; done: number; total: number | undefined }[] = [];
+    const db = Emdb.builder()
+      .path(p)
+      .onProgress((e) => seen.push(e))
+      .build();
+    const n = 70_000;
+    db.transaction((tx) => {
+      for (let i = 0; i < n; i++) tx.insert(`k${i}`, "v");
+    });
+    assert.deepEqual(seen, [], "nothing to report before the compaction");
+    db.compact();
+    assert.deepEqual(seen, [
+      { phase: "compact", done: 65_536, total: n },
+      { phase: "compact", done: n, total: n },
+    ]);
+    assert.equal(db.len(), n);
+    assert.deepEqual(db.check(), []);
+    db.close();
+  });
+
   test("creating, writing and compacting leave only the page file, its WAL and its lock", () => {
     const dir = fs.mkdtempSync(path.join(root, "files-"));
     const p = path.join(dir, "db.emdb");
