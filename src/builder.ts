@@ -21,7 +21,10 @@ export interface EmdbConfig {
   readonly onProgress: ProgressListener | undefined;
 }
 
-/** Progress of long work (migration, compaction): called every few thousand records. */
+/**
+ * Progress of long work: `migrate-read` (bytes of the legacy file, per chunk read),
+ * `migrate-write` and `compact` (entries written, every 65,536 and at the end).
+ */
 export type ProgressListener = (progress: {
   phase: string;
   done: number;
