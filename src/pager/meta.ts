@@ -30,7 +30,7 @@ import { randomBytes } from "node:crypto";
 import { xxh32 } from "@node-rs/xxhash";
 import { readU64, writeU64 } from "../codec.js";
 import { corrupted, EmdbError } from "../errors.js";
-import type { StorageFile } from "./backend.js";
+import { dirOf, type StorageBackend, type StorageFile } from "./backend.js";
 import {
   DEFAULT_PAGE_SIZE,
   isValidPageSize,
@@ -185,6 +185,62 @@ export function isBlank(file: StorageFile): boolean {
   const bytes = Buffer.alloc(size);
   file.read(bytes, 0, size, 0);
   return bytes.every((b) => b === 0);
+}
+
+export interface OpenPageFileOptions {
+  /** Clock for `createdAt`. */
+  readonly now?: (() => number) | undefined;
+  /**
+   * The file is itself a temporary that its caller renames into place (compaction,
+   * migration): a new one is written in place, not through `<path>.create.tmp`.
+   */
+  readonly temporary?: boolean | undefined;
+  /** Crash-test hook between the temporary file and its rename. */
+  readonly failpoint?: ((name: "pager:create:tmp-written") => void) | undefined;
+}
+
+/**
+ * Opens the page file at `path` and picks the meta to open with; a missing or blank file is
+ * created first. Creation writes the first meta into `<path>.create.tmp`, syncs it and renames
+ * it over `path`, then syncs the directory, so a crash (or power cut) leaves either no
+ * database or a complete one, never a torn first meta page that would read as corruption.
+ */
+export function openPageFile(
+  backend: StorageBackend,
+  path: string,
+  pageSize: number,
+  options: OpenPageFileOptions,
+): { file: StorageFile; status: MetaStatus } {
+  const now = options.now ?? Date.now;
+  let file: StorageFile | undefined = backend.open(path, true);
+  try {
+    if (!isBlank(file)) return { file, status: chooseMeta(file, path, pageSize) };
+    let meta: Meta;
+    if (options.temporary === true) {
+      meta = createMeta(file, pageSize, now);
+    } else {
+      file.close();
+      file = undefined;
+      const tmp = `${path}.create.tmp`;
+      const t = backend.open(tmp, true);
+      try {
+        meta = createMeta(t, pageSize, now);
+      } finally {
+        t.close();
+      }
+      options.failpoint?.("pager:create:tmp-written");
+      backend.rename(tmp, path);
+      backend.syncDir(dirOf(path));
+      file = backend.open(path, false);
+    }
+    return {
+      file,
+      status: { chosen: meta, other: undefined, otherError: "meta slot 1 is empty (new file)" },
+    };
+  } catch (err) {
+    file?.close();
+    throw err;
+  }
 }
 
 /**

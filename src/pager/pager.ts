@@ -29,7 +29,7 @@
  * `pageSize` of slot A; when A is unreadable every legal page size is tried for B.
  */
 import { corrupted, EmdbError } from "../errors.js";
-import { dirOf, type StorageBackend, type StorageFile } from "./backend.js";
+import type { StorageBackend, StorageFile } from "./backend.js";
 import { checkPager, type PageVisitor } from "./check.js";
 import {
   countRuns,
@@ -41,13 +41,12 @@ import {
   toRuns,
 } from "./freelist.js";
 import {
-  chooseMeta,
-  createMeta,
   encodeMeta,
-  isBlank,
   type Meta,
   type MetaStatus,
   metaSlot,
+  type OpenPageFileOptions,
+  openPageFile,
 } from "./meta.js";
 import {
   DEFAULT_PAGE_SIZE,
@@ -72,7 +71,8 @@ export type CommitFailpoint =
   | "commit:meta-written"
   | "commit:meta-synced";
 
-export interface PagerOptions {
+/** `now`, `temporary` and `failpoint` apply to the creation of a new file (`openPageFile`). */
+export interface PagerOptions extends OpenPageFileOptions {
   /** Page size for a new file (power of two, 512..65536). An existing file keeps its own. */
   readonly pageSize?: number;
   /** Page cache capacity, in pages. */
@@ -81,15 +81,6 @@ export interface PagerOptions {
   readonly spillBytes?: number;
   /** Builds the reader; defaults to positional reads. */
   readonly source?: (file: StorageFile) => PageSource;
-  /** Clock for `createdAt`. */
-  readonly now?: () => number;
-  /**
-   * The file is itself a temporary that its caller renames into place (compaction,
-   * migration): a new one is written in place, not through `<path>.create.tmp`.
-   */
-  readonly temporary?: boolean;
-  /** Crash-test hook for the creation of a new file (`failpoints.ts`). */
-  readonly failpoint?: (name: "pager:create:tmp-written") => void;
 }
 
 export interface CommitFields {
@@ -117,31 +108,6 @@ interface TxnSnapshot {
   readonly free: number[];
   readonly pending: Set<number>;
   readonly pageCount: number;
-}
-
-/**
- * Writes the first meta page into a temporary file, syncs it and renames it over `path`, then
- * syncs the directory: a crash (or power cut) during creation leaves either no database or a
- * complete one, never a torn first meta page that would read as corruption.
- */
-function createFile(
-  backend: StorageBackend,
-  path: string,
-  pageSize: number,
-  options: PagerOptions,
-): Meta {
-  const tmp = `${path}.create.tmp`;
-  const file = backend.open(tmp, true);
-  let meta: Meta;
-  try {
-    meta = createMeta(file, pageSize, options.now ?? Date.now);
-  } finally {
-    file.close();
-  }
-  options.failpoint?.("pager:create:tmp-written");
-  backend.rename(tmp, path);
-  backend.syncDir(dirOf(path));
-  return meta;
 }
 
 /** Coalesced writes are cut at this size so a huge commit does not build one huge buffer. */
@@ -196,7 +162,7 @@ export class Pager {
     this.freelistPages = this.loadFreelist();
   }
 
-  /** Opens the page file at `path`, creating it (and syncing its directory) when missing or empty. */
+  /** Opens the page file at `path`, creating it whole when missing or blank (`openPageFile`). */
   static open(backend: StorageBackend, path: string, options: PagerOptions = {}): Pager {
     const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
     if (!isValidPageSize(pageSize)) {
@@ -205,26 +171,11 @@ export class Pager {
         `page size must be a power of two from ${MIN_PAGE_SIZE} to ${MAX_PAGE_SIZE}, got ${pageSize}`,
       );
     }
-    let file: StorageFile | undefined = backend.open(path, true);
+    const { file, status } = openPageFile(backend, path, pageSize, options);
     try {
-      let status: MetaStatus;
-      if (!isBlank(file)) {
-        status = chooseMeta(file, path, pageSize);
-      } else {
-        let meta: Meta;
-        if (options.temporary === true) {
-          meta = createMeta(file, pageSize, options.now ?? Date.now);
-        } else {
-          file.close();
-          file = undefined;
-          meta = createFile(backend, path, pageSize, options);
-          file = backend.open(path, false);
-        }
-        status = { chosen: meta, other: undefined, otherError: "meta slot 1 is empty (new file)" };
-      }
       return new Pager(file, path, status, options);
     } catch (err) {
-      file?.close();
+      file.close();
       throw err;
     }
   }
