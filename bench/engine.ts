@@ -81,3 +81,25 @@ export function assertOrdered(prev: Uint8Array | undefined, key: Uint8Array, eng
 export function checkOrder(prev: Uint8Array | undefined, key: Uint8Array): boolean {
   return prev === undefined || Buffer.compare(prev, key) < 0;
 }
+
+/**
+ * What a full scan does with each entry, the same for every engine: count it, add up the
+ * value bytes, and check the key follows the previous one.
+ */
+export class ScanTally {
+  private count = 0;
+  private valueBytes = 0;
+  private ordered = true;
+  private prev: Uint8Array | undefined;
+
+  add(key: Uint8Array, value: Uint8Array): void {
+    if (!checkOrder(this.prev, key)) this.ordered = false;
+    this.prev = key;
+    this.count++;
+    this.valueBytes += value.length;
+  }
+
+  result(): ScanResult {
+    return { count: this.count, ordered: this.ordered, valueBytes: this.valueBytes };
+  }
+}

@@ -7,7 +7,7 @@
  * from the separate runs whose medians the report shows.
  */
 import { Bench } from "tinybench";
-import type { Engine, EngineModule } from "./engine.js";
+import type { Engine, EngineModule, WritePhase } from "./engine.js";
 import type { Figures } from "./lines.js";
 import { diskSize, isPromise, nowMs, peakRss, settleHeap } from "./measure.js";
 import {
@@ -122,21 +122,34 @@ export async function timeScan(engine: Engine, n: number): Promise<number> {
   return (n / ms) * 1000;
 }
 
-export async function timePuts(
+/**
+ * Readies the engine for a put phase, untimed (`prepare`: emdb reopens under everyN(64),
+ * SQLite switches `synchronous`), and returns the timed run of its puts (new keys from the
+ * phase's own range; rate per second), or undefined when the engine has no such put.
+ */
+export async function preparePuts(
   engine: Engine,
-  put: (k: unknown, v: Buffer) => unknown,
+  phase: WritePhase,
+  wl: Workload,
   keys: unknown[],
-  values: Buffer[],
-  from: number,
-  count: number,
-): Promise<number> {
-  settleHeap();
-  const t0 = nowMs();
-  for (let i = from; i < from + count; i++) {
-    const r = put.call(engine, keys[i], values[i]!);
-    if (isPromise(r)) await r;
-  }
-  return (count / (nowMs() - t0)) * 1000;
+): Promise<{ count: number; time: () => Promise<number> } | undefined> {
+  const put: ((k: unknown, v: Buffer) => unknown) | undefined =
+    phase === "durable" ? engine.durablePut : engine.nonDurablePut;
+  if (put === undefined) return undefined;
+  const p = engine.prepare(phase);
+  if (isPromise(p)) await p;
+  const from = phase === "durable" ? wl.durableFrom : wl.nonDurableFrom;
+  const count = phase === "durable" ? DURABLE_PUTS : NON_DURABLE_PUTS;
+  const time = async () => {
+    settleHeap();
+    const t0 = nowMs();
+    for (let i = from; i < from + count; i++) {
+      const r = put.call(engine, keys[i], wl.values[i]!);
+      if (isPromise(r)) await r;
+    }
+    return (count / (nowMs() - t0)) * 1000;
+  };
+  return { count, time };
 }
 
 export async function runLoad(module: EngineModule, o: LoadOptions): Promise<LoadSample> {
@@ -167,34 +180,20 @@ export async function runLoad(module: EngineModule, o: LoadOptions): Promise<Loa
   rme.prefix = prefix.rme;
 
   let records = o.n;
-  if (engine.durablePut !== undefined) {
-    const p = engine.prepare("durable");
-    if (isPromise(p)) await p;
-    figures.durable = await timePuts(
-      engine,
-      engine.durablePut,
-      keys,
-      wl.values,
-      wl.durableFrom,
-      DURABLE_PUTS,
-    );
-    records += DURABLE_PUTS;
+  const durable = await preparePuts(engine, "durable", wl, keys);
+  if (durable !== undefined) {
+    figures.durable = await durable.time();
+    records += durable.count;
   }
   // Before any reopen: a reopen would count two generations of the engine's heap at once.
   figures.rss = peakRss() / MiB;
   figures.rssAboveHarness = figures.rss - harnessRss;
 
-  const p = engine.prepare("nonDurable");
-  if (isPromise(p)) await p;
-  figures.nonDurable = await timePuts(
-    engine,
-    engine.nonDurablePut,
-    keys,
-    wl.values,
-    wl.nonDurableFrom,
-    NON_DURABLE_PUTS,
-  );
-  records += NON_DURABLE_PUTS;
+  const nonDurable = await preparePuts(engine, "nonDurable", wl, keys);
+  if (nonDurable !== undefined) {
+    figures.nonDurable = await nonDurable.time();
+    records += nonDurable.count;
+  }
 
   const closed = engine.close();
   if (isPromise(closed)) await closed;

@@ -17,9 +17,9 @@ import { parseArgs } from "node:util";
 import { loadEngine } from "./adapters/index.js";
 import { type CpuProfile, formatRow, topSelfTimes } from "./cpuprofile.js";
 import type { EngineName } from "./engine.js";
-import { timeBulk, timePrefix, timePuts, timeReads, timeScan } from "./load-task.js";
+import { preparePuts, timeBulk, timePrefix, timeReads, timeScan } from "./load-task.js";
 import { heapFence, isPromise, nowMs, settleHeap } from "./measure.js";
-import { buildWorkload, DURABLE_PUTS, NON_DURABLE_PUTS } from "./workload.js";
+import { buildWorkload } from "./workload.js";
 
 const { values } = parseArgs({
   options: {
@@ -70,12 +70,9 @@ try {
     else if (line === "scan") await run(() => timeScan(engine, n));
     else if (line === "prefix") await run(async () => (await timePrefix(engine, wl, 1000)).rate);
     else if (line === "durable" || line === "nonDurable") {
-      await wait(engine.prepare(line));
-      const put = line === "durable" ? engine.durablePut : engine.nonDurablePut;
-      if (put === undefined) throw new Error(`${engine.name} has no ${line} put`);
-      const from = line === "durable" ? wl.durableFrom : wl.nonDurableFrom;
-      const count = line === "durable" ? DURABLE_PUTS : NON_DURABLE_PUTS;
-      await run(() => timePuts(engine, put, keys, wl.values, from, count));
+      const puts = await preparePuts(engine, line, wl, keys);
+      if (puts === undefined) throw new Error(`${engine.name} has no ${line} put`);
+      await run(puts.time);
     } else if (line === "reopen") {
       await wait(engine.close());
       const key = keys[wl.prefixFirst];

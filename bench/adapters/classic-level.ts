@@ -5,7 +5,7 @@
  * Single-record puts are `await db.put` (there is no synchronous put).
  */
 import { ClassicLevel } from "classic-level";
-import { assertOrdered, checkOrder, type Engine, type EngineModule } from "../engine.js";
+import { assertOrdered, type Engine, type EngineModule, ScanTally } from "../engine.js";
 
 type Db = ClassicLevel<Buffer, Buffer>;
 
@@ -57,26 +57,18 @@ class ClassicLevelEngine implements Engine<Buffer> {
   }
 
   async scanAll() {
-    let count = 0;
-    let valueBytes = 0;
-    let ordered = true;
-    let prev: Buffer | undefined;
+    const tally = new ScanTally();
     const it = this.handle.iterator();
     try {
       for (;;) {
         const entries = await it.nextv(1000);
         if (entries.length === 0) break;
-        for (const [key, value] of entries) {
-          if (!checkOrder(prev, key)) ordered = false;
-          prev = key;
-          count++;
-          valueBytes += value.length;
-        }
+        for (const [key, value] of entries) tally.add(key, value);
       }
     } finally {
       await it.close();
     }
-    return { count, ordered, valueBytes };
+    return tally.result();
   }
 
   async prefixScan(gte: Buffer, lt: Buffer, limit: number): Promise<number> {

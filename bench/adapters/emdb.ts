@@ -10,9 +10,9 @@ import * as path from "node:path";
 import { Emdb, everyN, type FlushPolicy, manual, onEachWrite } from "../../src/index.js";
 import {
   assertOrdered,
-  checkOrder,
   type Engine,
   type EngineModule,
+  ScanTally,
   type WritePhase,
 } from "../engine.js";
 
@@ -72,17 +72,9 @@ class EmdbEngine implements Engine<Buffer> {
   }
 
   scanAll() {
-    let count = 0;
-    let valueBytes = 0;
-    let ordered = true;
-    let prev: Buffer | undefined;
-    for (const [k, v] of this.handle.iter()) {
-      if (!checkOrder(prev, k)) ordered = false;
-      prev = k;
-      count++;
-      valueBytes += v.length;
-    }
-    return { count, ordered, valueBytes };
+    const tally = new ScanTally();
+    for (const [k, v] of this.handle.iter()) tally.add(k, v);
+    return tally.result();
   }
 
   prefixScan(gte: Buffer, lt: Buffer, limit: number): number {

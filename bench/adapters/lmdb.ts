@@ -9,9 +9,9 @@ import * as path from "node:path";
 import { open, type RootDatabase } from "lmdb";
 import {
   assertOrdered,
-  checkOrder,
   type Engine,
   type EngineModule,
+  ScanTally,
   type WritePhase,
 } from "../engine.js";
 
@@ -70,17 +70,9 @@ class LmdbEngine implements Engine<Buffer> {
   }
 
   scanAll() {
-    let count = 0;
-    let valueBytes = 0;
-    let ordered = true;
-    let prev: Buffer | undefined;
-    for (const { key, value } of this.handle.getRange()) {
-      if (!checkOrder(prev, key)) ordered = false;
-      prev = key;
-      count++;
-      valueBytes += value.length;
-    }
-    return { count, ordered, valueBytes };
+    const tally = new ScanTally();
+    for (const { key, value } of this.handle.getRange()) tally.add(key, value);
+    return tally.result();
   }
 
   prefixScan(gte: Buffer, lt: Buffer, limit: number): number {

@@ -8,9 +8,9 @@ import * as path from "node:path";
 import Database from "better-sqlite3";
 import {
   assertOrdered,
-  checkOrder,
   type Engine,
   type EngineModule,
+  ScanTally,
   type WritePhase,
 } from "../engine.js";
 
@@ -77,18 +77,12 @@ class SqliteEngine implements Engine<Buffer> {
   }
 
   scanAll() {
-    let count = 0;
-    let valueBytes = 0;
-    let ordered = true;
-    let prev: Buffer | undefined;
+    const tally = new ScanTally();
     for (const row of this.s.scan.iterate()) {
       const [key, value] = row as [Buffer, Buffer];
-      if (!checkOrder(prev, key)) ordered = false;
-      prev = key;
-      count++;
-      valueBytes += value.length;
+      tally.add(key, value);
     }
-    return { count, ordered, valueBytes };
+    return tally.result();
   }
 
   prefixScan(gte: Buffer, lt: Buffer, limit: number): number {
