@@ -17,13 +17,13 @@ import { type MigrationReport, prepareDatabaseFile } from "../migrations/migrate
 import { TreeCursor } from "./btree/cursor.js";
 import { BTree, type Change } from "./btree/tree.js";
 import type { ProgressListener } from "./builder.js";
-import { EmdbError, isEmdbError } from "./errors.js";
+import { EmdbError } from "./errors.js";
 import { failpoint } from "./failpoints.js";
 import type { FlushPolicy } from "./flush-policy.js";
 import { hashInternalKey } from "./keys.js";
+import { damagedBesideOwnWal, isBlankFile, refuseOrphanWal } from "./open-checks.js";
 import { dirOf, FileBackend, type StorageBackend, type StorageFile } from "./pager/backend.js";
 import { acquireLock, type FileLock } from "./pager/lock.js";
-import { isBlank } from "./pager/meta.js";
 import { MmapSource } from "./pager/mmap-source.js";
 import { PreadSource } from "./pager/page-source.js";
 import { Pager } from "./pager/pager.js";
@@ -31,7 +31,7 @@ import type { Batch, Persistence, PersistenceStats } from "./persistence.js";
 import { type Entry, entryValue, type Keyspace, Timed } from "./shards/keyspace.js";
 import { compareTreeWithMemory, liveEntries, loadTree, withProgress } from "./tree-memory.js";
 import { type Clock, NO_EXPIRY } from "./ttl/ttl.js";
-import { probeWal, replayWal, type WalOp } from "./wal/replay.js";
+import { replayWal, type WalOp } from "./wal/replay.js";
 import { WalWriter } from "./wal/writer.js";
 
 export interface FileStoreOptions {
@@ -110,14 +110,8 @@ export class FileStore implements Persistence {
         }
       }
       const walPath = `${opts.path}.wal`;
-      if (isBlankFile(backend, opts.path) && probeWal(backend, walPath)?.holdsRecords === true) {
-        // Checked before a new page file is created, so the refusal changes nothing on disk.
-        throw new EmdbError(
-          "EMDB_CORRUPTED",
-          "the page file is missing or empty but its WAL sidecar holds records (acknowledged writes would be lost). Move the WAL away to start a new database",
-          { file: walPath, offset: 0 },
-        );
-      }
+      // Checked before a new page file is created, so a refusal changes nothing on disk.
+      if (isBlankFile(backend, opts.path)) refuseOrphanWal(backend, walPath);
       pager = openPager(backend, opts);
       loadTree(new BTree(pager), ks);
       const generation = pager.meta.generation;
@@ -521,34 +515,6 @@ const mapped = new WeakSet<Pager>();
 const DIRECT_BATCH_MIN_OPS = 64;
 /** A checkpoint of at least this many changed keys may rebuild the tree from memory. */
 const FULL_REWRITE_MIN_OPS = 16_384;
-
-/**
- * A page file that does not read as any database, next to a WAL with a valid header of ours,
- * is our page file damaged (both meta magics, or cut to a few bytes): `EMDB_CORRUPTED`, not
- * "not an emdb database", which would invite deleting the files.
- */
-function damagedBesideOwnWal(err: unknown, backend: StorageBackend, path: string): unknown {
-  const walPath = `${path}.wal`;
-  if (!isEmdbError(err, "EMDB_MAGIC_MISMATCH") || probeWal(backend, walPath) === undefined) {
-    return err;
-  }
-  return new EmdbError(
-    "EMDB_CORRUPTED",
-    `the page file has no emdb magic in either meta page, but ${walPath} is an emdb WAL: the page file is damaged`,
-    { file: path, offset: 0, cause: err },
-  );
-}
-
-/** A page file that does not exist yet, or that the pager would treat as new (`isBlank`). */
-function isBlankFile(backend: StorageBackend, path: string): boolean {
-  if (!backend.exists(path)) return true;
-  const file = backend.open(path, false);
-  try {
-    return isBlank(file);
-  } finally {
-    file.close();
-  }
-}
 
 function openPager(backend: StorageBackend, opts: FileStoreOptions): Pager {
   let viaMmap = false;

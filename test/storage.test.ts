@@ -13,6 +13,7 @@ import type { Core } from "../src/core.js";
 import { Emdb, everyN, type FlushPolicy, manual, onEachWrite, Ttl } from "../src/index.js";
 import { hashInternalKey } from "../src/keys.js";
 import { FakeClock } from "./helpers/db.js";
+import { EMDB_RS_FIXTURES } from "./helpers/emdb-rs-fixtures.js";
 import { Prng, testSeed, withSeed } from "./helpers/prng.js";
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), "emdb-storage-"));
@@ -204,6 +205,7 @@ describe("reopen round trips", () => {
     assert.ok((grown.walBytes as number) > 64);
     assert.ok((grown.walFileBytes as number) > (grown.walBytes as number));
     assert.equal(db.path(), p);
+    assert.deepEqual(db.check(), []);
     db.close();
   });
 });
@@ -348,6 +350,12 @@ describe("a WAL without its page file", () => {
       fs.writeFileSync(`${p}.wal`, wal);
       if (damage === "emptied") fs.writeFileSync(p, Buffer.alloc(0));
       else fs.rmSync(p);
+      const files = () =>
+        fs
+          .readdirSync(root)
+          .filter((f) => f.startsWith(path.basename(p)))
+          .sort();
+      const before = files();
       for (let attempt = 0; attempt < 2; attempt++) {
         assert.throws(
           () => open(p),
@@ -358,9 +366,32 @@ describe("a WAL without its page file", () => {
         assert.ok(fs.readFileSync(`${p}.wal`).equals(wal), "the WAL must not be overwritten");
         if (damage === "emptied") assert.equal(fs.statSync(p).size, 0);
         else assert.equal(fs.existsSync(p), false, "no new page file is created");
+        assert.deepEqual(files(), before, "no file appears or goes away");
       }
     });
   }
+
+  test("an emdb-rs WAL beside a missing page file is EMDB_CORRUPTED, not overwritten", () => {
+    const p = freshPath();
+    const legacyWal = fs.readFileSync(path.join(EMDB_RS_FIXTURES, "v3.emdb.wal"));
+    fs.writeFileSync(`${p}.wal`, legacyWal);
+    assert.throws(
+      () => open(p),
+      (e: unknown) =>
+        (e as { code?: string }).code === "EMDB_CORRUPTED" && /not an emdb WAL/.test(String(e)),
+    );
+    assert.ok(fs.readFileSync(`${p}.wal`).equals(legacyWal));
+    assert.equal(fs.existsSync(p), false);
+  });
+
+  test("an empty WAL beside a missing page file is replaced: a new database", () => {
+    const p = freshPath();
+    fs.writeFileSync(`${p}.wal`, Buffer.alloc(0));
+    const db = open(p);
+    db.insert("k", "v");
+    assert.deepEqual(db.check(), []);
+    db.close();
+  });
 
   test("a page file of another database beside a WAL holding records is EMDB_CORRUPTED", () => {
     const p = freshPath();
