@@ -13,10 +13,18 @@ import { QUICK, runBench } from "../bench/run.js";
 
 const FIGURE = /^(\d+(?:\.\d+)?)(k|M)?$/;
 
-function positive(cell: string | undefined, where: string): void {
+/**
+ * Lines that may legitimately be 0 at this size: the peak RSS above the harness's own is a
+ * difference, and an engine that holds 2,000 records may not raise the peak at all.
+ */
+const MAY_BE_ZERO = new Set<string>(["rssAboveHarness"]);
+
+function positive(cell: string | undefined, where: string, line: string): void {
   const m = FIGURE.exec(cell ?? "");
   assert.ok(m !== null, `${where}: "${cell}" is not a figure`);
-  assert.ok(Number(m[1]) > 0, `${where}: ${cell} is not positive`);
+  const v = Number(m[1]);
+  if (MAY_BE_ZERO.has(line)) assert.ok(v >= 0, `${where}: ${cell} is negative`);
+  else assert.ok(v > 0, `${where}: ${cell} is not positive`);
 }
 
 test("bench --quick at N = 2,000 reports every line for emdb and Map", {
@@ -40,18 +48,22 @@ test("bench --quick at N = 2,000 reports every line for emdb and Map", {
     const row = rows.find((r) => r[0] === def.label);
     assert.ok(row !== undefined, `the table has the line "${def.label}"`);
     assert.equal(row[1], "2k");
-    positive(row[col("emdb")], `emdb · ${def.id}`);
+    positive(row[col("emdb")], `emdb · ${def.id}`, def.id);
     if (MAP_HAS_NO.has(def.id)) assert.equal(row[col("Map")], "n/a", `Map · ${def.id}`);
-    else positive(row[col("Map")], `Map · ${def.id}`);
+    else positive(row[col("Map")], `Map · ${def.id}`, def.id);
     // Peers that loaded must give a figure wherever they show one.
     for (const e of ENGINE_NAMES) {
       const cell = row[col(DISPLAY[e])];
       if (cell === "skipped" || cell === "n/a") continue;
-      positive(cell, `${e} · ${def.id}`);
+      positive(cell, `${e} · ${def.id}`, def.id);
     }
-    if (def.id === "durable") positive(row[col(DISPLAY.raw)], "raw fsync loop");
+    if (def.id === "durable") positive(row[col(DISPLAY.raw)], "raw fsync loop", def.id);
   }
-  for (const byEngine of Object.values(results.medians["2000"] ?? {})) {
-    for (const [engine, v] of Object.entries(byEngine)) assert.ok(v > 0, `${engine}: ${v}`);
+  const medians = Object.entries(results.medians["2000"] ?? {});
+  assert.ok(medians.length > 0, "the results hold medians at 2k");
+  for (const [line, byEngine] of medians) {
+    for (const [engine, v] of Object.entries(byEngine)) {
+      assert.ok(MAY_BE_ZERO.has(line) ? v >= 0 : v > 0, `${engine} · ${line}: ${v}`);
+    }
   }
 });

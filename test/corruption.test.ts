@@ -111,15 +111,17 @@ test("an undamaged image opens to the full state", () => {
   assert.ok(got instanceof Map && sameMap(got, img.states[img.states.length - 1]!));
 });
 
+// Each test runs under one seed: the image and every round derive from it, so the seed a
+// failure prints (EMDB_SEED=…) replays the whole test, and the message names the round.
+
 test("page-file byte flips and truncations: correct data or EMDB_CORRUPTED", () => {
   const base = testSeed();
-  const img = makeImage(base);
-  const full = img.states[img.states.length - 1]!;
-  let corrupted = 0;
-  for (let i = 0; i < 400; i++) {
-    const seed = (base + i) >>> 0;
-    withSeed(seed, () => {
-      const rng = new Prng(seed);
+  withSeed(base, () => {
+    const img = makeImage(base);
+    const full = img.states[img.states.length - 1]!;
+    let corrupted = 0;
+    for (let i = 0; i < 400; i++) {
+      const rng = new Prng((base + i) >>> 0);
       const page = Buffer.from(img.page);
       let damaged: Buffer = page;
       let what: string;
@@ -133,37 +135,44 @@ test("page-file byte flips and truncations: correct data or EMDB_CORRUPTED", () 
       }
       const got = openImage(damaged, img.wal);
       if (got instanceof EmdbError) corrupted++;
-      else assert.ok(sameMap(got, full), `after ${what} the page file opened to different data`);
-    });
-  }
-  assert.ok(corrupted > 0, "some damage must be detected");
+      else {
+        assert.ok(
+          sameMap(got, full),
+          `round ${i}: after ${what} the page file opened to different data`,
+        );
+      }
+    }
+    assert.ok(corrupted > 0, "some damage must be detected");
+  });
 });
 
 test("a damaged magic in either meta page: correct data or EMDB_CORRUPTED, never 'not an emdb database'", () => {
-  const img = makeImage(testSeed() + 3);
-  const full = img.states[img.states.length - 1]!;
-  // Meta slot 0 at offset 0 and slot 1 at one page (the image uses 512-byte pages).
-  for (const slot of [0, 512]) {
-    for (let i = 0; i < 8; i++) {
-      const page = Buffer.from(img.page);
-      page[slot + i]! ^= 0x5a;
-      const got = openImage(page, img.wal);
-      if (!(got instanceof EmdbError)) {
-        assert.ok(sameMap(got, full), `magic byte ${slot + i} damaged: different data`);
+  const base = testSeed();
+  withSeed(base, () => {
+    const img = makeImage(base + 3);
+    const full = img.states[img.states.length - 1]!;
+    // Meta slot 0 at offset 0 and slot 1 at one page (the image uses 512-byte pages).
+    for (const slot of [0, 512]) {
+      for (let i = 0; i < 8; i++) {
+        const page = Buffer.from(img.page);
+        page[slot + i]! ^= 0x5a;
+        const got = openImage(page, img.wal);
+        if (!(got instanceof EmdbError)) {
+          assert.ok(sameMap(got, full), `magic byte ${slot + i} damaged: different data`);
+        }
       }
     }
-  }
+  });
 });
 
 test("WAL byte flips and truncations: every op before the damage, or EMDB_CORRUPTED", () => {
   const base = testSeed();
-  const img = makeImage(base + 7);
-  let corrupted = 0;
-  let prefixes = 0;
-  for (let i = 0; i < 400; i++) {
-    const seed = (base + i) >>> 0;
-    withSeed(seed, () => {
-      const rng = new Prng(seed);
+  withSeed(base, () => {
+    const img = makeImage(base + 7);
+    let corrupted = 0;
+    let prefixes = 0;
+    for (let i = 0; i < 400; i++) {
+      const rng = new Prng((base + i) >>> 0);
       const wal = Buffer.from(img.wal);
       // Mostly inside the records; sometimes anywhere, preallocated zeros included.
       const span = rng.chance(0.9) ? img.walEnds[img.walEnds.length - 1]! : wal.length;
@@ -174,7 +183,7 @@ test("WAL byte flips and truncations: every op before the damage, or EMDB_CORRUP
       const got = openImage(img.page, damaged);
       if (got instanceof EmdbError) {
         corrupted++;
-        return;
+        continue;
       }
       // Ops whose records end at or before the damage must all be there.
       let floor = 0;
@@ -182,13 +191,13 @@ test("WAL byte flips and truncations: every op before the damage, or EMDB_CORRUP
       const match = img.states.findIndex((s, L) => L >= floor && sameMap(s, got));
       assert.ok(
         match >= 0,
-        `damage at WAL offset ${at} opened to a state that is not a prefix of at least ${floor} ops`,
+        `round ${i}: damage at WAL offset ${at} opened to a state that is not a prefix of at least ${floor} ops`,
       );
       if (match < img.states.length - 1) prefixes++;
-    });
-  }
-  assert.ok(
-    corrupted > 0 && prefixes > 0,
-    `both outcomes occur (corrupted ${corrupted}, torn tails ${prefixes})`,
-  );
+    }
+    assert.ok(
+      corrupted > 0 && prefixes > 0,
+      `both outcomes occur (corrupted ${corrupted}, torn tails ${prefixes})`,
+    );
+  });
 });

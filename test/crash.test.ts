@@ -152,7 +152,7 @@ test("SIGKILL at random moments under every flush policy loses nothing promised"
   assert.ok(kills >= 150, `only ${kills} of ${rounds.length} rounds were killed (seed=${seed})`);
 });
 
-test("SIGKILL at every named failpoint under every flush policy", {
+test("SIGKILL at every named failpoint, each policy trying each point, every point reached under some policy", {
   timeout: 600_000,
 }, async () => {
   const seed = testSeed();

@@ -14,6 +14,7 @@ import type { Change } from "../src/btree/tree.js";
 import { BTree } from "../src/btree/tree.js";
 import { Emdb, manual, Ttl } from "../src/index.js";
 import { MemoryBackend } from "../src/pager/backend.js";
+import { native } from "../src/pager/native.js";
 import { Pager } from "../src/pager/pager.js";
 import { assertConsistent, FakeClock } from "./helpers/db.js";
 import { withPrng } from "./helpers/prng.js";
@@ -113,6 +114,8 @@ for (const mmap of [false, true]) {
       db.flush(); // into the tree: from here most keys are clean
       db.close();
       db = open(); // and loaded from it
+      assert.equal(db.stats().disk?.reads, mmap && native !== undefined ? "mmap" : "pread");
+      const events = { write: 0, remove: 0, time: 0, flush: 0, clear: 0 };
       for (let round = 0; round < 6; round++) {
         const it = db.iter()[Symbol.iterator]();
         let last: string | undefined;
@@ -132,21 +135,37 @@ for (const mmap of [false, true]) {
           assert.deepEqual([k.toString(), v.toString()], want, `round ${round} step ${step}`);
           last = want[0];
           // Between steps: writes (ahead of and behind the iterator), removes, time passing,
-          // checkpoints (flush, or the WAL passing the threshold) and, rarely, a clear.
+          // checkpoints (flush, or the WAL passing the threshold) and, once, a clear followed
+          // by new writes, so the later rounds still scan a full database.
+          if (round === 3 && step === 50) {
+            db.clear();
+            model.clear();
+            for (let i = 0; i < 1200; i++) write(rng.int(2100));
+            events.clear++;
+            continue;
+          }
           const r = rng.next() / 2 ** 32;
-          if (r < 0.25) write(rng.int(2100));
-          else if (r < 0.35) {
+          if (r < 0.25) {
+            write(rng.int(2100));
+            events.write++;
+          } else if (r < 0.35) {
             const k = key(rng.int(2100));
             db.remove(k);
             model.delete(k);
-          } else if (r < 0.4) clock.advance(rng.int(400));
-          else if (r < 0.42) db.flush();
-          else if (r < 0.4205) {
-            db.clear();
-            model.clear();
+            events.remove++;
+          } else if (r < 0.4) {
+            clock.advance(rng.int(400));
+            events.time++;
+          } else if (r < 0.42) {
+            db.flush();
+            events.flush++;
           }
         }
       }
+      for (const [event, n] of Object.entries(events)) {
+        assert.ok(n > 0, `no ${event} happened between steps`);
+      }
+      assert.ok(model.size > 500, `the final scans cover a populated database (${model.size})`);
       assertConsistent(db);
       db.close();
       // And what the files hold is the same: reopen and scan once more.
@@ -169,7 +188,12 @@ for (const mmap of [false, true]) {
 test("scans of a database that was cleared, compacted or rewritten after load stay exact", () => {
   const dir = fs.mkdtempSync(path.join(root, "db-"));
   const p = path.join(dir, "db.emdb");
-  const db = Emdb.builder().path(p).pageSize(512).flushPolicy(manual()).build();
+  const db = Emdb.builder()
+    .path(p)
+    .pageSize(512)
+    .flushPolicy(manual())
+    .checkpointThreshold(8 * 1024)
+    .build();
   for (let i = 0; i < 1500; i++) db.insert(key(i), `a${i}`);
   db.flush();
   const all = () => [...db.iter()].map(([k, v]) => `${k}=${v}`);
@@ -184,9 +208,13 @@ test("scans of a database that was cleared, compacted or rewritten after load st
   db.compact();
   assert.deepEqual(all(), want);
   // A transaction large enough to skip the WAL marks everything changed until it commits.
+  const walBefore = db.stats().disk?.walBytes;
+  const generation = db.stats().disk?.generation as number;
   db.transaction((tx) => {
     for (let i = 0; i < 1500; i++) tx.insert(key(i), `c${i}`);
   });
+  assert.equal(db.stats().disk?.walBytes, walBefore, "the transaction skipped the WAL");
+  assert.ok((db.stats().disk?.generation as number) > generation, "and went into a checkpoint");
   assert.deepEqual(
     all(),
     Array.from({ length: 1500 }, (_, i) => `${key(i)}=c${i}`),

@@ -75,7 +75,7 @@ test("create writes a synced header and a synced directory entry", () => {
   assert.equal(r.validEnd, 64);
 });
 
-test("appends cost no I/O; writeOut is one write; sync one write and one fdatasync", () => {
+test("appends cost no I/O; writeOut is one write of the records (plus zeros when they pass the file end); sync one write and one fdatasync", () => {
   const { backend, log } = tracing();
   const w = WalWriter.create(backend, WAL, fileId, 1);
   log.length = 0;
