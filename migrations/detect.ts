@@ -1,6 +1,6 @@
 /**
- * Tells which format a file at a database path is in, from its first 64 bytes (never more than
- * one 4 KB page), so opening a large legacy file does not read it whole just to look at its
+ * Tells which format a file at a database path is in, from its first 64 bytes (and a few
+ * 8-byte probes when the magic is unknown; never more than 4 KB in all), so opening a large legacy file does not read it whole just to look at its
  * magic as emdb-rs did (weakness P12).
  *
  * | Bytes 0..8                  | Format                              | Further checks here            |
@@ -48,7 +48,10 @@ export function detectFormat(path: string): DetectedFormat {
   }
 }
 
-/** Detection over any positional reader of `size` bytes (reads at most `DETECT_MAX_BYTES`). */
+/**
+ * Detection over any positional reader of `size` bytes: the first 64 bytes, and 8 more at
+ * each legal page size when the magic is unknown (`DETECT_MAX_BYTES` bounds the total).
+ */
 export function detectFormatIn(src: PositionalReader, size: number, file?: string): DetectedFormat {
   if (size === 0) return { kind: "empty" };
   const head = Buffer.alloc(Math.min(size, LOG_HEADER_SIZE, DETECT_MAX_BYTES));

@@ -11,13 +11,13 @@
  * (a journal commit on ext4); an overwrite inside the file's existing blocks flushes only the
  * data: about 95 µs instead of 135–150 µs per 116-byte commit on this project's reference
  * disk (`bench/wal-fsync.ts`; SQLite's WAL, reused in place, beats a raw append loop for the
- * same reason). So the file is kept ahead of the records: when a
- * write passes the allocated end, zeros are written up to `GROW_MIN`..`GROW_MAX` further, and
- * a reset keeps the file's length (up to `RETAIN_BYTES`) and rewrites only the header. Bytes
- * past the last record are therefore zeros or records of an older generation; neither can
- * validate (record checksums are seeded with the header checksum, and kind 0 never frames a
- * record): replay reads zeros as the end of the log and old records as a torn tail. `openAt` truncates what follows the last valid
- * record before appending, and `close` trims the file to its records.
+ * same reason). So the file is kept ahead of the records: when a write passes the allocated
+ * end, zeros are written `GROW_MIN`..`GROW_MAX` further, and a reset keeps the file's length
+ * (up to `RETAIN_BYTES`) and rewrites only the header. Bytes past the last record are
+ * therefore zeros or records of an older generation; neither can validate (record checksums
+ * are seeded with the header checksum, and kind 0 never frames a record): replay reads zeros
+ * as the end of the log and old records as a torn tail. `openAt` truncates what follows the
+ * last valid record before appending, and `close` trims the file to its records.
  *
  * Crash points of `reset(generation)`, and what a power loss at each leaves on disk:
  *
