@@ -7,7 +7,7 @@ import { readU64, writeU64 } from "../src/codec.js";
 import { isEmdbError } from "../src/errors.js";
 import { FileBackend, MemoryBackend } from "../src/pager/backend.js";
 import { decodeMeta, encodeMeta, META_BYTES } from "../src/pager/meta.js";
-import { newPage, type PageId, PageType } from "../src/pager/page.js";
+import { newPage, PAGE_HEADER_SIZE, type PageId, PageType } from "../src/pager/page.js";
 import { type CommitFailpoint, Pager, type PageVisitor } from "../src/pager/pager.js";
 import { withPrng } from "./helpers/prng.js";
 
@@ -505,6 +505,49 @@ describe("pager", () => {
     be.crash();
     const re = Pager.open(be, "db");
     assert.deepEqual(readBlobs(re), ["durable"]);
+    assertClean(re);
+    re.close();
+  });
+
+  test("handed-over pages: buffers reused once written out, never while a reader holds one", () => {
+    const be = new MemoryBackend();
+    const pager = Pager.open(be, "db", { pageSize: P, spillBytes: 4 * P });
+    const blob = (i: number) => `handed over ${i}`;
+    const ids: PageId[] = [];
+    const buffers: Buffer[] = [];
+    let read: Buffer | undefined;
+    for (let i = 0; i < 40; i++) {
+      const page = pager.blankPage(PageType.Overflow);
+      assert.ok(
+        page.subarray(PAGE_HEADER_SIZE).every((b) => b === 0),
+        `page ${i} is zeroed`,
+      );
+      const bytes = Buffer.from(blob(i));
+      page.writeUInt32LE(bytes.length, 16);
+      bytes.copy(page, 20);
+      const id = pager.allocate();
+      pager.writeHandedOver(id, page);
+      ids.push(id);
+      buffers.push(page);
+      // A reader who gets a staged page may keep it: its buffer must not be reused.
+      if (i === 1) read = pager.read(id, PageType.Overflow);
+    }
+    const distinct = new Set(buffers).size;
+    assert.ok(distinct < 10, `40 pages went through ${distinct} buffers (spill of 4)`);
+    assert.equal(buffers.filter((b) => b === read).length, 1, "the read page was not reused");
+    assert.equal(read!.subarray(20, 20 + read!.readUInt32LE(16)).toString(), blob(1));
+    const root = pager.allocate();
+    const index = newPage(P, PageType.Branch);
+    index.writeUInt32LE(ids.length, 16);
+    for (let i = 0; i < ids.length; i++) writeU64(index, ids[i]!, 20 + 8 * i);
+    pager.write(root, index);
+    pager.commit({ root, entryCount: ids.length, lastTxId: 1 });
+    pager.close();
+    const re = Pager.open(be, "db");
+    assert.deepEqual(
+      readBlobs(re),
+      ids.map((_, i) => blob(i)),
+    );
     assertClean(re);
     re.close();
   });

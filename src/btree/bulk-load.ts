@@ -13,7 +13,7 @@
  * hold no other tree (a new file, or one whose tree was cleared).
  */
 import { writeU64 } from "../codec.js";
-import { newPage, type PageId, PageType } from "../pager/page.js";
+import { type PageId, PageType } from "../pager/page.js";
 import type { Pager } from "../pager/pager.js";
 import { splitBranchEntries, splitLeafRecords } from "./apply.js";
 import { encodeBranch, shortestSeparator } from "./branch.js";
@@ -146,7 +146,7 @@ class Loader {
   /** Turns the records in the scratch buffer into a leaf page (not yet written). */
   private seal(): FinishedLeaf {
     const n = this.slots.length;
-    const page = newPage(this.P, PageType.Leaf, n);
+    const page = this.pager.blankPage(PageType.Leaf, n);
     const start = this.P - this.used;
     this.scratch.copy(page, start, 0, this.used);
     for (let i = 0; i < n; i++) page.writeUInt16LE(this.slots[i]! + start, SLOTS_AT + 2 * i);
@@ -173,13 +173,14 @@ class Loader {
   }
 
   private emit(leaf: FinishedLeaf): void {
-    const id = this.pager.allocate();
-    this.pager.write(id, leaf.page);
     if (this.prevLastKey !== undefined) {
       this.seps.push(Buffer.from(shortestSeparator(this.prevLastKey, leaf.firstKey)));
     }
+    // The page's buffer is reused for a later leaf once written out: copy the key it keeps.
+    this.prevLastKey = Buffer.from(leaf.lastKey);
+    const id = this.pager.allocate();
+    this.pager.writeHandedOver(id, leaf.page);
     this.children.push(id);
-    this.prevLastKey = leaf.lastKey;
   }
 
   /** Writes what is left, rebalancing the last two leaves when the last is under half full. */

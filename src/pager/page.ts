@@ -64,9 +64,18 @@ export function isValidPageSize(n: number): boolean {
   return Number.isInteger(n) && n >= MIN_PAGE_SIZE && n <= MAX_PAGE_SIZE && (n & (n - 1)) === 0;
 }
 
-/** A zeroed page buffer with the type and the type-specific fields filled in. */
-export function newPage(pageSize: number, type: PageType, aux16 = 0, aux8 = 0): Buffer {
-  const page = Buffer.alloc(pageSize);
+/**
+ * A zeroed page buffer with the type and the type-specific fields filled in; `into`, when
+ * given, is a zeroed buffer of the page size to use instead of a new one.
+ */
+export function newPage(
+  pageSize: number,
+  type: PageType,
+  aux16 = 0,
+  aux8 = 0,
+  into?: Buffer,
+): Buffer {
+  const page = into ?? Buffer.alloc(pageSize);
   page[OFF_TYPE] = type;
   page[OFF_AUX8] = aux8;
   page.writeUInt16LE(aux16, OFF_AUX16);

@@ -31,6 +31,7 @@
 import { corrupted, EmdbError } from "../errors.js";
 import type { StorageBackend, StorageFile } from "./backend.js";
 import { checkPager, type PageVisitor } from "./check.js";
+import { DirtyPages, type Keep, MAX_WRITE_BYTES } from "./dirty-pages.js";
 import {
   countRuns,
   encodeFreelistPage,
@@ -110,8 +111,6 @@ interface TxnSnapshot {
   readonly pageCount: number;
 }
 
-/** Coalesced writes are cut at this size so a huge commit does not build one huge buffer. */
-const MAX_WRITE_BYTES = 1 << 20;
 const DEFAULT_SPILL_BYTES = 8 << 20;
 
 export class Pager {
@@ -125,7 +124,6 @@ export class Pager {
 
   private readonly cache: PageCache;
   private readonly source: PageSource;
-  private readonly spillBytes: number;
   private readonly freeSet = new FreeSet();
   /** Freed by durable commits, not yet released. */
   private pending = new Set<number>();
@@ -133,9 +131,7 @@ export class Pager {
   private txnFreed = new Set<number>();
   /** Allocated in this transaction: the only pages that may be written. */
   private readonly txnAllocated = new Set<number>();
-  private readonly dirty = new Map<number, Buffer>();
-  /** Dirty pages to keep in the cache once written. */
-  private readonly hot = new Set<number>();
+  private readonly dirty: DirtyPages;
   private txn: TxnSnapshot | undefined;
   private workingPageCount: number;
   private freelistPages: PageId[];
@@ -158,7 +154,7 @@ export class Pager {
     this.workingPageCount = status.chosen.pageCount;
     this.cache = new PageCache(options.cachePages ?? DEFAULT_CACHE_PAGES);
     this.source = (options.source ?? ((f) => new PreadSource(f)))(file);
-    this.spillBytes = options.spillBytes ?? DEFAULT_SPILL_BYTES;
+    this.dirty = new DirtyPages(this.pageSize, options.spillBytes ?? DEFAULT_SPILL_BYTES);
     this.freelistPages = this.loadFreelist();
   }
 
@@ -336,7 +332,6 @@ export class Pager {
     }
     if (this.txnAllocated.delete(id)) {
       this.dirty.delete(id);
-      this.hot.delete(id);
       this.cache.delete(id);
       this.freeSet.add(id);
       return;
@@ -354,47 +349,42 @@ export class Pager {
    * unlikely to be read again soon and would only evict them.
    */
   write(id: PageId, page: Buffer, hot = false): void {
+    this.stage(id, page, hot ? "cache" : "drop");
+  }
+
+  /** A zeroed page for `writeHandedOver`, on the buffer of a page already written out. */
+  blankPage(type: PageType, aux16 = 0, aux8 = 0): Buffer {
+    return this.dirty.blank(type, aux16, aux8);
+  }
+
+  /**
+   * `write` for a page no one reads before the commit and whose buffer the caller drops:
+   * once written out, the buffer is reused by `blankPage` (a bulk load writes thousands).
+   */
+  writeHandedOver(id: PageId, page: Buffer): void {
+    this.stage(id, page, "recycle");
+  }
+
+  private stage(id: PageId, page: Buffer, keep: Keep): void {
     this.usable();
     if (!this.txnAllocated.has(id)) {
       throw new Error(`internal: page ${id} written without being allocated in this transaction`);
     }
     if (page.length !== this.pageSize) throw new Error("internal: page buffer of the wrong size");
     sealPage(page, id, this.nextGeneration);
-    this.dirty.set(id, page);
+    this.dirty.set(id, page, keep);
     this.cache.delete(id);
-    if (hot) this.hot.add(id);
-    else this.hot.delete(id);
-    if (this.dirty.size * this.pageSize >= this.spillBytes) this.flushDirty();
+    if (this.dirty.full) this.flushDirty();
   }
 
   /** Writes the dirty pages, adjacent ones in one call; they stay readable through the cache. */
   private flushDirty(): number {
     if (this.dirty.size === 0) return 0;
-    const P = this.pageSize;
-    const ids = [...this.dirty.keys()].sort((a, b) => a - b);
-    const perWrite = Math.max(1, Math.floor(MAX_WRITE_BYTES / P));
-    let i = 0;
-    while (i < ids.length) {
-      let j = i + 1;
-      while (j < ids.length && ids[j] === ids[i]! + (j - i) && j - i < perWrite) j++;
-      const first = ids[i]!;
-      if (j - i === 1) {
-        this.file.write(this.dirty.get(first)!, 0, P, first * P);
-      } else {
-        const run = Buffer.allocUnsafe((j - i) * P);
-        for (let k = i; k < j; k++) this.dirty.get(ids[k]!)!.copy(run, (k - i) * P);
-        this.file.write(run, 0, run.length, first * P);
-      }
-      i = j;
-    }
-    for (const id of ids) {
-      if (this.hot.delete(id)) this.cache.set(id as PageId, this.dirty.get(id)!);
-    }
-    this.pagesWritten += ids.length;
+    const n = this.dirty.writeOut(this.file, (id, page) => this.cache.set(id as PageId, page));
+    this.pagesWritten += n;
     this.txnWrote = true;
-    this.dirty.clear();
     this.source.invalidate();
-    return ids.length;
+    return n;
   }
 
   /** Makes the open transaction durable as generation + 1 (see the file comment). */
@@ -469,9 +459,7 @@ export class Pager {
     this.metaStatus = { chosen: next, other: previous };
     for (const id of this.txnFreed) this.pending.add(id);
     this.txnFreed = new Set();
-    this.txnAllocated.clear();
-    this.txn = undefined;
-    this.txnWrote = false;
+    this.endTxn();
     this.freelistPages = newFreelist;
     this.trimFile();
     return next;
@@ -495,12 +483,15 @@ export class Pager {
     const t = this.txn;
     if (t === undefined) return;
     for (const id of this.txnAllocated) this.cache.delete(id as PageId);
-    this.dirty.clear();
-    this.hot.clear();
     this.freeSet.restore(t.free);
     this.pending = t.pending;
     this.workingPageCount = t.pageCount;
     this.txnFreed = new Set();
+    this.endTxn();
+  }
+
+  private endTxn(): void {
+    this.dirty.clear();
     this.txnAllocated.clear();
     this.txn = undefined;
     this.txnWrote = false;
