@@ -8,7 +8,7 @@
  */
 import { EmdbError } from "./errors.js";
 import { copyOut, hashInternalKey, keyToBuffer } from "./keys.js";
-import type { Batch, Persistence } from "./persistence.js";
+import type { Persistence } from "./persistence.js";
 import { type Entry, Keyspace, Timed } from "./shards/keyspace.js";
 import { type Clock, NO_EXPIRY } from "./ttl/ttl.js";
 
@@ -63,8 +63,11 @@ export class Core {
     this.persistence.settle();
   }
 
-  /** Applies `ops` as one atomic unit with a fresh transaction id. */
-  applyBatch(ops: Batch): void {
+  /**
+   * Applies `ops` as one atomic unit with a fresh transaction id, and empties `ops`: a
+   * million-write transaction's staging Map is let go before the checkpoint it may trigger.
+   */
+  applyBatch(ops: Map<string, Entry | null>): void {
     if (ops.size === 0) return;
     const txId = this.lastTxId + 1;
     const deferred = this.persistence.batch(txId, ops);
@@ -72,21 +75,25 @@ export class Core {
     const ks = this.ks;
     // A deferred batch is only durable once settle() returns: keep what it replaced, so a
     // failure there leaves memory as it was.
+    const undoKeys: string[] | undefined = deferred ? new Array(ops.size) : undefined;
     const undo: (Entry | undefined)[] | undefined = deferred ? new Array(ops.size) : undefined;
     let i = 0;
     for (const [key, e] of ops) {
       const hash = hashInternalKey(key);
       const prev = e === null ? ks.delete(key, hash) : ks.setEntry(key, hash, e);
-      if (undo !== undefined) undo[i] = prev;
+      if (undo !== undefined) {
+        undoKeys![i] = key;
+        undo[i] = prev;
+      }
       i++;
     }
+    ops.clear();
     try {
       this.persistence.settle();
     } catch (err) {
       if (undo !== undefined) {
-        const keys = [...ops.keys()];
-        for (let j = keys.length - 1; j >= 0; j--) {
-          const key = keys[j]!;
+        for (let j = undo.length - 1; j >= 0; j--) {
+          const key = undoKeys![j]!;
           const prev = undo[j];
           const hash = hashInternalKey(key);
           if (prev === undefined) ks.delete(key, hash);

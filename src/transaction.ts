@@ -101,7 +101,8 @@ export class Transaction {
     try {
       this.core.applyBatch(staged);
     } finally {
-      // A handle kept past its callback must not pin a million staged values.
+      // Emptied by applyBatch unless it threw: a handle kept past its callback must not pin
+      // a million staged values either way.
       staged.clear();
     }
   }
