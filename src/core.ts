@@ -7,7 +7,7 @@
  * log leaves memory untouched.
  */
 import { EmdbError } from "./errors.js";
-import { copyOut, hashInternalKey, keyToBuffer } from "./keys.js";
+import { hashInternalKey, keyToBuffer, valueOut } from "./keys.js";
 import type { Persistence } from "./persistence.js";
 import { type Entry, Keyspace, Timed } from "./shards/keyspace.js";
 import { type Clock, NO_EXPIRY } from "./ttl/ttl.js";
@@ -38,7 +38,7 @@ export class Core {
     return e;
   }
 
-  put(k: string, hash: number, value: Buffer, expiresAt: number | undefined): void {
+  put(k: string, hash: number, value: string, expiresAt: number | undefined): void {
     this.persistence.put(k, value, expiresAt ?? NO_EXPIRY);
     this.ks.set(k, hash, value, expiresAt);
     this.persistence.settle();
@@ -52,8 +52,8 @@ export class Core {
     this.persistence.delete(k);
     this.ks.delete(k, hash);
     this.persistence.settle();
-    if (e instanceof Timed) return e.expiresAt <= this.clock() ? undefined : copyOut(e.value);
-    return copyOut(e);
+    if (e instanceof Timed) return e.expiresAt <= this.clock() ? undefined : valueOut(e.value);
+    return valueOut(e);
   }
 
   clear(): void {
@@ -159,7 +159,7 @@ export class Core {
       }
       const e = this.live(k, hashInternalKey(k));
       if (e === undefined) continue;
-      yield [keyToBuffer(k), copyOut(e instanceof Timed ? e.value : e)];
+      yield [keyToBuffer(k), valueOut(e instanceof Timed ? e.value : e)];
       if (++n >= limit) return;
     }
   }

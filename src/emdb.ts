@@ -11,7 +11,6 @@ import type { FlushPolicy } from "./flush-policy.js";
 import { Focus } from "./focus.js";
 import { groupBounds, validatePath } from "./groups.js";
 import {
-  copyOut,
   encodeBound,
   encodeKey,
   encodeValue,
@@ -19,6 +18,7 @@ import {
   type Key,
   keyHash,
   type Value,
+  valueOut,
 } from "./keys.js";
 import { acquireLock } from "./pager/lock.js";
 import { DEFAULT_PAGE_SIZE } from "./pager/page.js";
@@ -116,8 +116,8 @@ export class Emdb implements Disposable {
     const k = encodeKey(key);
     const e = core.ks.shard(keyHash).get(k);
     if (e === undefined) return undefined;
-    if (e instanceof Timed) return e.expiresAt <= core.clock() ? undefined : copyOut(e.value);
-    return copyOut(e);
+    if (e instanceof Timed) return e.expiresAt <= core.clock() ? undefined : valueOut(e.value);
+    return valueOut(e);
   }
 
   containsKey(key: Key): boolean {

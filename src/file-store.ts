@@ -20,7 +20,7 @@ import type { ProgressListener } from "./builder.js";
 import { EmdbError } from "./errors.js";
 import { failpoint } from "./failpoints.js";
 import type { FlushPolicy } from "./flush-policy.js";
-import { hashInternalKey } from "./keys.js";
+import { hashInternalKey, toLatin1 } from "./keys.js";
 import { damagedBesideOwnWal, isBlankFile, refuseOrphanWal } from "./open-checks.js";
 import { dirOf, FileBackend, type StorageBackend, type StorageFile } from "./pager/backend.js";
 import { acquireLock, type FileLock } from "./pager/lock.js";
@@ -171,8 +171,8 @@ export class FileStore implements Persistence {
     const one = (o: Exclude<WalOp, { kind: "batch" }>) => {
       if (o.kind === "put") {
         const k = o.key;
-        // Replay hands over values it owns (copies out of its read window), so no copy here.
-        ks.set(k, hashInternalKey(k), o.value, o.expiresAt === 0 ? undefined : o.expiresAt);
+        const v = toLatin1(o.value);
+        ks.set(k, hashInternalKey(k), v, o.expiresAt === 0 ? undefined : o.expiresAt);
         this.dirty.add(k);
       } else if (o.kind === "delete") {
         const k = o.key;
@@ -222,7 +222,7 @@ export class FileStore implements Persistence {
     }
   }
 
-  put(key: string, value: Buffer, expiresAt: number): void {
+  put(key: string, value: string, expiresAt: number): void {
     this.guard();
     this.wal.appendPut(key, value, expiresAt);
     this.dirty.add(key);
@@ -381,9 +381,9 @@ export class FileStore implements Persistence {
       if (e === undefined || (e instanceof Timed && e.expiresAt <= now)) {
         changes[i] = { key, value: undefined, expiresAt: 0 };
       } else if (e instanceof Timed) {
-        changes[i] = { key, value: e.value, expiresAt: e.expiresAt };
+        changes[i] = { key, value: Buffer.from(e.value, "latin1"), expiresAt: e.expiresAt };
       } else {
-        changes[i] = { key, value: e, expiresAt: 0 };
+        changes[i] = { key, value: Buffer.from(e, "latin1"), expiresAt: 0 };
       }
     }
     this.tree.apply(changes, { clearFirst: this.cleared });

@@ -4,7 +4,7 @@
  * `Emdb` validates a write, hands it to its `Persistence` first and applies it to memory
  * only when that returned: a write that cannot be logged changes nothing (emdb-rs D10).
  * In-memory databases use `MemoryPersistence`, which logs nothing.
- * Keys are in internal latin1 form (see `keys.ts`); `expiresAt` 0 means no expiry.
+ * Keys and values are in internal latin1 form (see `keys.ts`); `expiresAt` 0 means no expiry.
  */
 
 import type { Entry } from "./shards/keyspace.js";
@@ -22,7 +22,7 @@ export interface PersistenceStats {
 
 export interface Persistence {
   readonly durable: boolean;
-  put(key: string, value: Buffer, expiresAt: number): void;
+  put(key: string, value: string, expiresAt: number): void;
   delete(key: string): void;
   clear(): void;
   /**

@@ -10,13 +10,13 @@
 import type { Core } from "./core.js";
 import { EmdbError } from "./errors.js";
 import {
-  copyOut,
   encodeKey,
   encodeValue,
   hashInternalKey,
   type Key,
   keyHash,
   type Value,
+  valueOut,
 } from "./keys.js";
 import { type Entry, Timed } from "./shards/keyspace.js";
 import { resolveExpiry, Ttl } from "./ttl/ttl.js";
@@ -61,7 +61,7 @@ export class Transaction {
     this.assertOpen();
     const e = this.visible(encodeKey(key), keyHash);
     if (e === undefined) return undefined;
-    return copyOut(e instanceof Timed ? e.value : e);
+    return valueOut(e instanceof Timed ? e.value : e);
   }
 
   containsKey(key: Key): boolean {
@@ -77,7 +77,7 @@ export class Transaction {
     const prev = this.visible(k, hash);
     this.staged.set(k, null);
     if (prev === undefined) return undefined;
-    return copyOut(prev instanceof Timed ? prev.value : prev);
+    return valueOut(prev instanceof Timed ? prev.value : prev);
   }
 
   private visible(k: string, hash: number): Entry | undefined {

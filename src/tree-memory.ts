@@ -8,7 +8,7 @@
 import type { BulkEntry } from "./btree/bulk-load.js";
 import type { BTree } from "./btree/tree.js";
 import type { ProgressListener } from "./builder.js";
-import { hashInternalKey, MAX_KEY_SIZE } from "./keys.js";
+import { hashInternalKey, MAX_KEY_SIZE, toLatin1, writeLatin1 } from "./keys.js";
 import { type Keyspace, Timed } from "./shards/keyspace.js";
 
 /** Fills an empty keyspace from the tree: keys arrive sorted, so this is O(n). */
@@ -17,36 +17,45 @@ export function loadTree(tree: BTree, ks: Keyspace): void {
   tree.forEach((key, value, expiresAt) => {
     const k = key.toString("latin1");
     keys.push(k);
-    const v = Buffer.allocUnsafe(value.length);
-    value.copy(v);
+    const v = toLatin1(value);
     ks.loadEntry(k, expiresAt === 0 ? v : new Timed(v, expiresAt));
   });
   ks.finishLoad(keys);
 }
 
+/** Values up to this size are written into `liveEntries`' reused buffer; larger get their own. */
+const VALUE_SCRATCH_BYTES = 64 * 1024;
+
 /**
- * Every live entry in key order, as one reused entry object whose key is written into one
- * scratch buffer: a full rewrite of a million keys allocates nothing per key.
+ * Every live entry in key order, as one reused entry object whose key and value are written
+ * into scratch buffers: a full rewrite of a million keys allocates nothing per key (only
+ * values over 64 KiB get a buffer of their own).
  */
 export function* liveEntries(ks: Keyspace, now: number): Generator<BulkEntry, void, undefined> {
-  const scratch = Buffer.allocUnsafe(MAX_KEY_SIZE);
+  const keyScratch = Buffer.allocUnsafe(MAX_KEY_SIZE);
+  const valueScratch = Buffer.allocUnsafe(VALUE_SCRATCH_BYTES);
   const entry: { key: Buffer; value: Buffer; expiresAt: number } = {
-    key: scratch,
-    value: scratch,
+    key: keyScratch,
+    value: valueScratch,
     expiresAt: 0,
   };
   for (const k of ks.sorted.all()) {
     const e = ks.shard(hashInternalKey(k)).get(k);
     if (e === undefined) continue;
+    let v: string;
     if (e instanceof Timed) {
       if (e.expiresAt <= now) continue;
-      entry.value = e.value;
+      v = e.value;
       entry.expiresAt = e.expiresAt;
     } else {
-      entry.value = e;
+      v = e;
       entry.expiresAt = 0;
     }
-    entry.key = scratch.subarray(0, scratch.write(k, 0, "latin1"));
+    entry.key = keyScratch.subarray(0, writeLatin1(keyScratch, k, 0));
+    entry.value =
+      v.length <= VALUE_SCRATCH_BYTES
+        ? valueScratch.subarray(0, writeLatin1(valueScratch, v, 0))
+        : Buffer.from(v, "latin1");
     yield entry;
   }
 }
@@ -91,7 +100,7 @@ export function compareTreeWithMemory(
     }
     const v = e instanceof Timed ? e.value : e;
     const at = e instanceof Timed ? e.expiresAt : 0;
-    if (!v.equals(value) || at !== expiresAt) {
+    if (v !== toLatin1(value) || at !== expiresAt) {
       problems.push(`tree and memory differ for ${JSON.stringify(k)}`);
     }
   });

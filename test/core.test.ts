@@ -22,18 +22,18 @@ class FailingSettle extends MemoryPersistence {
 test("a deferred batch whose settle() fails leaves memory and the tx counter as they were", () => {
   const p = new FailingSettle();
   const core = new Core(p, () => 1000, undefined, undefined);
-  core.put("keep", hashInternalKey("keep"), Buffer.from("1"), undefined);
-  core.put("timed", hashInternalKey("timed"), Buffer.from("t"), 5000);
-  core.applyBatch(new Map([["a", Buffer.from("A")]]));
+  core.put("keep", hashInternalKey("keep"), "1", undefined);
+  core.put("timed", hashInternalKey("timed"), "t", 5000);
+  core.applyBatch(new Map<string, Entry | null>([["a", "A"]]));
   assert.equal(core.lastTxId, 1);
   p.fail = true;
   assert.throws(
     () =>
       core.applyBatch(
         new Map<string, Entry | null>([
-          ["keep", Buffer.from("changed")],
+          ["keep", "changed"],
           ["timed", null],
-          ["new", new Timed(Buffer.from("n"), 9000)],
+          ["new", new Timed("n", 9000)],
           ["a", null],
         ]),
       ),

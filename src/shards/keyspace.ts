@@ -7,8 +7,9 @@
  * key bytes, computed while the key is validated (see `keys.ts`), so a read is one hash and
  * one Map lookup.
  *
- * An entry is the value Buffer itself when it never expires (no wrapper object per key:
- * memory is the cost of an in-memory index), or a `Timed` when it has a deadline.
+ * An entry is the value itself, a latin1 string (see `keys.ts`), when it never expires (no
+ * wrapper object per key: memory is the cost of an in-memory index), or a `Timed` when it
+ * has a deadline.
  */
 import { hashInternalKey as hashOf } from "../keys.js";
 import { ExpiryHeap } from "../ttl/expiry-heap.js";
@@ -19,14 +20,14 @@ const SHARD_MASK = SHARD_COUNT - 1;
 
 export class Timed {
   constructor(
-    readonly value: Buffer,
+    readonly value: string,
     readonly expiresAt: number,
   ) {}
 }
 
-export type Entry = Buffer | Timed;
+export type Entry = string | Timed;
 
-export function entryValue(e: Entry): Buffer {
+export function entryValue(e: Entry): string {
   return e instanceof Timed ? e.value : e;
 }
 
@@ -61,7 +62,7 @@ export class Keyspace {
   }
 
   /** Stores an entry; returns the previous one. */
-  set(k: string, hash: number, value: Buffer, expiresAt: number | undefined): Entry | undefined {
+  set(k: string, hash: number, value: string, expiresAt: number | undefined): Entry | undefined {
     return this.setEntry(k, hash, expiresAt === undefined ? value : new Timed(value, expiresAt));
   }
 

@@ -145,12 +145,13 @@ export function encodePut(
   p: number,
   lsn: number,
   key: Uint8Array | string,
-  value: Uint8Array,
+  value: Uint8Array | string,
   expiresAt: number,
   seed: number,
 ): number {
   const q = writePutHead(buf, p, lsn, key, value.length, expiresAt);
-  buf.set(value, q);
+  if (typeof value === "string") (buf as Latin1Buffer).latin1Write(value, q, value.length);
+  else buf.set(value, q);
   return seal(buf, p, q + value.length, seed);
 }
 

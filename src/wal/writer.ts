@@ -209,7 +209,8 @@ export class WalWriter {
   // rejected argument never leaves a gap.
 
   /** `key` is bytes, or a latin1 string (one char per byte); `expiresAt` is Unix ms, 0 = never. */
-  appendPut(key: Uint8Array | string, value: Uint8Array, expiresAt: number): number {
+  /** A string key or value is in latin1 form: one char per byte. */
+  appendPut(key: Uint8Array | string, value: Uint8Array | string, expiresAt: number): number {
     checkKey(key);
     if (value.length > WAL_MAX_VALUE_BYTES) {
       throw new EmdbError(
@@ -274,17 +275,28 @@ export class WalWriter {
 
   /**
    * Buffered records and this record's head go out in one write, then the value straight from
-   * the caller's memory, then the checksum: no copy of the value is ever made.
+   * the caller's memory, then the checksum: a Buffer value is never copied (a latin1 string
+   * value is encoded once).
    */
-  private appendLargePut(key: Uint8Array | string, value: Uint8Array, expiresAt: number): number {
+  private appendLargePut(
+    key: Uint8Array | string,
+    value: Uint8Array | string,
+    expiresAt: number,
+  ): number {
     const headSize = putRecordSize(key.length, 0) - 4;
     if (this.len + headSize > this.buf.length) this.grow(headSize);
     const headStart = this.len;
     const lsn = this.lsn + 1;
     const valueAt = writePutHead(this.buf, headStart, lsn, key, value.length, expiresAt);
+    const v =
+      typeof value === "string"
+        ? Buffer.from(value, "latin1")
+        : Buffer.isBuffer(value)
+          ? value
+          : Buffer.from(value.buffer, value.byteOffset, value.length);
     const hash = new Xxh32(this.seed);
     hash.update(this.buf.subarray(headStart, valueAt));
-    hash.update(value);
+    hash.update(v);
     const trailer = Buffer.allocUnsafe(4);
     trailer.writeUInt32LE(hash.digest(), 0);
     // Until all three writes land, the buffer holds half a record: nothing may append.
@@ -295,9 +307,6 @@ export class WalWriter {
     this.dirty = true;
     this.writeRaw(this.buf, valueAt);
     this.len = 0;
-    const v = Buffer.isBuffer(value)
-      ? value
-      : Buffer.from(value.buffer, value.byteOffset, value.length);
     this.writeRaw(v, v.length);
     this.writeRaw(trailer, 4);
     this.broken = undefined;
