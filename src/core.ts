@@ -8,12 +8,24 @@
  */
 import { EmdbError } from "./errors.js";
 import { hashInternalKey, keyToBuffer, valueOut } from "./keys.js";
-import type { Persistence } from "./persistence.js";
+import type { Batch, Persistence } from "./persistence.js";
 import { type Entry, Keyspace, Timed } from "./shards/keyspace.js";
+import { StagedWrites } from "./shards/staged-writes.js";
 import { type Clock, NO_EXPIRY } from "./ttl/ttl.js";
 
 /** Entries a forward scan yields from memory before it reads clean keys from the tree. */
 const TREE_SCAN_AFTER = 256;
+/**
+ * Batches at least this large, and at least 1/8 of the keyspace, add their new keys to the
+ * ordered view in one sort and merge (`SortedKeys.insertManyNew`).
+ */
+const BULK_ORDER_MIN_OPS = 1024;
+
+/** What a batch replaced, to restore it: each key and its previous entry (undefined: none). */
+interface Undo {
+  readonly keys: string[];
+  readonly prev: (Entry | undefined)[];
+}
 
 export class Core {
   readonly ks = new Keyspace();
@@ -65,43 +77,66 @@ export class Core {
 
   /**
    * Applies `ops` as one atomic unit with a fresh transaction id, and empties `ops`: a
-   * million-write transaction's staging Map is let go before the checkpoint it may trigger.
+   * million-write transaction's staging Maps are let go (or, loading an empty keyspace,
+   * taken over as its shards) before the checkpoint it may trigger.
    */
-  applyBatch(ops: Map<string, Entry | null>): void {
-    if (ops.size === 0) return;
+  applyBatch(ops: Batch & { clear(): void }): void {
+    const size = ops.size;
+    if (size === 0) return;
     const txId = this.lastTxId + 1;
     const deferred = this.persistence.batch(txId, ops);
     this.lastTxId = txId;
     const ks = this.ks;
     // A deferred batch is only durable once settle() returns: keep what it replaced, so a
-    // failure there leaves memory as it was.
-    const undoKeys: string[] | undefined = deferred ? new Array(ops.size) : undefined;
-    const undo: (Entry | undefined)[] | undefined = deferred ? new Array(ops.size) : undefined;
-    let i = 0;
-    for (const [key, e] of ops) {
-      const hash = hashInternalKey(key);
-      const prev = e === null ? ks.delete(key, hash) : ks.setEntry(key, hash, e);
-      if (undo !== undefined) {
-        undoKeys![i] = key;
-        undo[i] = prev;
-      }
-      i++;
-    }
-    ops.clear();
+    // failure there leaves memory as it was. Into an empty keyspace, undoing is clearing.
+    const wasEmpty = ks.size === 0;
+    let undo: Undo | undefined;
+    if (wasEmpty && ops instanceof StagedWrites && !ops.hasRemovals()) ks.adopt(ops.take());
+    else undo = this.applyEach(ops, size, deferred && !wasEmpty);
     try {
       this.persistence.settle();
     } catch (err) {
-      if (undo !== undefined) {
-        for (let j = undo.length - 1; j >= 0; j--) {
-          const key = undoKeys![j]!;
-          const prev = undo[j];
-          const hash = hashInternalKey(key);
-          if (prev === undefined) ks.delete(key, hash);
-          else ks.setEntry(key, hash, prev);
-        }
+      if (deferred) {
+        if (wasEmpty) ks.clear();
+        else if (undo !== undefined) this.undo(undo);
         this.lastTxId = txId - 1;
       }
       throw err;
+    }
+  }
+
+  /** Applies `ops` key by key and empties it; returns what it replaced when asked to. */
+  private applyEach(ops: Batch & { clear(): void }, size: number, keepUndo: boolean) {
+    const ks = this.ks;
+    const undo: Undo | undefined = keepUndo
+      ? { keys: new Array(size), prev: new Array(size) }
+      : undefined;
+    // Many new keys enter the ordered view in one sort and merge, not one splice each.
+    const newKeys =
+      size >= BULK_ORDER_MIN_OPS && size * 8 >= ks.size ? ([] as string[]) : undefined;
+    let i = 0;
+    for (const [key, e] of ops) {
+      const hash = hashInternalKey(key);
+      const prev = e === null ? ks.delete(key, hash) : ks.setEntry(key, hash, e, newKeys);
+      if (undo !== undefined) {
+        undo.keys[i] = key;
+        undo.prev[i] = prev;
+      }
+      i++;
+    }
+    if (newKeys !== undefined) ks.sorted.insertManyNew(newKeys);
+    ops.clear();
+    return undo;
+  }
+
+  private undo(u: Undo): void {
+    const ks = this.ks;
+    for (let j = u.prev.length - 1; j >= 0; j--) {
+      const key = u.keys[j]!;
+      const prev = u.prev[j];
+      const hash = hashInternalKey(key);
+      if (prev === undefined) ks.delete(key, hash);
+      else ks.setEntry(key, hash, prev);
     }
   }
 

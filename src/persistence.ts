@@ -11,10 +11,14 @@ import type { Entry } from "./shards/keyspace.js";
 
 /**
  * One atomic unit of writes: each key's final state, an entry to store or null to remove the
- * key. A transaction hands over its staging Map as it is, so committing a million writes
- * builds no second list of them.
+ * key, once per key. A transaction hands over its staging Maps as they are
+ * (`StagedWrites`), so committing a million writes builds no second list of them.
  */
-export type Batch = ReadonlyMap<string, Entry | null>;
+export interface Batch {
+  readonly size: number;
+  [Symbol.iterator](): Iterator<[string, Entry | null]>;
+  keys(): Iterable<string>;
+}
 
 export interface PersistenceStats {
   readonly [name: string]: number | string | boolean | undefined;

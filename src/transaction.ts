@@ -19,11 +19,12 @@ import {
   valueOut,
 } from "./keys.js";
 import { type Entry, Timed } from "./shards/keyspace.js";
+import { StagedWrites } from "./shards/staged-writes.js";
 import { resolveExpiry, Ttl } from "./ttl/ttl.js";
 
 export class Transaction {
   /** Final state per key: an entry, or null for "removed in this transaction". */
-  private readonly staged = new Map<string, Entry | null>();
+  private readonly staged = new StagedWrites();
   private open = true;
 
   /** @internal */
@@ -47,13 +48,14 @@ export class Transaction {
   insertWithTtl(key: Key, value: Value, ttl: Ttl): void {
     this.assertOpen();
     const k = encodeKey(key);
+    const hash = keyHash;
     const v = encodeValue(value);
     const core = this.core;
     const at =
       ttl === Ttl.default() && core.defaultTtlMs === undefined
         ? undefined
         : resolveExpiry(ttl, core.clock(), core.defaultTtlMs);
-    this.staged.set(k, at === undefined ? v : new Timed(v, at));
+    this.staged.set(k, hash, at === undefined ? v : new Timed(v, at));
   }
 
   /** The value as this transaction sees it (its own writes first), or undefined. */
@@ -75,13 +77,13 @@ export class Transaction {
     const k = encodeKey(key);
     const hash = keyHash;
     const prev = this.visible(k, hash);
-    this.staged.set(k, null);
+    this.staged.set(k, hash, null);
     if (prev === undefined) return undefined;
     return valueOut(prev instanceof Timed ? prev.value : prev);
   }
 
   private visible(k: string, hash: number): Entry | undefined {
-    const e = this.staged.get(k);
+    const e = this.staged.get(k, hash);
     if (e === undefined) return this.core.live(k, hash);
     if (e === null) return undefined;
     if (e instanceof Timed && e.expiresAt <= this.core.clock()) return undefined;
@@ -94,9 +96,13 @@ export class Transaction {
     this.open = false;
     const staged = this.staged;
     const shards = this.core.ks;
-    for (const [key, e] of staged) {
-      // Deleting what is not there needs no log record.
-      if (e === null && !shards.shard(hashInternalKey(key)).has(key)) staged.delete(key);
+    if (staged.hasRemovals()) {
+      for (const [key, e] of staged) {
+        if (e !== null) continue;
+        // Deleting what is not there needs no log record.
+        const hash = hashInternalKey(key);
+        if (!shards.shard(hash).has(key)) staged.delete(key, hash);
+      }
     }
     try {
       this.core.applyBatch(staged);

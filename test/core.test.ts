@@ -1,6 +1,7 @@
 /**
  * The engine's contract with its persistence layer, checked with a scripted persistence:
- * a batch whose durability is deferred to settle() is undone in memory when settle() fails.
+ * a batch whose durability is deferred to settle() is undone in memory when settle() fails,
+ * and a batch into an empty keyspace takes its staging Maps over as the shards.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -8,6 +9,7 @@ import { Core } from "../src/core.js";
 import { hashInternalKey } from "../src/keys.js";
 import { MemoryPersistence } from "../src/persistence.js";
 import { type Entry, Timed } from "../src/shards/keyspace.js";
+import { StagedWrites } from "../src/shards/staged-writes.js";
 
 class FailingSettle extends MemoryPersistence {
   fail = false;
@@ -48,4 +50,52 @@ test("a deferred batch whose settle() fails leaves memory and the tx counter as 
   assert.equal(String(ks.shard(hashInternalKey("a")).get("a")), "A");
   assert.equal(ks.size, 3);
   assert.deepEqual(ks.check(), []);
+});
+
+test("a deferred batch into an empty keyspace whose settle() fails leaves it empty, adopted or not", () => {
+  for (const staging of ["adopted", "with removals", "a Map"] as const) {
+    const p = new FailingSettle();
+    const core = new Core(p, () => 1000, undefined, undefined);
+    const ops = staging === "a Map" ? new Map<string, Entry | null>() : new StagedWrites();
+    for (let i = 0; i < 2000; i++) {
+      const k = `k${i}`;
+      const e = i % 3 === 0 ? new Timed(`t${i}`, 5000) : `v${i}`;
+      if (ops instanceof StagedWrites) ops.set(k, hashInternalKey(k), e);
+      else ops.set(k, e);
+    }
+    if (staging === "with removals" && ops instanceof StagedWrites) {
+      ops.set("k5", hashInternalKey("k5"), null);
+    }
+    p.fail = true;
+    assert.throws(() => core.applyBatch(ops), /disk full/, staging);
+    assert.equal(core.lastTxId, 0, staging);
+    assert.equal(core.ks.size, 0, staging);
+    assert.equal(core.ks.timedCount, 0, staging);
+    assert.deepEqual([...core.ks.sorted.all()], [], staging);
+    assert.deepEqual(core.ks.check(), [], staging);
+    // And the keyspace takes writes again once settle() succeeds.
+    p.fail = false;
+    core.applyBatch(new Map<string, Entry | null>([["after", "x"]]));
+    assert.equal(core.ks.size, 1, staging);
+    assert.deepEqual(core.ks.check(), [], staging);
+  }
+});
+
+test("a batch into an empty keyspace: the staging Maps become its shards, without removals only", () => {
+  for (const removal of [false, true]) {
+    const core = new Core(new MemoryPersistence(), () => 1000, undefined, undefined);
+    const ops = new StagedWrites();
+    for (let i = 0; i < 100; i++) ops.set(`k${i}`, hashInternalKey(`k${i}`), `v${i}`);
+    if (removal) ops.set("gone", hashInternalKey("gone"), null);
+    const staged = hashInternalKey("k1");
+    const map = (ops as unknown as { maps: Map<string, Entry | null>[] }).maps.find((m) =>
+      m?.has("k1"),
+    );
+    core.applyBatch(ops);
+    assert.equal(ops.size, 0, "the staging is emptied either way");
+    assert.equal(core.ks.shard(staged) === map, !removal, `adopted: ${!removal}`);
+    assert.equal(core.ks.size, 100);
+    assert.equal(core.ks.shard(hashInternalKey("gone")).has("gone"), false);
+    assert.deepEqual(core.ks.check(), []);
+  }
 });

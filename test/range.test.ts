@@ -3,7 +3,7 @@ import { describe, test } from "node:test";
 import { Emdb } from "../src/index.js";
 import { SortedKeys } from "../src/shards/sorted-keys.js";
 import { assertConsistent } from "./helpers/db.js";
-import { Prng, testSeed, withSeed } from "./helpers/prng.js";
+import { Prng, testSeed, withPrng, withSeed } from "./helpers/prng.js";
 
 const keysOf = (it: Iterable<[Buffer, Buffer]>) => [...it].map(([k]) => k.toString());
 
@@ -121,6 +121,58 @@ describe("SortedKeys (the ordered view)", () => {
       assert.deepEqual([...sk.all()], [...model].sort());
       assert.deepEqual(sk.check(), []);
       assert.ok(model.size > 5000, "enough keys to split many chunks");
+    });
+  });
+
+  test("insertManyNew merges unsorted new keys into any state; live cursors resume after their key", () => {
+    withPrng((rng) => {
+      const sk = new SortedKeys();
+      const model = new Set<string>();
+      const fresh = () => {
+        for (;;) {
+          const k = String.fromCharCode(
+            ...Array.from({ length: 1 + rng.int(4) }, () => rng.int(256)),
+          );
+          if (!model.has(k)) return k;
+        }
+      };
+      for (let round = 0; round < 30; round++) {
+        // Batches from empty to larger than the view, sometimes all above or below it.
+        const n = rng.pick([0, 1, 7, 600, 3000]);
+        const side = rng.pick(["any", "above", "below"] as const);
+        const batch = new Set<string>();
+        while (batch.size < n) {
+          const k = fresh();
+          const k2 = side === "above" ? `\u00ff\u00ff${k}` : side === "below" ? `\u0000${k}` : k;
+          if (!model.has(k2)) batch.add(k2);
+        }
+        const live = sk.range(undefined, true, undefined, true, false);
+        const before = [...model].sort();
+        const taken = before.length > 0 ? live.next().value : undefined;
+        sk.insertManyNew([...batch]);
+        for (const k of batch) model.add(k);
+        const sorted = [...model].sort();
+        assert.deepEqual([...sk.all()], sorted, `round ${round}`);
+        assert.deepEqual(sk.check(), [], `round ${round}`);
+        assert.equal(sk.size, model.size);
+        if (taken !== undefined) {
+          assert.deepEqual(
+            [...live],
+            sorted.filter((k) => k > taken),
+            "a cursor open across the merge continues after its last key",
+          );
+        }
+        // Deletes and single inserts still work on the merged structure.
+        for (const k of [...model].slice(0, 3)) {
+          sk.delete(k);
+          model.delete(k);
+        }
+        const one = fresh();
+        sk.insertNew(one);
+        model.add(one);
+        assert.deepEqual(sk.check(), []);
+      }
+      assert.deepEqual([...sk.all()], [...model].sort());
     });
   });
 

@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { describe, test } from "node:test";
 import { Emdb, EmdbError, type Transaction, Ttl } from "../src/index.js";
 import { assertConsistent, FakeClock, memDb, str } from "./helpers/db.js";
+import { withPrng } from "./helpers/prng.js";
 
 describe("transactions (emdb-rs transactions.rs)", () => {
   test("a commit inserts every key", () => {
@@ -216,4 +220,70 @@ test("a deterministic LCG-driven operation sequence matches the oracle", () => {
     expected,
   );
   assertConsistent(db);
+});
+
+describe("large transactions match a Map model", () => {
+  // A transaction into an empty keyspace hands its staging Maps over as the shards (unless
+  // it stages removals); one of 1024+ writes adds its new keys to the ordered view in one
+  // sort and merge. Both paths, with TTLs, overwrites and removals, in memory and on disk.
+  for (const storage of ["memory", "file"] as const) {
+    test(`${storage}: first load with and without removals, then a large mixed batch`, () => {
+      withPrng((rng) => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "emdb-bigtx-"));
+        try {
+          for (const removals of [false, true]) {
+            const clock = new FakeClock();
+            const b = Emdb.builder().clock(clock.fn);
+            if (storage === "file") b.path(path.join(dir, `db-${removals}.emdb`)).pageSize(512);
+            const db = b.build();
+            const model = new Map<string, { v: string; at: number }>();
+            const key = () => `k${rng.int(6000)}`;
+            const round = (n: number, removeShare: number) => {
+              db.transaction((tx) => {
+                for (let i = 0; i < n; i++) {
+                  const k = key();
+                  if (rng.chance(removeShare)) {
+                    tx.remove(k);
+                    model.delete(k);
+                  } else if (rng.chance(0.2)) {
+                    const ms = 1 + rng.int(1000);
+                    tx.insertWithTtl(k, `t${i}`, Ttl.after(ms));
+                    model.set(k, { v: `t${i}`, at: clock.now + ms });
+                  } else {
+                    tx.insert(k, `v${i}`);
+                    model.set(k, { v: `v${i}`, at: Infinity });
+                  }
+                }
+              });
+            };
+            const compare = (stage: string) => {
+              const live = [...model]
+                .filter(([, e]) => e.at > clock.now)
+                .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+                .map(([k, e]) => [k, e.v]);
+              assert.deepEqual(
+                [...db.iter()].map(([k, v]) => [String(k), String(v)]),
+                live,
+                stage,
+              );
+              assert.equal(db.len(), live.length, stage);
+              for (const [k, v] of live.slice(0, 50)) assert.equal(str(db.get(k!)), v, stage);
+              assertConsistent(db);
+            };
+            round(4000, removals ? 0.1 : 0);
+            compare("first load");
+            round(3000, 0.2);
+            compare("large mixed batch");
+            clock.advance(500);
+            compare("half the TTLs expired");
+            clock.advance(600);
+            compare("every TTL expired");
+            db.close();
+          }
+        } finally {
+          fs.rmSync(dir, { recursive: true, force: true });
+        }
+      });
+    });
+  }
 });

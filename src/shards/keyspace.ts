@@ -18,6 +18,11 @@ import { SortedKeys } from "./sorted-keys.js";
 export const SHARD_COUNT = 32;
 const SHARD_MASK = SHARD_COUNT - 1;
 
+/** Which of the 32 shards holds a key of this FNV-1a hash. */
+export function shardIndex(hash: number): number {
+  return (hash ^ (hash >>> 15)) & SHARD_MASK;
+}
+
 export class Timed {
   constructor(
     readonly value: string,
@@ -58,7 +63,7 @@ export class Keyspace {
   }
 
   shard(hash: number): Map<string, Entry> {
-    return this.shards[(hash ^ (hash >>> 15)) & SHARD_MASK]!;
+    return this.shards[shardIndex(hash)]!;
   }
 
   /** Stores an entry; returns the previous one. */
@@ -66,14 +71,20 @@ export class Keyspace {
     return this.setEntry(k, hash, expiresAt === undefined ? value : new Timed(value, expiresAt));
   }
 
-  /** Stores an entry as it is (a transaction's staged one); returns the previous one. */
-  setEntry(k: string, hash: number, entry: Entry): Entry | undefined {
+  /**
+   * Stores an entry as it is (a transaction's staged one); returns the previous one. With
+   * `newKeys`, a new key is pushed there instead of entering the ordered view, so a large
+   * batch can add them all at once (`sorted.insertManyNew`), which it must do before
+   * anything reads the view.
+   */
+  setEntry(k: string, hash: number, entry: Entry, newKeys?: string[]): Entry | undefined {
     const shard = this.shard(hash);
     const prev = shard.get(k);
     shard.set(k, entry);
     if (prev === undefined) {
       this.total++;
-      this.sorted.insertNew(k);
+      if (newKeys === undefined) this.sorted.insertNew(k);
+      else newKeys.push(k);
     } else if (prev instanceof Timed) {
       this.timed--;
     }
@@ -108,6 +119,33 @@ export class Keyspace {
       this.timed++;
       this.expiries.push(e.expiresAt, k);
     }
+  }
+
+  /**
+   * Takes over `maps` as the shards of this empty keyspace (index = `shardIndex`): a
+   * transaction's staging Maps, when it loads an empty database. O(n) besides one sort of
+   * the keys for the ordered view; the Maps are not copied.
+   */
+  adopt(maps: readonly (Map<string, Entry> | undefined)[]): void {
+    if (this.total !== 0) throw new Error("internal: adopt into a keyspace that holds keys");
+    let n = 0;
+    for (const m of maps) if (m !== undefined) n += m.size;
+    const keys = new Array<string>(n);
+    let o = 0;
+    for (let i = 0; i < SHARD_COUNT; i++) {
+      const m = maps[i];
+      if (m === undefined) continue;
+      this.shards[i] = m;
+      for (const [k, e] of m) {
+        keys[o++] = k;
+        if (e instanceof Timed) {
+          this.timed++;
+          this.expiries.push(e.expiresAt, k);
+        }
+      }
+    }
+    this.total = n;
+    this.sorted.insertManyNew(keys);
   }
 
   finishLoad(sortedKeys: string[]): void {
