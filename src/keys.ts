@@ -83,9 +83,9 @@ export function hashInternalKey(k: string): number {
   return h;
 }
 
-/** Internal key → the Buffer users see. */
+/** Internal key → the Buffer users see: a copy of its bytes, made as `valueOut` makes one. */
 export function keyToBuffer(k: string): Buffer {
-  return Buffer.from(k, "latin1");
+  return valueOut(k);
 }
 
 /**
@@ -114,7 +114,10 @@ function valueTooLarge(size: number): EmdbError {
   );
 }
 
-/** A stored value as the Buffer the caller gets: a copy of its bytes. */
+/**
+ * A stored value as the Buffer the caller gets: a copy of its bytes. `latin1Write` into an
+ * unsafe allocation skips the encoding lookup of `Buffer.from(s, "latin1")`.
+ */
 export function valueOut(v: string): Buffer {
   const out = Buffer.allocUnsafe(v.length);
   writeLatin1(out, v, 0);
