@@ -202,7 +202,7 @@ export class Emdb implements Disposable {
   insert(key: Key, value: Value): void {
     const core = this.core;
     core.assertOpen();
-    const k = encodeKey(key);
+    const k = encodeKey(key, true);
     const hash = keyHash;
     const v = encodeValue(value);
     const at =
@@ -216,7 +216,7 @@ export class Emdb implements Disposable {
   insertWithTtl(key: Key, value: Value, ttl: Ttl): void {
     const core = this.core;
     core.assertOpen();
-    const k = encodeKey(key);
+    const k = encodeKey(key, true);
     const hash = keyHash;
     const v = encodeValue(value);
     core.put(k, hash, v, resolveExpiry(ttl, core.clock(), core.defaultTtlMs));

@@ -7,8 +7,8 @@
  * ASCII string keys (the common case) are already in that form, so they need no conversion.
  *
  * Values are latin1 strings inside emdb too. A 100-byte value is then one string in the V8
- * heap, about 112 bytes, where a Buffer of its own costs an object of about 96 bytes plus its
- * bytes in an allocation pool outside the heap: at a million values, about 90 MiB less, and
+ * heap, about 120 bytes, where a Buffer of its own costs an object of about 96 bytes plus its
+ * bytes in an allocation pool outside the heap: at a million values, about 80 MiB less, and
  * no pools for the collector to free. A value is copied in once (`encodeValue`) and out at
  * each read (`valueOut`), as it was with Buffers: the caller never holds stored bytes.
  */
@@ -35,8 +35,9 @@ function keyTooLarge(size: number): EmdbError {
 /**
  * Converts a user key to its internal latin1 form and sets `keyHash` (FNV-1a over the
  * key bytes). Throws TypeError for a wrong type, EMDB_KEY_TOO_LARGE past `MAX_KEY_SIZE`.
+ * `store`: the key may be kept (an insert), so it must not be a view of a larger string.
  */
-export function encodeKey(key: unknown): string {
+export function encodeKey(key: unknown, store = false): string {
   if (typeof key === "string") {
     const n = key.length;
     let h = 0x811c9dc5;
@@ -47,7 +48,7 @@ export function encodeKey(key: unknown): string {
     }
     if (n > MAX_KEY_SIZE) throw keyTooLarge(n);
     keyHash = h;
-    return key;
+    return store ? ownString(key) : key;
   }
   if (key instanceof Uint8Array) {
     const n = key.length;
@@ -67,6 +68,19 @@ function encodeUtf8Key(key: string): string {
 
 interface Latin1Slicer {
   latin1Slice(start: number, end: number): string;
+}
+
+/**
+ * V8 represents a substring or a concatenation of 13 chars or more as a view of its parts (a
+ * sliced or a cons string). Kept in the index, such a view would keep its parent alive: a
+ * whole file's text, for a key or a value split out of it. Strings that may be views are
+ * copied before they are stored; shorter ones are always flat.
+ */
+const MIN_VIEW_LENGTH = 13;
+
+/** A latin1 string that is safe to keep: `s` itself when short, else a flat copy. */
+function ownString(s: string): string {
+  return s.length < MIN_VIEW_LENGTH ? s : toLatin1(Buffer.from(s, "latin1"));
 }
 
 /** Bytes → latin1 string; Buffers have a direct native path (60 ns cheaper per key). */
@@ -91,14 +105,14 @@ export function keyToBuffer(k: string): Buffer {
 /**
  * A user value in its internal latin1 form (see the file comment): a copy emdb owns, so later
  * changes to the caller's array cannot reach the database. A string value is stored as its
- * UTF-8 bytes; ASCII text already is that form and is kept as it is. Throws TypeError for a
- * wrong type, EMDB_VALUE_TOO_LARGE past `MAX_VALUE_SIZE`.
+ * UTF-8 bytes; ASCII text already is that form (copied only when it may be a view, see
+ * `ownString`). Throws TypeError for a wrong type, EMDB_VALUE_TOO_LARGE past `MAX_VALUE_SIZE`.
  */
 export function encodeValue(value: unknown): string {
   if (typeof value === "string") {
     const bytes = Buffer.byteLength(value, "utf8");
     if (bytes > MAX_VALUE_SIZE) throw valueTooLarge(bytes);
-    return bytes === value.length ? value : toLatin1(Buffer.from(value, "utf8"));
+    return bytes === value.length ? ownString(value) : toLatin1(Buffer.from(value, "utf8"));
   }
   if (value instanceof Uint8Array) {
     if (value.length > MAX_VALUE_SIZE) throw valueTooLarge(value.length);

@@ -47,7 +47,7 @@ export class Transaction {
 
   insertWithTtl(key: Key, value: Value, ttl: Ttl): void {
     this.assertOpen();
-    const k = encodeKey(key);
+    const k = encodeKey(key, true);
     const hash = keyHash;
     const v = encodeValue(value);
     const core = this.core;

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { Emdb, EmdbError, MAX_KEY_SIZE, MAX_VALUE_SIZE } from "../src/index.js";
+import * as v8 from "node:v8";
+import * as vm from "node:vm";
+import { Emdb, EmdbError, MAX_KEY_SIZE, MAX_VALUE_SIZE, Ttl } from "../src/index.js";
 import { assertConsistent, str } from "./helpers/db.js";
 
 describe("basic operations (emdb-rs basic.rs)", () => {
@@ -81,6 +83,34 @@ describe("basic operations (emdb-rs basic.rs)", () => {
     const [[, iterValue]] = [...db.iter()] as [[Buffer, Buffer]];
     iterValue[2] = 0x7a;
     assert.equal(str(db.get("k")), "abc");
+  });
+
+  test("a stored string key or value does not keep the larger string it was cut from alive", () => {
+    // V8 keeps a substring of 13 chars or more as a view of its parent: stored as it is, a
+    // key or value sliced from a file's text would pin the whole text in memory.
+    v8.setFlagsFromString("--expose-gc");
+    const gc = vm.runInNewContext("gc") as () => void;
+    const db = Emdb.openInMemory();
+    const MB = 2 ** 20;
+    const heap = () => {
+      gc();
+      return process.memoryUsage().heapUsed / MB;
+    };
+    for (const path of ["insert", "insertWithTtl", "transaction"] as const) {
+      const before = heap();
+      // Only the database may hold the slices once this returns.
+      ((): void => {
+        const text = `${path}:`.padEnd(64 * MB, "x");
+        const key = text.slice(0, 20);
+        const value = text.slice(1000, 1030);
+        if (path === "insert") db.insert(key, value);
+        else if (path === "insertWithTtl") db.insertWithTtl(key, value, Ttl.after(60_000));
+        else db.transaction((tx) => tx.insert(key, value));
+      })();
+      assert.ok(heap() - before < 8, `${path}: the 64 MiB text was freed`);
+      assert.equal(str(db.get(`${path}:`.padEnd(20, "x"))), "x".repeat(30));
+    }
+    assert.equal(db.len(), 3);
   });
 
   test("empty values are stored and returned as empty Buffers", () => {
