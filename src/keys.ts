@@ -70,6 +70,11 @@ interface Latin1Slicer {
   latin1Slice(start: number, end: number): string;
 }
 
+/** `buf[start..end)` as a latin1 string, without a view or `toString`'s encoding lookup. */
+export function latin1Slice(buf: Buffer, start: number, end: number): string {
+  return (buf as unknown as Latin1Slicer).latin1Slice(start, end);
+}
+
 /**
  * V8 represents a substring or a concatenation of 13 chars or more as a view of its parts (a
  * sliced or a cons string). Kept in the index, such a view would keep its parent alive: a
@@ -85,8 +90,7 @@ function ownString(s: string): string {
 
 /** Bytes → latin1 string; Buffers have a direct native path (60 ns cheaper per key). */
 export function toLatin1(bytes: Uint8Array): string {
-  if (Buffer.isBuffer(bytes))
-    return (bytes as unknown as Latin1Slicer).latin1Slice(0, bytes.length);
+  if (Buffer.isBuffer(bytes)) return latin1Slice(bytes, 0, bytes.length);
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("latin1");
 }
 

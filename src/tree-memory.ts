@@ -8,16 +8,16 @@
 import type { BulkEntry } from "./btree/bulk-load.js";
 import type { BTree } from "./btree/tree.js";
 import type { ProgressListener } from "./builder.js";
-import { hashInternalKey, MAX_KEY_SIZE, toLatin1, writeLatin1 } from "./keys.js";
+import { hashInternalKey, latin1Slice, MAX_KEY_SIZE, toLatin1, writeLatin1 } from "./keys.js";
 import { type Keyspace, Timed } from "./shards/keyspace.js";
 
 /** Fills an empty keyspace from the tree: keys arrive sorted, so this is O(n). */
 export function loadTree(tree: BTree, ks: Keyspace): void {
   const keys: string[] = [];
-  tree.forEach((key, value, expiresAt) => {
-    const k = key.toString("latin1");
+  tree.forEachSpan((kb, ks0, ke, vb, vs, ve, expiresAt) => {
+    const k = latin1Slice(kb, ks0, ke);
     keys.push(k);
-    const v = toLatin1(value);
+    const v = latin1Slice(vb, vs, ve);
     ks.loadEntry(k, expiresAt === 0 ? v : new Timed(v, expiresAt));
   });
   ks.finishLoad(keys);

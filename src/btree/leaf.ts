@@ -251,15 +251,30 @@ export function encodeLeaf(
 }
 
 /**
- * The scan loop of `forEach`, kept tight: per record it reads the header fields, makes two
- * views and calls back. Overflow values are fetched through `overflow`.
+ * A record as `scanLeaf` reports it, without making views: the key is `kb[ks..ke)`, the value
+ * `vb[vs..ve)` (both in the page, or the value in its assembled overflow chain).
+ */
+export type RecordSpans = (
+  kb: Buffer,
+  ks: number,
+  ke: number,
+  vb: Buffer,
+  vs: number,
+  ve: number,
+  expiresAt: number,
+) => void;
+
+/**
+ * The scan loop of `forEach`, kept tight: per record it reads the header fields and calls
+ * back with where the key and value are, so the caller makes views or strings as it needs.
+ * Overflow values are fetched through `overflow`.
  */
 export function scanLeaf(
   page: Buffer,
   base: number,
   file: string,
   overflow: (head: number, length: number, contiguous: boolean, at: number) => Buffer,
-  cb: (key: Buffer, value: Buffer, expiresAt: number) => void,
+  cb: RecordSpans,
 ): number {
   const n = checkedCount(page, base, file);
   const lo = SLOTS_AT + 2 * n;
@@ -281,12 +296,12 @@ export function scanLeaf(
     } else if (flags !== 0) {
       const r = parseRecord(page, off, lo, end, base, file);
       const value = overflow(r.head, valueLength, (flags & REC_CONTIGUOUS) !== 0, base + off);
-      cb(r.key, value, r.expiresAt);
+      cb(r.key, 0, r.key.length, value, 0, value.length, r.expiresAt);
       continue;
     }
     const v = p + keyLength;
     if (v + valueLength > end) parseRecord(page, off, lo, end, base, file);
-    cb(page.subarray(p, v), page.subarray(v, v + valueLength), expiresAt);
+    cb(page, p, v, page, v, v + valueLength, expiresAt);
   }
   return n;
 }
