@@ -377,7 +377,7 @@ export class Pager {
     if (this.dirty.full) this.flushDirty();
   }
 
-  /** Writes the dirty pages, adjacent ones in one call; they stay readable through the cache. */
+  /** Writes the dirty pages, adjacent ones in one call; branches stay in the page cache. */
   private flushDirty(): number {
     if (this.dirty.size === 0) return 0;
     const n = this.dirty.writeOut(this.file, (id, page) => this.cache.set(id as PageId, page));

@@ -208,8 +208,10 @@ export class WalWriter {
   // Appends. Each returns the record's LSN. The LSN is taken only once encoding succeeded, so a
   // rejected argument never leaves a gap.
 
-  /** `key` is bytes, or a latin1 string (one char per byte); `expiresAt` is Unix ms, 0 = never. */
-  /** A string key or value is in latin1 form: one char per byte. */
+  /**
+   * `key` and `value` are bytes, or latin1 strings (one char per byte); `expiresAt` is Unix
+   * ms, 0 = never.
+   */
   appendPut(key: Uint8Array | string, value: Uint8Array | string, expiresAt: number): number {
     checkKey(key);
     if (value.length > WAL_MAX_VALUE_BYTES) {
