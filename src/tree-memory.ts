@@ -9,7 +9,7 @@ import type { BulkEntry } from "./btree/bulk-load.js";
 import type { BTree } from "./btree/tree.js";
 import type { ProgressListener } from "./builder.js";
 import { hashInternalKey, latin1Slice, MAX_KEY_SIZE, toLatin1, writeLatin1 } from "./keys.js";
-import { type Keyspace, Timed } from "./shards/keyspace.js";
+import { type Entry, type Keyspace, Timed } from "./shards/keyspace.js";
 
 /** Fills an empty keyspace from the tree: keys arrive sorted, so this is O(n). */
 export function loadTree(tree: BTree, ks: Keyspace): void {
@@ -39,26 +39,48 @@ export function* liveEntries(ks: Keyspace, now: number): Generator<BulkEntry, vo
     value: valueScratch,
     expiresAt: 0,
   };
-  for (const k of ks.sorted.all()) {
-    const e = ks.shard(hashInternalKey(k)).get(k);
-    if (e === undefined) continue;
-    let v: string;
-    if (e instanceof Timed) {
-      if (e.expiresAt <= now) continue;
-      v = e.value;
-      entry.expiresAt = e.expiresAt;
-    } else {
-      v = e;
-      entry.expiresAt = 0;
+  // Lookups go in blocks, in a tight loop: the hash-table misses of one block overlap,
+  // where one lookup per step of the rewrite waits for each in turn.
+  const keys = new Array<string>(LOOKUP_BLOCK);
+  const found = new Array<Entry | undefined>(LOOKUP_BLOCK);
+  const all = ks.sorted.all();
+  for (;;) {
+    let n = 0;
+    for (; n < LOOKUP_BLOCK; n++) {
+      const step = all.next();
+      if (step.done === true) break;
+      keys[n] = step.value;
     }
-    entry.key = keyScratch.subarray(0, writeLatin1(keyScratch, k, 0));
-    entry.value =
-      v.length <= VALUE_SCRATCH_BYTES
-        ? valueScratch.subarray(0, writeLatin1(valueScratch, v, 0))
-        : Buffer.from(v, "latin1");
-    yield entry;
+    for (let j = 0; j < n; j++) {
+      const k = keys[j]!;
+      found[j] = ks.shard(hashInternalKey(k)).get(k);
+    }
+    for (let j = 0; j < n; j++) {
+      const e = found[j];
+      if (e === undefined) continue;
+      const k = keys[j]!;
+      let v: string;
+      if (e instanceof Timed) {
+        if (e.expiresAt <= now) continue;
+        v = e.value;
+        entry.expiresAt = e.expiresAt;
+      } else {
+        v = e;
+        entry.expiresAt = 0;
+      }
+      entry.key = keyScratch.subarray(0, writeLatin1(keyScratch, k, 0));
+      entry.value =
+        v.length <= VALUE_SCRATCH_BYTES
+          ? valueScratch.subarray(0, writeLatin1(valueScratch, v, 0))
+          : Buffer.from(v, "latin1");
+      yield entry;
+    }
+    if (n < LOOKUP_BLOCK) return;
   }
 }
+
+/** Keys `liveEntries` looks up at a time. */
+const LOOKUP_BLOCK = 256;
 
 /**
  * Problems between the tree and memory (none when they agree): every live key that is not
