@@ -421,6 +421,8 @@ export class Emdb implements Disposable {
   close(): void {
     const core = this.core;
     if (core.closed) return;
+    // Closing from compact()'s progress listener would pull the files from under it.
+    core.persistence.assertIdle();
     try {
       core.persistence.close();
     } finally {

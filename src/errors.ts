@@ -33,6 +33,11 @@ export const ERROR_CODES = {
   EMDB_TRANSACTION_CLOSED: "the transaction has already finished",
   /** An operating-system I/O call failed; `cause` holds the original error. */
   EMDB_IO: "i/o error",
+  /**
+   * A write, `flush`, `compact` or `close` was called while `compact()` runs, from its
+   * `onProgress` listener: a write then could be lost in a crash. Reads are allowed.
+   */
+  EMDB_BUSY: "the database is compacting",
 } as const;
 
 export type EmdbErrorCode = keyof typeof ERROR_CODES;

@@ -55,6 +55,8 @@ export class FileStore implements Persistence {
   private wal: WalWriter;
   private lock: FileLock | undefined;
   private readonly dirty = new Set<string>();
+  /** `compact()` is rewriting the file (its progress listener may call back in). */
+  private compacting = false;
   private cleared = false;
   /** A batch too large to log is waiting for the checkpoint that makes it durable. */
   private checkpointDue = false;
@@ -195,6 +197,7 @@ export class FileStore implements Persistence {
   // ---- write path ------------------------------------------------------------------------
 
   private guard(): void {
+    this.assertIdle();
     if (this.broken !== undefined) {
       throw new EmdbError(
         "EMDB_IO",
@@ -305,15 +308,31 @@ export class FileStore implements Persistence {
   expired(keys: readonly string[]): void {
     if (this.broken !== undefined) return;
     // Logged like removes but not acknowledged writes: losing them in a crash only means
-    // they are swept again at the next open.
+    // they are swept again at the next open. Hence not logged during a compaction, whose
+    // old WAL must stay empty (see `compact`): the next checkpoint still drops them.
     for (const k of keys) {
-      this.wal.appendDelete(k);
+      if (!this.compacting) this.wal.appendDelete(k);
       this.dirty.add(k);
     }
   }
 
+  /**
+   * Throws EMDB_BUSY while `compact()` runs. Its progress listener may call back into the
+   * database; a write then would go to the WAL of the file being replaced, where a crash
+   * before the new WAL exists would lose it, or leave records the new file cannot accept.
+   */
+  assertIdle(): void {
+    if (this.compacting) {
+      throw new EmdbError(
+        "EMDB_BUSY",
+        "compact() is running: writes, flush(), compact() and close() must wait until it returns (reads are allowed from onProgress)",
+        { file: this.opts.path },
+      );
+    }
+  }
+
   settle(): void {
-    if (this.broken !== undefined) return;
+    if (this.broken !== undefined || this.compacting) return;
     if (this.checkpointDue || this.wal.size >= this.checkpointThreshold()) {
       this.checkpointDue = false;
       this.checkpoint();
@@ -429,6 +448,7 @@ export class FileStore implements Persistence {
     const path = this.opts.path;
     const tmp = `${path}.compact.tmp`;
     const backend = this.backend;
+    this.compacting = true;
     try {
       if (backend.exists(tmp)) backend.remove(tmp);
       const next = Pager.open(backend, tmp, {
@@ -465,10 +485,13 @@ export class FileStore implements Persistence {
     } catch (err) {
       this.broken = err;
       throw err;
+    } finally {
+      this.compacting = false;
     }
   }
 
   close(): void {
+    this.assertIdle();
     try {
       if (this.broken === undefined) this.checkpoint();
     } finally {

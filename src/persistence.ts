@@ -45,6 +45,8 @@ export interface Persistence {
   settle(): void;
   flush(): void;
   compact(): void;
+  /** Throws EMDB_BUSY while `compact()` runs (called back from its progress listener). */
+  assertIdle(): void;
   close(): void;
   stats(): PersistenceStats;
   check(): string[];
@@ -69,6 +71,7 @@ export class MemoryPersistence implements Persistence {
   settle(): void {}
   flush(): void {}
   compact(): void {}
+  assertIdle(): void {}
   readClean(): undefined {
     return undefined;
   }
