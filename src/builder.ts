@@ -147,7 +147,11 @@ export class EmdbBuilder {
     return this;
   }
 
-  /** Called with the progress of long work (migrating an emdb-rs file, compacting). */
+  /**
+   * Called with the progress of long work (migrating an emdb-rs file, compacting). During
+   * `compact()` the listener may read the database; writes, `flush`, `compact` and `close`
+   * throw EMDB_BUSY there.
+   */
   onProgress(listener: ProgressListener): this {
     if (typeof listener !== "function") throw new TypeError("onProgress needs a function");
     this.cfg.onProgress = listener;
