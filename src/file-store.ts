@@ -449,6 +449,7 @@ export class FileStore implements Persistence {
     const tmp = `${path}.compact.tmp`;
     const backend = this.backend;
     this.compacting = true;
+    let replaced = false;
     try {
       if (backend.exists(tmp)) backend.remove(tmp);
       const next = Pager.open(backend, tmp, {
@@ -468,6 +469,7 @@ export class FileStore implements Persistence {
       }
       failpoint("compact:tmp-written");
       backend.rename(tmp, path);
+      replaced = true;
       backend.syncDir(dirOf(path));
       failpoint("compact:renamed");
       this.pager.close();
@@ -483,7 +485,17 @@ export class FileStore implements Persistence {
       );
       this.wireFailpoints();
     } catch (err) {
-      this.broken = err;
+      if (replaced) {
+        this.broken = err;
+      } else {
+        // The old files are untouched and nothing was logged meanwhile (see assertIdle):
+        // the database stays usable after, say, a progress listener threw or the disk filled.
+        try {
+          if (backend.exists(tmp)) backend.remove(tmp);
+        } catch {
+          // Left for the next compaction, which removes it first.
+        }
+      }
       throw err;
     } finally {
       this.compacting = false;

@@ -396,6 +396,34 @@ describe("space and size", () => {
     db.close();
   });
 
+  test("a compaction that fails before its rename leaves the database usable and no temp file", () => {
+    const p = freshPath();
+    let fail = true;
+    const db = Emdb.builder()
+      .path(p)
+      .onProgress(() => {
+        if (fail) throw new Error("listener bug");
+      })
+      .build();
+    const n = 70_000;
+    db.transaction((tx) => {
+      for (let i = 0; i < n; i++) tx.insert(`k${i}`, "v");
+    });
+    assert.throws(() => db.compact(), /listener bug/);
+    assert.equal(fs.existsSync(`${p}.compact.tmp`), false, "the temp file is removed");
+    db.insert("after", "works");
+    assert.equal(db.len(), n + 1);
+    assert.deepEqual(db.check(), []);
+    fail = false;
+    db.compact();
+    db.close();
+    const re = open(p);
+    assert.equal(re.len(), n + 1);
+    assert.equal(String(re.get("after")), "works");
+    assert.deepEqual(re.check(), []);
+    re.close();
+  });
+
   test("creating, writing and compacting leave only the page file, its WAL and its lock", () => {
     const dir = fs.mkdtempSync(path.join(root, "files-"));
     const p = path.join(dir, "db.emdb");
