@@ -163,40 +163,20 @@ export class Core {
    * Live entries within internal-key bounds, in order, as `[key, value]` Buffer copies.
    * Tolerates writes between steps (see `SortedKeys.range`).
    */
-  *entries(
+  entries(
     lo: string | undefined,
     loInclusive: boolean,
     hi: string | undefined,
     hiInclusive: boolean,
     reverse: boolean,
     limit: number,
-  ): Generator<[Buffer, Buffer], void, undefined> {
-    if (limit <= 0) return;
-    let n = 0;
-    const keys = this.ks.sorted.range(lo, loInclusive, hi, hiInclusive, reverse);
-    const storage = this.persistence;
-    for (;;) {
-      // Checked before each step, so an iterator kept past close() fails loudly.
-      this.assertOpen();
-      const step = keys.next();
-      if (step.done === true) return;
-      const k = step.value;
-      // Long forward scans read unchanged keys from the tree's leaves, in order: no hash
-      // lookup and no copy from a scattered Buffer (see btree/cursor.ts). Short ones stay in
-      // memory, where a descent from the root would cost more than the lookups it saves.
-      const clean = reverse || n < TREE_SCAN_AFTER ? undefined : storage.readClean(k);
-      if (clean !== undefined) {
-        const at = storage.cleanExpiresAt;
-        if (at !== 0 && at <= this.clock()) continue;
-        yield [keyToBuffer(k), clean];
-        if (++n >= limit) return;
-        continue;
-      }
-      const e = this.live(k, hashInternalKey(k));
-      if (e === undefined) continue;
-      yield [keyToBuffer(k), valueOut(e instanceof Timed ? e.value : e)];
-      if (++n >= limit) return;
-    }
+  ): IterableIterator<[Buffer, Buffer]> {
+    return new EntryIterator(
+      this,
+      this.ks.sorted.walker(lo, loInclusive, hi, hiInclusive, reverse),
+      reverse,
+      limit,
+    );
   }
 
   *keys(): Generator<Buffer, void, undefined> {
@@ -213,5 +193,51 @@ export class Core {
   /** Every key (live or expired) within [lo, hi): for group deletes. */
   keysIn(lo: string, hi: string): string[] {
     return [...this.ks.sorted.range(lo, true, hi, false, false)];
+  }
+}
+
+/**
+ * The iterator behind `iter`, `range` and `group`: a class, not a generator, because a scan
+ * of a million entries pays for every generator resumption.
+ */
+class EntryIterator implements IterableIterator<[Buffer, Buffer]> {
+  private n = 0;
+
+  constructor(
+    private readonly core: Core,
+    private readonly nextKey: () => string | undefined,
+    private readonly reverse: boolean,
+    private readonly limit: number,
+  ) {}
+
+  [Symbol.iterator](): this {
+    return this;
+  }
+
+  next(): IteratorResult<[Buffer, Buffer], undefined> {
+    const core = this.core;
+    const storage = core.persistence;
+    while (this.n < this.limit) {
+      // Checked before each step, so an iterator kept past close() fails loudly.
+      core.assertOpen();
+      const k = this.nextKey();
+      if (k === undefined) break;
+      // Long forward scans read unchanged keys from the tree's leaves, in order: no hash
+      // lookup and no copy from a scattered value (see btree/cursor.ts). Short ones stay in
+      // memory, where a descent from the root would cost more than the lookups it saves.
+      const clean = this.reverse || this.n < TREE_SCAN_AFTER ? undefined : storage.readClean(k);
+      if (clean !== undefined) {
+        const at = storage.cleanExpiresAt;
+        if (at !== 0 && at <= core.clock()) continue;
+        this.n++;
+        return { done: false, value: [keyToBuffer(k), clean] };
+      }
+      const e = core.live(k, hashInternalKey(k));
+      if (e === undefined) continue;
+      this.n++;
+      return { done: false, value: [keyToBuffer(k), valueOut(e instanceof Timed ? e.value : e)] };
+    }
+    this.n = this.limit;
+    return { done: true, value: undefined };
   }
 }

@@ -146,57 +146,72 @@ export class SortedKeys {
     hiInclusive: boolean,
     reverse: boolean,
   ): Generator<string, void, undefined> {
-    if (reverse) {
-      yield* this.rangeReverse(lo, loInclusive, hi, hiInclusive);
-      return;
-    }
-    let version = this.version;
-    let [ci, pi] = this.seekForward(lo, loInclusive);
-    for (;;) {
-      const chunk = this.chunks[ci];
-      if (chunk === undefined) return;
-      if (pi >= chunk.length) {
-        ci++;
-        pi = 0;
-        continue;
-      }
-      const k = chunk[pi]!;
-      if (hi !== undefined && (hiInclusive ? k > hi : k >= hi)) return;
-      pi++;
-      yield k;
-      if (version !== this.version) {
-        // The structure changed while the caller held the key: resume strictly after it.
-        version = this.version;
-        [ci, pi] = this.seekForward(k, false);
-      }
-    }
+    const next = this.walker(lo, loInclusive, hi, hiInclusive, reverse);
+    for (let k = next(); k !== undefined; k = next()) yield k;
   }
 
-  private *rangeReverse(
+  /**
+   * `range` as a function that returns the next key (undefined at the end, and from then
+   * on): a plain call per step where a generator pays for a resumption, which a full scan
+   * of a million keys notices.
+   */
+  walker(
     lo: string | undefined,
     loInclusive: boolean,
     hi: string | undefined,
     hiInclusive: boolean,
-  ): Generator<string, void, undefined> {
-    let version = this.version;
-    let [ci, pi] = this.seekBackward(hi, hiInclusive);
-    for (;;) {
-      if (ci < 0) return;
-      const chunk = this.chunks[ci]!;
-      if (pi < 0) {
-        ci--;
-        pi = ci >= 0 ? this.chunks[ci]!.length - 1 : -1;
-        continue;
-      }
-      const k = chunk[pi]!;
-      if (lo !== undefined && (loInclusive ? k < lo : k <= lo)) return;
-      pi--;
-      yield k;
+    reverse: boolean,
+  ): () => string | undefined {
+    let version = -1;
+    let ci = 0;
+    let pi = 0;
+    let last: string | undefined;
+    let finished = false;
+    return () => {
+      if (finished) return undefined;
       if (version !== this.version) {
         version = this.version;
-        [ci, pi] = this.seekBackward(k, false);
+        // The first step, or the structure changed while the caller held `last`: resume
+        // strictly after it.
+        [ci, pi] = reverse
+          ? last === undefined
+            ? this.seekBackward(hi, hiInclusive)
+            : this.seekBackward(last, false)
+          : last === undefined
+            ? this.seekForward(lo, loInclusive)
+            : this.seekForward(last, false);
       }
-    }
+      const chunks = this.chunks;
+      for (;;) {
+        if (reverse) {
+          if (ci < 0) break;
+          if (pi < 0) {
+            ci--;
+            pi = ci >= 0 ? chunks[ci]!.length - 1 : -1;
+            continue;
+          }
+          const k = chunks[ci]![pi]!;
+          if (lo !== undefined && (loInclusive ? k < lo : k <= lo)) break;
+          pi--;
+          last = k;
+          return k;
+        }
+        const chunk = chunks[ci];
+        if (chunk === undefined) break;
+        if (pi >= chunk.length) {
+          ci++;
+          pi = 0;
+          continue;
+        }
+        const k = chunk[pi]!;
+        if (hi !== undefined && (hiInclusive ? k > hi : k >= hi)) break;
+        pi++;
+        last = k;
+        return k;
+      }
+      finished = true;
+      return undefined;
+    };
   }
 
   /** Position of the first key > lo (or >= lo when inclusive). */
