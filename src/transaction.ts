@@ -9,15 +9,7 @@
  */
 import type { Core } from "./core.js";
 import { EmdbError } from "./errors.js";
-import {
-  encodeKey,
-  encodeValue,
-  hashInternalKey,
-  type Key,
-  keyHash,
-  type Value,
-  valueOut,
-} from "./keys.js";
+import { encodeKey, encodeValue, type Key, keyHash, type Value, valueOut } from "./keys.js";
 import { type Entry, Timed } from "./shards/keyspace.js";
 import { StagedWrites } from "./shards/staged-writes.js";
 import { resolveExpiry, Ttl } from "./ttl/ttl.js";
@@ -95,15 +87,8 @@ export class Transaction {
     this.assertOpen();
     this.open = false;
     const staged = this.staged;
-    const shards = this.core.ks;
-    if (staged.hasRemovals()) {
-      for (const [key, e] of staged) {
-        if (e !== null) continue;
-        // Deleting what is not there needs no log record.
-        const hash = hashInternalKey(key);
-        if (!shards.shard(hash).has(key)) staged.delete(key, hash);
-      }
-    }
+    const ks = this.core.ks;
+    staged.pruneRemovals((key) => ks.has(key));
     try {
       this.core.applyBatch(staged);
     } finally {

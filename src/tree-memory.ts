@@ -8,7 +8,7 @@
 import type { BulkEntry } from "./btree/bulk-load.js";
 import type { BTree } from "./btree/tree.js";
 import type { ProgressListener } from "./builder.js";
-import { hashInternalKey, latin1Slice, MAX_KEY_SIZE, toLatin1, writeLatin1 } from "./keys.js";
+import { hashInternalKey, latin1Slice, MAX_KEY_SIZE, writeLatin1 } from "./keys.js";
 import { type Entry, type Keyspace, Timed } from "./shards/keyspace.js";
 
 /** Fills an empty keyspace from the tree: keys arrive sorted, so this is O(n). */
@@ -43,13 +43,13 @@ export function* liveEntries(ks: Keyspace, now: number): Generator<BulkEntry, vo
   // where one lookup per step of the rewrite waits for each in turn.
   const keys = new Array<string>(LOOKUP_BLOCK);
   const found = new Array<Entry | undefined>(LOOKUP_BLOCK);
-  const all = ks.sorted.all();
+  const nextKey = ks.sorted.walker(undefined, true, undefined, true, false);
   for (;;) {
     let n = 0;
     for (; n < LOOKUP_BLOCK; n++) {
-      const step = all.next();
-      if (step.done === true) break;
-      keys[n] = step.value;
+      const k = nextKey();
+      if (k === undefined) break;
+      keys[n] = k;
     }
     for (let j = 0; j < n; j++) {
       const k = keys[j]!;
@@ -111,8 +111,8 @@ export function compareTreeWithMemory(
     return problems;
   }
   let inTree = 0;
-  tree.forEach((key, value, expiresAt) => {
-    const k = key.toString("latin1");
+  tree.forEachSpan((kb, ks0, ke, vb, vs, ve, expiresAt) => {
+    const k = latin1Slice(kb, ks0, ke);
     if (dirty.has(k) || (expiresAt !== 0 && expiresAt <= now)) return;
     inTree++;
     const e = ks.shard(hashInternalKey(k)).get(k);
@@ -122,7 +122,7 @@ export function compareTreeWithMemory(
     }
     const v = e instanceof Timed ? e.value : e;
     const at = e instanceof Timed ? e.expiresAt : 0;
-    if (v !== toLatin1(value) || at !== expiresAt) {
+    if (v !== latin1Slice(vb, vs, ve) || at !== expiresAt) {
       problems.push(`tree and memory differ for ${JSON.stringify(k)}`);
     }
   });

@@ -81,19 +81,22 @@ test("a deferred batch into an empty keyspace whose settle() fails leaves it emp
   }
 });
 
-test("a batch into an empty keyspace: the staging Maps become its shards, without removals only", () => {
-  for (const removal of [false, true]) {
+test("a batch into an empty keyspace: the staging Maps become its shards, unless a removal is staged", () => {
+  // A transaction prunes removals of absent keys first (pruneRemovals), which re-enables it.
+  for (const removal of ["none", "staged", "pruned"] as const) {
     const core = new Core(new MemoryPersistence(), () => 1000, undefined, undefined);
     const ops = new StagedWrites();
     for (let i = 0; i < 100; i++) ops.set(`k${i}`, hashInternalKey(`k${i}`), `v${i}`);
-    if (removal) ops.set("gone", hashInternalKey("gone"), null);
+    if (removal !== "none") ops.set("gone", hashInternalKey("gone"), null);
+    if (removal === "pruned") ops.pruneRemovals((k) => core.ks.has(k));
     const staged = hashInternalKey("k1");
     const map = (ops as unknown as { maps: Map<string, Entry | null>[] }).maps.find((m) =>
       m?.has("k1"),
     );
     core.applyBatch(ops);
     assert.equal(ops.size, 0, "the staging is emptied either way");
-    assert.equal(core.ks.shard(staged) === map, !removal, `adopted: ${!removal}`);
+    const adopted = removal !== "staged";
+    assert.equal(core.ks.shard(staged) === map, adopted, `${removal}: adopted ${adopted}`);
     assert.equal(core.ks.size, 100);
     assert.equal(core.ks.shard(hashInternalKey("gone")).has("gone"), false);
     assert.deepEqual(core.ks.check(), []);

@@ -20,6 +20,7 @@ import {
   Ttl,
 } from "../src/index.js";
 import { hashInternalKey } from "../src/keys.js";
+import { BATCH_RECORD_SIZE, deleteRecordSize } from "../src/wal/record.js";
 import { FakeClock } from "./helpers/db.js";
 import { EMDB_RS_FIXTURES } from "./helpers/emdb-rs-fixtures.js";
 import { Prng, testSeed, withPrng, withSeed } from "./helpers/prng.js";
@@ -640,22 +641,56 @@ describe("bad input never reaches the log", () => {
     assert.deepEqual(fs.readFileSync(`${p}.wal`), wal);
     db.close();
   });
+
+  test("a transaction logs no removal of a key that is not stored", () => {
+    const p = freshPath();
+    const db = open(p, onEachWrite());
+    db.insert("present", "1");
+    const walBytes = () => Number(db.stats().disk?.walBytes);
+    const before = walBytes();
+    db.transaction((tx) => {
+      tx.remove("absent");
+      tx.insert("brief", "x");
+      tx.remove("brief");
+    });
+    assert.equal(walBytes(), before, "nothing to log, not even an empty batch");
+    assert.equal(db.stats().lastTxId, 0, "and no transaction id used");
+    db.transaction((tx) => {
+      tx.remove("present");
+      tx.remove("absent");
+    });
+    // BatchBegin, one Delete, BatchEnd.
+    assert.equal(walBytes(), before + 2 * BATCH_RECORD_SIZE + deleteRecordSize("present".length));
+    assert.equal(db.len(), 0);
+    assert.deepEqual(db.check(), []);
+    db.close();
+  });
 });
 
 describe("large transactions", () => {
   test("a transaction bigger than the checkpoint threshold goes straight to the page file, atomically", () => {
     const p = freshPath();
+    // onEachWrite(): a batch that went through the WAL would be written and synced there
+    // before the checkpoint, whose reset rewrites only the header and leaves those bytes.
     let db = Emdb.builder()
       .path(p)
+      .flushPolicy(onEachWrite())
       .checkpointThreshold(64 * 1024)
       .build();
     db.insert("before", "1");
+    const recordsEnd = Number(db.stats().disk?.walBytes);
+    const walBefore = fs.readFileSync(`${p}.wal`);
     db.transaction((tx) => {
       for (let i = 0; i < 2000; i++)
         tx.insert(`bulk${String(i).padStart(5, "0")}`, "v".repeat(100));
       tx.remove("before");
     });
-    assert.equal(db.stats().disk?.walBytes, 64, "nothing of it went through the WAL");
+    assert.equal(db.stats().disk?.walBytes, 64, "the checkpoint emptied the WAL");
+    assert.deepEqual(
+      fs.readFileSync(`${p}.wal`).subarray(recordsEnd, walBefore.length),
+      walBefore.subarray(recordsEnd),
+      "nothing of the transaction was written to the WAL",
+    );
     assert.deepEqual(db.check(), []);
     db.close();
     db = open(p);

@@ -11,7 +11,10 @@ import { type Entry, shardIndex } from "./keyspace.js";
 
 export class StagedWrites {
   private readonly maps: (Map<string, Entry | null> | undefined)[] = [];
-  /** Whether a removal was ever staged (it may have been overwritten or dropped since). */
+  /**
+   * Whether a removal may be staged: set by every staged removal, made exact by
+   * `pruneRemovals` (a removal overwritten since may leave it true before that).
+   */
   private removalStaged = false;
 
   /** Keys staged (removals included). */
@@ -37,10 +40,6 @@ export class StagedWrites {
     if (e === null) this.removalStaged = true;
   }
 
-  delete(k: string, hash: number): void {
-    this.maps[shardIndex(hash)]?.delete(k);
-  }
-
   *[Symbol.iterator](): IterableIterator<[string, Entry | null]> {
     for (const m of this.maps) if (m !== undefined) yield* m;
   }
@@ -49,14 +48,27 @@ export class StagedWrites {
     for (const m of this.maps) if (m !== undefined) yield* m.keys();
   }
 
-  /** True when some key is staged as removed. */
+  /** False only when no key is staged as removed (exact after `pruneRemovals`). */
   hasRemovals(): boolean {
-    if (!this.removalStaged) return false;
+    return this.removalStaged;
+  }
+
+  /**
+   * Drops the staged removals of keys `present` says are not stored (removing what is not
+   * there needs no log record); afterwards `hasRemovals` is exact.
+   */
+  pruneRemovals(present: (k: string) => boolean): void {
+    if (!this.removalStaged) return;
+    let left = false;
     for (const m of this.maps) {
       if (m === undefined) continue;
-      for (const e of m.values()) if (e === null) return true;
+      for (const [k, e] of m) {
+        if (e !== null) continue;
+        if (present(k)) left = true;
+        else m.delete(k);
+      }
     }
-    return false;
+    this.removalStaged = left;
   }
 
   /**
