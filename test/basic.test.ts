@@ -101,14 +101,14 @@ describe("basic operations (emdb-rs basic.rs)", () => {
       // Only the database may hold the slices once this returns.
       ((): void => {
         const text = `${path}:`.padEnd(64 * MB, "x");
-        const key = text.slice(0, 20);
-        const value = text.slice(1000, 1030);
+        const key = text.slice(0, 13);
+        const value = text.slice(1000, 1013);
         if (path === "insert") db.insert(key, value);
         else if (path === "insertWithTtl") db.insertWithTtl(key, value, Ttl.after(60_000));
         else db.transaction((tx) => tx.insert(key, value));
       })();
       assert.ok(heap() - before < 8, `${path}: the 64 MiB text was freed`);
-      assert.equal(str(db.get(`${path}:`.padEnd(20, "x"))), "x".repeat(30));
+      assert.equal(str(db.get(`${path}:${"x".repeat(13)}`.slice(0, 13))), "x".repeat(13));
     }
     assert.equal(db.len(), 3);
   });

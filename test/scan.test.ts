@@ -207,13 +207,13 @@ test("scans of a database that was cleared, compacted or rewritten after load st
   assert.deepEqual(all(), want);
   db.compact();
   assert.deepEqual(all(), want);
-  // A transaction large enough to skip the WAL marks everything changed until it commits.
-  const walBefore = db.stats().disk?.walBytes;
+  // A transaction large enough to skip the WAL marks everything changed until it commits
+  // (1500 writes over the 8 KiB threshold; that such a batch skips the WAL is proven in
+  // storage.test.ts, where a policy that writes the WAL at once makes it visible).
   const generation = db.stats().disk?.generation as number;
   db.transaction((tx) => {
     for (let i = 0; i < 1500; i++) tx.insert(key(i), `c${i}`);
   });
-  assert.equal(db.stats().disk?.walBytes, walBefore, "the transaction skipped the WAL");
   assert.ok((db.stats().disk?.generation as number) > generation, "and went into a checkpoint");
   assert.deepEqual(
     all(),

@@ -223,9 +223,11 @@ test("a deterministic LCG-driven operation sequence matches the oracle", () => {
 });
 
 describe("large transactions match a Map model", () => {
-  // A transaction into an empty keyspace hands its staging Maps over as the shards (unless
-  // it stages removals); one of 1024+ writes adds its new keys to the ordered view in one
-  // sort and merge. Both paths, with TTLs, overwrites and removals, in memory and on disk.
+  // A transaction into an empty keyspace hands its staging Maps over as the shards: its
+  // removals (of keys inserted earlier in it, or never there) are of absent keys and are
+  // pruned first. A later one of 1024+ writes adds its new keys to the ordered view in one
+  // sort and merge. Both paths, with TTLs, overwrites and removals, in memory and on disk;
+  // an empty keyspace with a removal left staged is core.test.ts's case.
   for (const storage of ["memory", "file"] as const) {
     test(`${storage}: first load with and without removals, then a large mixed batch`, () => {
       withPrng((rng) => {
