@@ -115,7 +115,7 @@ export class Keyspace {
    * them): `loadEntry` for each, then `finishLoad` with the keys. O(n), with no per-key
    * search of the ordered view. Entries are bucketed by shard first, and each shard's Map is
    * filled in one go at `finishLoad`: filling the 32 Maps side by side, each growing in
-   * turn, misses the cache on nearly every insert, and a million keys load about 2× faster
+   * turn, misses the cache on nearly every insert, and a million keys load about 1.7× faster
    * this way (16 bytes per entry of transient buckets).
    */
   loadEntry(k: string, e: Entry): void {
