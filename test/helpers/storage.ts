@@ -1,0 +1,49 @@
+/**
+ * What the file-backed tests share: a temporary directory removed after the file's tests,
+ * a builder shortcut, a hex snapshot of a database's content, and the 70,000-key load the
+ * compaction tests need (its rewrite reports progress every 65,536 records).
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { after } from "node:test";
+import { Emdb, everyN, type FlushPolicy, type Transaction } from "../../src/index.js";
+import type { FakeClock } from "./db.js";
+
+/** A directory for this test file's databases, removed when its tests are done. */
+export function scratchDir(prefix: string): { root: string; freshPath: () => string } {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), `emdb-${prefix}-`));
+  after(() => fs.rmSync(root, { recursive: true, force: true }));
+  let n = 0;
+  return { root, freshPath: () => path.join(root, `db${n++}.emdb`) };
+}
+
+export function openFile(
+  p: string,
+  policy: FlushPolicy = everyN(64),
+  clock?: FakeClock,
+  pageSize = 4096,
+  mmap = false,
+): Emdb {
+  const b = Emdb.builder().path(p).flushPolicy(policy).pageSize(pageSize).useMmap(mmap);
+  if (clock !== undefined) b.clock(clock.fn);
+  return b.build();
+}
+
+/** Every entry as hex, so binary keys and values compare exactly. */
+export function contents(db: Emdb): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const [k, v] of db.iter()) m.set(k.toString("hex"), v.toString("hex"));
+  return m;
+}
+
+/** Enough keys for compact() to report progress once before it ends. */
+export const PROGRESS_KEYS = 70_000;
+
+/** Inserts k0 … k69999 (value "v") and whatever `more` adds, in one transaction. */
+export function insertProgressKeys(db: Emdb, more?: (tx: Transaction) => void): void {
+  db.transaction((tx) => {
+    for (let i = 0; i < PROGRESS_KEYS; i++) tx.insert(`k${i}`, "v");
+    more?.(tx);
+  });
+}
