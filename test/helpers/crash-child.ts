@@ -2,12 +2,13 @@
  * Crash-test child: opens the database, runs the deterministic workload, and writes one
  * line to stdout (synchronously) after each op returns: "A <i>" for an acknowledged op,
  * "F <i>" once a flush after op i returned. The parent kills it with SIGKILL at random
- * moments (or EMDB_CRASH_AT makes it kill itself at a failpoint).
+ * moments (or EMDB_CRASH_AT makes it kill itself at a failpoint). Each compaction's progress
+ * listener tries a write, which must be refused with EMDB_BUSY (exit 3 otherwise).
  *
  * argv: <path> <policy: each | n:<N> | manual> <seed> <count> [pageSize] [checkpointBytes]
  */
 import { writeSync } from "node:fs";
-import { Emdb, everyN, manual, onEachWrite } from "../../src/index.js";
+import { Emdb, everyN, isEmdbError, manual, onEachWrite } from "../../src/index.js";
 import { crashOps } from "./crash-ops.js";
 
 const [path, policyArg, seedArg, countArg, pageArg, cpArg] = process.argv.slice(2);
@@ -17,11 +18,25 @@ const policy =
     : policyArg === "manual"
       ? manual()
       : everyN(Number(policyArg!.slice(2)));
-const db = Emdb.builder()
+const db: Emdb = Emdb.builder()
   .path(path!)
   .flushPolicy(policy)
   .pageSize(Number(pageArg ?? 4096))
   .checkpointThreshold(Number(cpArg ?? 64 * 1024))
+  .onProgress((e) => {
+    if (e.phase !== "compact") return;
+    // A write from here once went to the WAL being replaced and was lost at the next crash;
+    // it must be refused, and the compaction (killed or not) must go on.
+    db.get("k1");
+    try {
+      db.insert("k1", "written during compaction");
+    } catch (err) {
+      if (isEmdbError(err) && err.code === "EMDB_BUSY") return;
+      throw err;
+    }
+    writeSync(2, "a write from compact()'s progress listener was accepted\n");
+    process.exit(3);
+  })
   .build();
 writeSync(1, "O\n");
 const ops = crashOps(Number(seedArg), Number(countArg));
