@@ -22,11 +22,16 @@ export interface EmdbConfig {
 }
 
 /**
- * Progress of long work: `migrate-read` (bytes of the legacy file, per chunk read),
- * `migrate-write` and `compact` (entries written, every 65,536 and at the end).
+ * What a progress report is about: `migrate-read` (bytes of the legacy file read, per
+ * chunk), `migrate-write` (entries written to the new file), `open` (records loaded from the
+ * page file, out of the meta page's count) and `compact` (entries written, out of the live
+ * count). All but `migrate-read` report every 65,536 and once at the end.
  */
+export type ProgressPhase = "migrate-read" | "migrate-write" | "open" | "compact";
+
+/** Called on long work: at open (migration, loading) and during `compact()`. */
 export type ProgressListener = (progress: {
-  phase: string;
+  phase: ProgressPhase;
   done: number;
   total: number | undefined;
 }) => void;

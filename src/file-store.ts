@@ -115,7 +115,7 @@ export class FileStore implements Persistence {
       // Checked before a new page file is created, so a refusal changes nothing on disk.
       if (isBlankFile(backend, opts.path)) refuseOrphanWal(backend, walPath);
       pager = openPager(backend, opts);
-      loadTree(new BTree(pager), ks);
+      loadTree(new BTree(pager), ks, pager.meta.entryCount, opts.onProgress);
       const generation = pager.meta.generation;
       const replayed: WalOp[] = [];
       const result = replayWal(backend, walPath, { fileId: pager.fileId, generation }, (op) =>

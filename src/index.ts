@@ -3,7 +3,12 @@
  * Everything a user needs is exported from here.
  */
 export type { MigrationProgress, MigrationReport } from "../migrations/migrate.js";
-export { EmdbBuilder, type EmdbConfig, type ProgressListener } from "./builder.js";
+export {
+  EmdbBuilder,
+  type EmdbConfig,
+  type ProgressListener,
+  type ProgressPhase,
+} from "./builder.js";
 export { Emdb, type EmdbStats, type RangeOptions } from "./emdb.js";
 export { EmdbError, type EmdbErrorCode, ERROR_CODES, isEmdbError } from "./errors.js";
 export { everyN, FlushPolicy, manual, onEachWrite } from "./flush-policy.js";

@@ -11,16 +11,30 @@ import type { ProgressListener } from "./builder.js";
 import { hashInternalKey, latin1Slice, MAX_KEY_SIZE, writeLatin1 } from "./keys.js";
 import { type Entry, type Keyspace, Timed } from "./shards/keyspace.js";
 
-/** Fills an empty keyspace from the tree: keys arrive sorted, so this is O(n). */
-export function loadTree(tree: BTree, ks: Keyspace): void {
+/**
+ * Fills an empty keyspace from the tree: keys arrive sorted, so this is O(n). With a
+ * listener, reports `{ phase: "open", done, total }` every `PROGRESS_EVERY` records read and
+ * once at the end, unless the tree is empty; `total` is the record count of the meta page.
+ */
+export function loadTree(
+  tree: BTree,
+  ks: Keyspace,
+  total: number,
+  onProgress: ProgressListener | undefined,
+): void {
   const keys: string[] = [];
   tree.forEachSpan((kb, ks0, ke, vb, vs, ve, expiresAt) => {
     const k = latin1Slice(kb, ks0, ke);
     keys.push(k);
     const v = latin1Slice(vb, vs, ve);
     ks.loadEntry(k, expiresAt === 0 ? v : new Timed(v, expiresAt));
+    if (onProgress !== undefined && keys.length % PROGRESS_EVERY === 0) {
+      onProgress({ phase: "open", done: keys.length, total });
+    }
   });
+  const done = keys.length;
   ks.finishLoad(keys);
+  if (onProgress !== undefined && done > 0) onProgress({ phase: "open", done, total });
 }
 
 /** Values up to this size are written into `liveEntries`' reused buffer; larger get their own. */
@@ -132,12 +146,12 @@ export function compareTreeWithMemory(
   return problems;
 }
 
-/** Entries a compaction writes between two progress reports. */
-const COMPACT_PROGRESS_EVERY = 65_536;
+/** Records an open reads, or a compaction writes, between two progress reports. */
+const PROGRESS_EVERY = 65_536;
 
 /**
  * Passes `entries` through, reporting `{ phase: "compact", done, total }` every
- * `COMPACT_PROGRESS_EVERY` entries and once at the end. `total` counts expired entries not
+ * `PROGRESS_EVERY` entries and once at the end. `total` counts expired entries not
  * yet swept, so `done` may end below it.
  */
 export function* withProgress<T>(
@@ -152,7 +166,7 @@ export function* withProgress<T>(
   let done = 0;
   for (const e of entries) {
     yield e;
-    if (++done % COMPACT_PROGRESS_EVERY === 0) onProgress({ phase: "compact", done, total });
+    if (++done % PROGRESS_EVERY === 0) onProgress({ phase: "compact", done, total });
   }
   onProgress({ phase: "compact", done, total });
 }

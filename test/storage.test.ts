@@ -14,7 +14,13 @@ import { hashInternalKey } from "../src/keys.js";
 import { BATCH_RECORD_SIZE, deleteRecordSize } from "../src/wal/record.js";
 import { FakeClock } from "./helpers/db.js";
 import { Prng, testSeed, withPrng, withSeed } from "./helpers/prng.js";
-import { contents, openFile, scratchDir } from "./helpers/storage.js";
+import {
+  contents,
+  insertProgressKeys,
+  openFile,
+  PROGRESS_KEYS,
+  scratchDir,
+} from "./helpers/storage.js";
 
 const { freshPath } = scratchDir("storage");
 
@@ -142,6 +148,30 @@ describe("reopen round trips", () => {
     clock.now -= 1_000; // even a clock that goes back does not revive it
     db = openFile(p, everyN(64), clock);
     assert.equal(db.get("t"), undefined);
+    assert.deepEqual(db.check(), []);
+    db.close();
+  });
+
+  test("an open reports the records it loads to the builder's onProgress", () => {
+    const p = freshPath();
+    type Seen = { phase: string; done: number; total: number | undefined };
+    const openWatched = (seen: Seen[]) =>
+      Emdb.builder()
+        .path(p)
+        .onProgress((e) => seen.push(e))
+        .build();
+    const first: Seen[] = [];
+    let db = openWatched(first);
+    assert.deepEqual(first, [], "a new database has nothing to load");
+    insertProgressKeys(db);
+    db.close();
+    const seen: Seen[] = [];
+    db = openWatched(seen);
+    assert.deepEqual(seen, [
+      { phase: "open", done: 65_536, total: PROGRESS_KEYS },
+      { phase: "open", done: PROGRESS_KEYS, total: PROGRESS_KEYS },
+    ]);
+    assert.equal(db.len(), PROGRESS_KEYS);
     assert.deepEqual(db.check(), []);
     db.close();
   });
