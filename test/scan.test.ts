@@ -66,6 +66,56 @@ test("the tree cursor finds exactly the keys the tree holds, forward, with gaps,
   });
 });
 
+test("a long forward scan reads leaves in runs; a short range reads single pages", () => {
+  const backend = new MemoryBackend();
+  let lengths: number[] = [];
+  const open = backend.open.bind(backend);
+  backend.open = (name, create) => {
+    const f = open(name, create);
+    const read = f.read.bind(f);
+    f.read = (buf, offset, length, position) => {
+      lengths.push(length);
+      return read(buf, offset, length, position);
+    };
+    return f;
+  };
+  const P = 512;
+  const keys = Array.from({ length: 4000 }, (_, i) => key(i));
+  let pager = Pager.open(backend, "r.emdb", { pageSize: P });
+  const built = new BTree(pager);
+  built.apply(
+    keys.map((k) => ({ key: Buffer.from(k), value: Buffer.from(`v-${k}`), expiresAt: 0 })),
+  );
+  built.commit();
+  const pages = pager.stats().pageCount;
+  pager.close();
+  const scan = (n: number) => {
+    pager = Pager.open(backend, "r.emdb", { pageSize: P });
+    lengths = [];
+    const cursor = new TreeCursor(new BTree(pager));
+    for (const k of keys.slice(0, n)) assert.equal(cursor.seek(k), true, k);
+    pager.close();
+    return lengths.filter((l) => l >= P); // not the meta reads at open
+  };
+
+  const full = scan(keys.length);
+  // One read per leaf would be about `pages`; runs of up to 32 leaves need a small fraction.
+  assert.ok(full.length * 8 < pages, `a full scan made ${full.length} reads for ${pages} pages`);
+  assert.ok(
+    full.some((l) => l >= 16 * P),
+    "leaves arrive in runs",
+  );
+
+  // About three leaves (13 or so 16-byte records to a 512-byte leaf).
+  const short = scan(40);
+  assert.ok(short.length >= 3, `reads: ${short.join(", ")}`);
+  assert.deepEqual(
+    short.filter((l) => l !== P),
+    [],
+    "a short range reads no leaf it does not use",
+  );
+});
+
 /** What the next step of a live ascending iterator must return: the first live key > last. */
 function nextInModel(
   model: Map<string, { v: string; exp: number }>,
