@@ -7,11 +7,14 @@
  * log leaves memory untouched.
  */
 import { EmdbError } from "./errors.js";
-import { hashInternalKey, keyToBuffer, valueOut } from "./keys.js";
+import { hashInternalKey, keyToBuffer, latin1Slice, MAX_KEY_SIZE, valueOut } from "./keys.js";
 import type { Batch, Persistence } from "./persistence.js";
 import { type Entry, Keyspace, Timed } from "./shards/keyspace.js";
 import { StagedWrites } from "./shards/staged-writes.js";
+import { END, RECORD, type TreeRecord } from "./tree-scan.js";
 import { type Clock, NO_EXPIRY } from "./ttl/ttl.js";
+
+const EMPTY = Buffer.alloc(0);
 
 /** Entries a forward scan yields from memory before it reads clean keys from the tree. */
 const TREE_SCAN_AFTER = 256;
@@ -176,6 +179,8 @@ export class Core {
       this.ks.sorted.walker(lo, loInclusive, hi, hiInclusive, reverse),
       reverse,
       limit,
+      hi,
+      hiInclusive,
     );
   }
 
@@ -202,12 +207,25 @@ export class Core {
  */
 class EntryIterator implements IterableIterator<[Buffer, Buffer]> {
   private n = 0;
+  /** The last key returned from memory (internal form). */
+  private last: string | undefined;
+  /**
+   * The last key read from the tree is copied into `treeLast` (the caller owns the Buffer it
+   * was handed); its length, or -1 when the last key came from memory.
+   */
+  private treeLastLength = -1;
+  private treeLast = EMPTY;
+  private readonly record: TreeRecord = { key: EMPTY, value: EMPTY, expiresAt: 0 };
+  private readonly resumeAfter = (): string =>
+    this.treeLastLength < 0 ? this.last! : latin1Slice(this.treeLast, 0, this.treeLastLength);
 
   constructor(
     private readonly core: Core,
-    private readonly nextKey: () => string | undefined,
+    private readonly nextKey: (resumeAfter?: string) => string | undefined,
     private readonly reverse: boolean,
     private readonly limit: number,
+    private readonly hi: string | undefined,
+    private readonly hiInclusive: boolean,
   ) {}
 
   [Symbol.iterator](): this {
@@ -220,12 +238,28 @@ class EntryIterator implements IterableIterator<[Buffer, Buffer]> {
     while (this.n < this.limit) {
       // Checked before each step, so an iterator kept past close() fails loudly.
       core.assertOpen();
-      const k = this.nextKey();
+      // Long forward scans read the tree (see btree/cursor.ts): record after record while
+      // memory holds no change the tree lacks, else the keys of the in-memory view with the
+      // values of the clean ones. Short scans stay in memory, where a descent from the root
+      // would cost more than the lookups it saves.
+      const long = !this.reverse && this.n >= TREE_SCAN_AFTER;
+      if (long) {
+        const r = this.record;
+        const step = storage.nextClean(this, this.resumeAfter, this.hi, this.hiInclusive, r);
+        if (step === END) break;
+        if (step === RECORD) {
+          if (this.treeLast.length < MAX_KEY_SIZE) this.treeLast = Buffer.allocUnsafe(MAX_KEY_SIZE);
+          this.treeLastLength = r.key.copy(this.treeLast);
+          if (r.expiresAt !== 0 && r.expiresAt <= core.clock()) continue;
+          this.n++;
+          return { done: false, value: [r.key, r.value] };
+        }
+      }
+      const k = this.nextKey(this.treeLastLength < 0 ? undefined : this.resumeAfter());
+      this.treeLastLength = -1;
       if (k === undefined) break;
-      // Long forward scans read unchanged keys from the tree's leaves, in order: no hash
-      // lookup and no copy from a scattered value (see btree/cursor.ts). Short ones stay in
-      // memory, where a descent from the root would cost more than the lookups it saves.
-      const clean = this.reverse || this.n < TREE_SCAN_AFTER ? undefined : storage.readClean(k);
+      this.last = k;
+      const clean = long ? storage.readClean(k) : undefined;
       if (clean !== undefined) {
         const at = storage.cleanExpiresAt;
         if (at !== 0 && at <= core.clock()) continue;

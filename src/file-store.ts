@@ -14,7 +14,6 @@
  */
 
 import { type MigrationReport, prepareDatabaseFile } from "../migrations/migrate.js";
-import { TreeCursor } from "./btree/cursor.js";
 import { BTree, type Change } from "./btree/tree.js";
 import type { ProgressListener } from "./builder.js";
 import { EmdbError } from "./errors.js";
@@ -30,6 +29,7 @@ import { Pager } from "./pager/pager.js";
 import type { Batch, Persistence, PersistenceStats } from "./persistence.js";
 import { type Entry, entryValue, type Keyspace, Timed } from "./shards/keyspace.js";
 import { compareTreeWithMemory, liveEntries, loadTree, withProgress } from "./tree-memory.js";
+import { NOT_CLEAN, type TreeRecord, TreeScan, type TreeStep } from "./tree-scan.js";
 import { type Clock, NO_EXPIRY } from "./ttl/ttl.js";
 import { replayWal, type WalOp } from "./wal/replay.js";
 import { WalWriter } from "./wal/writer.js";
@@ -62,10 +62,8 @@ export class FileStore implements Persistence {
   private checkpointDue = false;
   /** So much changed that the next checkpoint rewrites the tree from memory, in order. */
   private allDirty = false;
-  /** The scan cursor of `readClean`, and the tree state it was made for. */
-  private cursor: TreeCursor | undefined;
-  private cursorTree: BTree | undefined;
-  private cursorGeneration = 0;
+  /** The cursor of `readClean` and `nextClean`. */
+  private readonly scan = new TreeScan();
   cleanExpiresAt = 0;
   private unsyncedWrites = 0;
   private broken: unknown;
@@ -235,30 +233,33 @@ export class FileStore implements Persistence {
   readClean(k: string): Buffer | undefined {
     const dirty = this.dirty;
     if (
-      this.cleared ||
-      this.allDirty ||
-      this.broken !== undefined ||
+      !this.treeServesScans() ||
       // With many changed keys most reads would fall back to memory after paying for the
       // dirty lookup too: read memory straight away.
       (dirty.size !== 0 && (dirty.size * 4 > this.ks.size || dirty.has(k)))
     ) {
       return undefined;
     }
-    let c = this.cursor;
-    // A commit or a compaction may have reused the pages the cursor holds.
-    if (
-      c === undefined ||
-      this.cursorTree !== this.tree ||
-      this.cursorGeneration !== this.pager.meta.generation
-    ) {
-      c = this.cursor = new TreeCursor(this.tree);
-      this.cursorTree = this.tree;
-      this.cursorGeneration = this.pager.meta.generation;
-    }
-    if (!c.seek(k)) return undefined;
-    const value = c.value();
-    this.cleanExpiresAt = c.current.expiresAt;
+    const value = this.scan.read(this.tree, this.pager.meta.generation, k);
+    this.cleanExpiresAt = this.scan.expiresAt;
     return value;
+  }
+
+  nextClean(
+    owner: object,
+    resumeAfter: () => string,
+    hi: string | undefined,
+    hiInclusive: boolean,
+    out: TreeRecord,
+  ): TreeStep {
+    if (!this.treeServesScans() || this.dirty.size !== 0) return NOT_CLEAN;
+    const gen = this.pager.meta.generation;
+    return this.scan.next(this.tree, gen, owner, resumeAfter, hi, hiInclusive, out);
+  }
+
+  /** Whether the tree holds every key not in the dirty set as memory does. */
+  private treeServesScans(): boolean {
+    return !this.cleared && !this.allDirty && this.broken === undefined;
   }
 
   delete(key: string): void {

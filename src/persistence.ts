@@ -8,6 +8,7 @@
  */
 
 import type { Entry } from "./shards/keyspace.js";
+import { NOT_CLEAN, type TreeRecord, type TreeStep } from "./tree-scan.js";
 
 /**
  * One atomic unit of writes: each key's final state, an entry to store or null to remove the
@@ -57,6 +58,18 @@ export interface Persistence {
    */
   readClean(k: string): Buffer | undefined;
   readonly cleanExpiresAt: number;
+  /**
+   * For long forward scans while memory holds no change the storage lacks: the record after
+   * `owner`'s last one (or after `resumeAfter()`), within `hi`, read from storage into
+   * `out`; NOT_CLEAN when the caller must read memory instead.
+   */
+  nextClean(
+    owner: object,
+    resumeAfter: () => string,
+    hi: string | undefined,
+    hiInclusive: boolean,
+    out: TreeRecord,
+  ): TreeStep;
 }
 
 export class MemoryPersistence implements Persistence {
@@ -74,6 +87,9 @@ export class MemoryPersistence implements Persistence {
   assertIdle(): void {}
   readClean(): undefined {
     return undefined;
+  }
+  nextClean(): TreeStep {
+    return NOT_CLEAN;
   }
   readonly cleanExpiresAt = 0;
   close(): void {}

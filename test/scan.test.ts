@@ -16,6 +16,7 @@ import { Emdb, manual, Ttl } from "../src/index.js";
 import { MemoryBackend } from "../src/pager/backend.js";
 import { native } from "../src/pager/native.js";
 import { Pager } from "../src/pager/pager.js";
+import { TreeScan } from "../src/tree-scan.js";
 import { assertConsistent, FakeClock } from "./helpers/db.js";
 import { withPrng } from "./helpers/prng.js";
 
@@ -271,4 +272,93 @@ test("scans of a database that was cleared, compacted or rewritten after load st
   );
   assertConsistent(db);
   db.close();
+});
+
+test("with no change pending, long scans come from the tree alone: bounds, expiry, limits and interleaved iterators stay exact", () => {
+  withPrng((rng) => {
+    const clock = new FakeClock();
+    const dir = fs.mkdtempSync(path.join(root, "db-"));
+    const db = Emdb.builder()
+      .path(path.join(dir, "db.emdb"))
+      .pageSize(512)
+      .flushPolicy(manual())
+      .clock(clock.fn)
+      .build();
+    const model = new Map<string, { v: string; exp: number }>();
+    for (let i = 0; i < 3000; i++) {
+      if (!rng.chance(0.8)) continue;
+      const k = i % 5 === 0 ? `g.${key(i)}` : key(i);
+      const v = rng.chance(0.02) ? "z".repeat(600 + rng.int(900)) : `v${i}`;
+      const ttl = rng.chance(0.15) ? 1 + rng.int(2000) : 0;
+      if (ttl === 0) db.insert(k, v);
+      else db.insertWithTtl(k, v, Ttl.after(ttl));
+      model.set(k, { v, exp: ttl === 0 ? 0 : clock.now + ttl });
+    }
+    db.flush(); // every key is now clean
+    clock.advance(1000); // about half the TTL'd keys are expired, in memory and tree alike
+
+    let treeRecords = 0;
+    const next = TreeScan.prototype.next;
+    TreeScan.prototype.next = function (this: TreeScan, ...args: Parameters<typeof next>) {
+      treeRecords++;
+      return next.apply(this, args);
+    };
+    try {
+      const live = [...model]
+        .filter(([, e]) => e.exp === 0 || e.exp > clock.now)
+        .map(([k, e]) => `${k}=${e.v}`)
+        .sort();
+      const show = (it: Iterable<[Buffer, Buffer]>) => [...it].map(([k, v]) => `${k}=${v}`);
+      const within = (lo: string, hi: string, hiInclusive: boolean) =>
+        live.filter((e) => {
+          const k = e.slice(0, e.indexOf("="));
+          return k >= lo && (hiInclusive ? k <= hi : k < hi);
+        });
+      assert.deepEqual(show(db.iter()), live, "iter()");
+      // Past its first 256 entries, the whole scan read the tree.
+      assert.ok(treeRecords >= live.length - 256, `${treeRecords} records came from the tree`);
+      const lo = key(400);
+      const hi = key(2600); // held (i % 5 !== 0, chance 0.8) or not: both bounds are checked
+      assert.deepEqual(show(db.range({ gte: lo, lt: hi })), within(lo, hi, false), "lt");
+      assert.deepEqual(show(db.range({ gte: lo, lte: hi })), within(lo, hi, true), "lte");
+      for (const k of [...model.keys()].filter((k) => !k.startsWith("g.")).slice(900, 960)) {
+        assert.deepEqual(show(db.range({ gte: lo, lte: k })), within(lo, k, true), `lte ${k}`);
+        assert.deepEqual(show(db.range({ gte: lo, lt: k })), within(lo, k, false), `lt ${k}`);
+      }
+      assert.deepEqual(
+        show(db.group("g")),
+        live.filter((e) => e.startsWith("g.")),
+        "group",
+      );
+      assert.deepEqual(
+        show(db.range({ gte: lo, limit: 700 })),
+        within(lo, "~", false).slice(0, 700),
+      );
+
+      // Two long iterators over the one tree cursor: B reads 300 (into the tree), A runs 900
+      // ahead, then B goes on from its own place, not from A's.
+      const a = db.iter()[Symbol.iterator]();
+      const b = db.iter()[Symbol.iterator]();
+      const take = (it: Iterator<[Buffer, Buffer]>, n: number) => {
+        const out: string[] = [];
+        for (let i = 0; i < n; i++) {
+          const r = it.next();
+          if (r.done === true) break;
+          out.push(`${r.value[0]}=${r.value[1]}`);
+        }
+        return out;
+      };
+      const bSeen = take(b, 300);
+      const aSeen = take(a, 900);
+      bSeen.push(...take(b, 200));
+      aSeen.push(...take(a, 1e6));
+      bSeen.push(...take(b, 1e6));
+      assert.deepEqual(aSeen, live, "iterator A");
+      assert.deepEqual(bSeen, live, "iterator B");
+    } finally {
+      TreeScan.prototype.next = next;
+    }
+    assertConsistent(db);
+    db.close();
+  });
 });

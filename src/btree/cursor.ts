@@ -1,6 +1,7 @@
 /**
  * A forward cursor over the tree's leaves for ordered scans: given keys in ascending order,
- * it says whether the tree holds each one and copies its value straight out of the leaf.
+ * it says whether the tree holds each one and copies its value straight out of the leaf
+ * (`seek`), or it steps from record to record (`seekAfter`, `step`; see tree-scan.ts).
  *
  * Why: an ordered scan of the in-memory index pays a hash-table lookup and a copy from a
  * scattered value Buffer per key, both cache misses at a million keys. Keys the last
@@ -19,7 +20,7 @@
 import { corrupted } from "../errors.js";
 import { NO_PAGE, type PageId, PageType } from "../pager/page.js";
 import { type BranchNode, childIndex, decodeBranch } from "./branch.js";
-import { compareRecordKey, copyRecordValue, leafCount } from "./leaf.js";
+import { compareRecordKey, copyRecordKey, copyRecordValue, leafCount } from "./leaf.js";
 import type { BTree } from "./tree.js";
 
 /** Leaves a scan steps through one by one before it starts reading ahead. */
@@ -40,6 +41,11 @@ export class TreeCursor {
   private n = 0;
   /** The last key sought; a smaller one means the caller went back. */
   private last = "";
+  /**
+   * `step` moved past `last` without reading the keys it passed, so the records before the
+   * position are no longer known to be below `last`: the next slow seek descends.
+   */
+  private stepped = false;
   /** Past the last leaf (or the tree is empty): nothing at or after `last`. */
   private atEnd = false;
   /**
@@ -65,7 +71,17 @@ export class TreeCursor {
 
   /** Positions on `k` (an internal key); true when the tree holds it. */
   seek(k: string): boolean {
-    if (k < this.last || (this.page === undefined && !this.atEnd)) this.descend(k);
+    // The common step of a scan: k is at (or just after) the current record. A smaller k
+    // cannot match here (the record is at least the last key sought), so this needs no
+    // comparison with that key.
+    if (this.page !== undefined && this.advanceTo(k) === 0) {
+      this.last = k;
+      this.stepped = false;
+      return true;
+    }
+    if (this.stepped || k < this.last || (this.page === undefined && !this.atEnd)) {
+      this.descend(k);
+    }
     this.last = k;
     if (this.atEnd) return false;
     let c = this.advanceTo(k);
@@ -75,6 +91,40 @@ export class TreeCursor {
     if (this.n === 0 || this.compare(this.n - 1, k) < 0) this.descend(k);
     c = this.advanceTo(k);
     return c === 0;
+  }
+
+  /** Positions on the first record after `k`; false when the tree holds none. */
+  seekAfter(k: string): boolean {
+    if (this.seek(k)) this.i++;
+    return this.settle();
+  }
+
+  /** Moves to the record after the current one; false past the last. */
+  step(): boolean {
+    this.stepped = true;
+    this.i++;
+    return this.settle();
+  }
+
+  /** On a record, stepping into the following leaves as needed; false past the last. */
+  private settle(): boolean {
+    while (this.page !== undefined) {
+      if (this.i < this.n) return true;
+      if (!this.nextLeaf()) return false;
+    }
+    return false;
+  }
+
+  /** The current record's key compared with `k` (negative: the record is below it). */
+  compareCurrent(k: string): number {
+    return this.compare(this.i, k);
+  }
+
+  /** A copy of the current record's key. */
+  key(): Buffer {
+    const page = this.page;
+    if (page === undefined || this.i >= this.n) throw new Error("internal: cursor not on a record");
+    return copyRecordKey(page, this.i, this.base, this.tree.pager.path);
   }
 
   /** A copy of the value `seek` found; its expiresAt goes to `current`. */
@@ -102,6 +152,7 @@ export class TreeCursor {
   private descend(k: string): void {
     this.path = [];
     this.run = 0;
+    this.stepped = false;
     const key = Buffer.from(k, "latin1");
     this.enter(this.tree.root, (node) => childIndex(node.keys, key));
   }

@@ -317,19 +317,34 @@ export function compareRecordKey(
   base: number,
   file: string,
 ): number {
-  const off = page.readUInt16LE(SLOTS_AT + 2 * i);
-  const flags = page[off]!;
-  const keyLength = page.readUInt16LE(off + 1);
-  const p = off + REC_FIXED + (flags & REC_EXPIRES ? 8 : 0) + (flags & REC_OVERFLOW ? 8 : 0);
-  if (flags > KNOWN_FLAGS || p + keyLength > page.length) {
-    leafRecordAt(page, i, base, file); // throws the precise error
-  }
+  const p = keyStart(page, i, base, file);
+  const keyLength = page.readUInt16LE(page.readUInt16LE(SLOTS_AT + 2 * i) + 1);
   const n = keyLength < k.length ? keyLength : k.length;
   for (let j = 0; j < n; j++) {
     const d = page[p + j]! - k.charCodeAt(j);
     if (d !== 0) return d;
   }
   return keyLength - k.length;
+}
+
+/** A copy of record `i`'s key. */
+export function copyRecordKey(page: Buffer, i: number, base: number, file: string): Buffer {
+  const p = keyStart(page, i, base, file);
+  const keyLength = page.readUInt16LE(page.readUInt16LE(SLOTS_AT + 2 * i) + 1);
+  const key = Buffer.allocUnsafe(keyLength);
+  page.copy(key, 0, p, p + keyLength);
+  return key;
+}
+
+/** Where record `i`'s key starts (its length is the u16 at the record's offset + 1). */
+function keyStart(page: Buffer, i: number, base: number, file: string): number {
+  const off = page.readUInt16LE(SLOTS_AT + 2 * i);
+  const flags = page[off]!;
+  const p = off + REC_FIXED + (flags & REC_EXPIRES ? 8 : 0) + (flags & REC_OVERFLOW ? 8 : 0);
+  if (flags > KNOWN_FLAGS || p + page.readUInt16LE(off + 1) > page.length) {
+    leafRecordAt(page, i, base, file); // throws the precise error
+  }
+  return p;
 }
 
 /** Record `i`'s expiresAt (0 = never) and a copy of its value; overflow values via `overflow`. */

@@ -153,7 +153,8 @@ export class SortedKeys {
   /**
    * `range` as a function that returns the next key (undefined at the end, and from then
    * on): a plain call per step where a generator pays for a resumption, which a full scan
-   * of a million keys notices.
+   * of a million keys notices. Given `resumeAfter`, it continues after that key instead of
+   * its own last one (the caller went on without it, and returns to it).
    */
   walker(
     lo: string | undefined,
@@ -161,14 +162,18 @@ export class SortedKeys {
     hi: string | undefined,
     hiInclusive: boolean,
     reverse: boolean,
-  ): () => string | undefined {
+  ): (resumeAfter?: string) => string | undefined {
     let version = -1;
     let ci = 0;
     let pi = 0;
     let last: string | undefined;
     let finished = false;
-    return () => {
+    return (resumeAfter?: string) => {
       if (finished) return undefined;
+      if (resumeAfter !== undefined) {
+        last = resumeAfter;
+        version = -1;
+      }
       if (version !== this.version) {
         version = this.version;
         // The first step, or the structure changed while the caller held `last`: resume
