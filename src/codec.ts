@@ -91,3 +91,22 @@ export class ByteReader {
     return v;
   }
 }
+
+/**
+ * Copies `length` bytes of `src` from `start` into `dst` at `at`. Below 48 bytes a plain
+ * loop beats `Buffer.copy`, whose argument checks and temporary view cost more than a key's
+ * worth of bytes (16 bytes: about 42 against 69 ns on the reference machine).
+ */
+export function copyBytes(
+  src: Buffer,
+  start: number,
+  dst: Buffer,
+  at: number,
+  length: number,
+): void {
+  if (length < 48) {
+    for (let j = 0; j < length; j++) dst[at + j] = src[start + j]!;
+  } else {
+    src.copy(dst, at, start, start + length);
+  }
+}

@@ -6,6 +6,7 @@
  * Every write goes to `persistence` first and to memory second, so a write that fails to
  * log leaves memory untouched.
  */
+import { copyBytes } from "./codec.js";
 import { EmdbError } from "./errors.js";
 import { hashInternalKey, keyToBuffer, latin1Slice, MAX_KEY_SIZE, valueOut } from "./keys.js";
 import type { Batch, Persistence } from "./persistence.js";
@@ -249,7 +250,8 @@ class EntryIterator implements IterableIterator<[Buffer, Buffer]> {
         if (step === END) break;
         if (step === RECORD) {
           if (this.treeLast.length < MAX_KEY_SIZE) this.treeLast = Buffer.allocUnsafe(MAX_KEY_SIZE);
-          this.treeLastLength = r.key.copy(this.treeLast);
+          copyBytes(r.key, 0, this.treeLast, 0, r.key.length);
+          this.treeLastLength = r.key.length;
           if (r.expiresAt !== 0 && r.expiresAt <= core.clock()) continue;
           this.n++;
           return { done: false, value: [r.key, r.value] };

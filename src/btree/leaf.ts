@@ -28,7 +28,7 @@
  * rewrites a whole leaf anyway, so records are kept in order and contiguous, which also makes
  * the full scan at open a linear walk through memory.
  */
-import { readU64, writeU64 } from "../codec.js";
+import { copyBytes, readU64, writeU64 } from "../codec.js";
 import { corrupted } from "../errors.js";
 import { newPage, OFF_AUX16, PAGE_HEADER_SIZE, PageType } from "../pager/page.js";
 import { maxInlineRecord } from "./limits.js";
@@ -332,7 +332,7 @@ export function copyRecordKey(page: Buffer, i: number, base: number, file: strin
   const p = keyStart(page, i, base, file);
   const keyLength = page.readUInt16LE(page.readUInt16LE(SLOTS_AT + 2 * i) + 1);
   const key = Buffer.allocUnsafe(keyLength);
-  page.copy(key, 0, p, p + keyLength);
+  copyBytes(page, p, key, 0, keyLength);
   return key;
 }
 
