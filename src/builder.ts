@@ -153,7 +153,8 @@ export class EmdbBuilder {
   }
 
   /**
-   * Called with the progress of long work (migrating an emdb-rs file, compacting). During
+   * Called with the progress of long work (migrating an emdb-rs file and loading the page
+   * file at open, compacting; see `ProgressPhase`). During
    * `compact()` the listener may read the database; writes, `flush`, `compact` and `close`
    * throw EMDB_BUSY there.
    */

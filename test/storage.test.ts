@@ -295,6 +295,7 @@ describe("bad input never reaches the log", () => {
       code: "EMDB_KEY_TOO_LARGE",
     });
     assert.deepEqual(fs.readFileSync(`${p}.wal`), wal);
+    assert.deepEqual(db.check(), []);
     db.close();
   });
 

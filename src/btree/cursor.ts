@@ -13,9 +13,9 @@
  * leaf (a gap in the scan) or before the last one sought descends from the root again.
  * Once a scan has stepped through a few leaves in a row, it reads the following leaves of
  * the same parent in one run (`leafAhead`): at a million keys that made a full scan about
- * 1.4× faster than one `pread`, one buffer and one cache insertion per leaf.
+ * 1.5× faster than one `pread`, one buffer and one cache insertion per leaf.
  * The pages it holds may be views into a memory map: a cursor must not be used after the
- * tree commits or is replaced (its owner drops it then; see `FileStore.readClean`).
+ * tree commits or is replaced (its owner drops it then; see `TreeScan.cursorFor`).
  */
 import { corrupted } from "../errors.js";
 import { NO_PAGE, type PageId, PageType } from "../pager/page.js";
