@@ -58,6 +58,19 @@ test("the tree cursor finds exactly the keys the tree holds, forward, with gaps,
     for (let i = 0; i < 3100; i++) probe(i);
     for (let i = 0; i < 3100; i += 1 + rng.int(400)) probe(i);
     for (let n = 0; n < 500; n++) probe(rng.int(3100));
+    // seekAfter lands on the next held key, and a seek of the key it passed still finds it.
+    const sorted = [...held.keys()].sort();
+    for (let n = 0; n < 300; n++) {
+      const k = n === 0 ? sorted[sorted.length - 1]! : key(rng.int(3100));
+      const next = sorted.find((h) => h > k);
+      assert.equal(cursor.seekAfter(k), next !== undefined, `seekAfter ${k}`);
+      if (next !== undefined) assert.equal(cursor.key().toString(), next, `after ${k}`);
+      assert.equal(cursor.seek(k), held.has(k), `seek ${k} after seekAfter`);
+      if (n % 3 === 0 && next !== undefined) {
+        assert.equal(cursor.step(), sorted.indexOf(next) + 1 < sorted.length, `step past ${next}`);
+        assert.equal(cursor.seek(next), true, `seek ${next} after a step`);
+      }
+    }
     assert.equal(cursor.seek("zzz"), false, "past the last key");
     assert.equal(cursor.seek(key(0)), held.has(key(0)), "back to the start");
     assert.equal(

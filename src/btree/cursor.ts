@@ -42,11 +42,12 @@ export class TreeCursor {
   /** The last key sought; a smaller one means the caller went back. */
   private last = "";
   /**
-   * `step` moved past `last` without reading the keys it passed, so the records before the
-   * position are no longer known to be below `last`: the next slow seek descends.
+   * `step` or `seekAfter` moved past `last`, so the records before the position are no
+   * longer known to be below it: the next seek that does not find its key right here
+   * descends.
    */
   private stepped = false;
-  /** Past the last leaf (or the tree is empty): nothing at or after `last`. */
+  /** Past the last leaf (or the tree is empty): nothing at or after `last` (after it, when stepped). */
   private atEnd = false;
   /**
    * Branches decoded so far, by page id: a short range scan starts with a descent from the
@@ -95,7 +96,11 @@ export class TreeCursor {
 
   /** Positions on the first record after `k`; false when the tree holds none. */
   seekAfter(k: string): boolean {
-    if (this.seek(k)) this.i++;
+    if (this.seek(k)) {
+      // Past k itself: the record before the position is no longer below `last`.
+      this.i++;
+      this.stepped = true;
+    }
     return this.settle();
   }
 
