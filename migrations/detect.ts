@@ -1,7 +1,7 @@
 /**
  * Tells which format a file at a database path is in, from its first 64 bytes (and a few
- * 8-byte probes when the magic is unknown; never more than 4 KB in all), so opening a large legacy file does not read it whole just to look at its
- * magic as emdb-rs did (weakness P12).
+ * 8-byte probes when the magic is unknown; never more than 4 KB in all), so opening a large
+ * legacy file does not read it whole just to look at its magic as emdb-rs did (weakness P12).
  *
  * | Bytes 0..8                  | Format                              | Further checks here            |
  * |-----------------------------|-------------------------------------|--------------------------------|

@@ -20,6 +20,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { BulkLoader } from "../src/btree/bulk-load.js";
+import { PROGRESS_EVERY } from "../src/builder.js";
 import { EmdbError } from "../src/errors.js";
 import { failpoint } from "../src/failpoints.js";
 import { MAX_KEY_SIZE } from "../src/keys.js";
@@ -55,8 +56,6 @@ export interface MigrationReport {
   /** Set when the legacy replay stopped before the end of the file (a torn or corrupt tail). */
   skippedTail: { offset: number; reason: string } | undefined;
 }
-
-const PROGRESS_EVERY = 65_536;
 
 /** The backup name of a v3 WAL: the name emdb-rs itself would look for next to `P.v3.bak`. */
 export function legacyWalBackup(dbPath: string): string {

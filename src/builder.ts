@@ -29,6 +29,9 @@ export interface EmdbConfig {
  */
 export type ProgressPhase = "migrate-read" | "migrate-write" | "open" | "compact";
 
+/** Records between two progress reports of the phases that count records. */
+export const PROGRESS_EVERY = 65_536;
+
 /** Called on long work: at open (migration, loading) and during `compact()`. */
 export type ProgressListener = (progress: {
   phase: ProgressPhase;

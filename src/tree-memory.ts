@@ -7,7 +7,7 @@
 
 import type { BulkEntry } from "./btree/bulk-load.js";
 import type { BTree } from "./btree/tree.js";
-import type { ProgressListener } from "./builder.js";
+import { PROGRESS_EVERY, type ProgressListener } from "./builder.js";
 import { hashInternalKey, latin1Slice, MAX_KEY_SIZE, writeLatin1 } from "./keys.js";
 import { type Entry, type Keyspace, Timed } from "./shards/keyspace.js";
 
@@ -145,9 +145,6 @@ export function compareTreeWithMemory(
   }
   return problems;
 }
-
-/** Records an open reads, or a compaction writes, between two progress reports. */
-const PROGRESS_EVERY = 65_536;
 
 /**
  * Passes `entries` through, reporting `{ phase: "compact", done, total }` every

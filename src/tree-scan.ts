@@ -76,6 +76,9 @@ export class TreeScan {
     out: TreeRecord,
   ): typeof END | typeof RECORD {
     const c = this.cursorFor(tree, generation);
+    // The owner's record is still the one it last read: any other move of the cursor clears
+    // `owner`, and the store only calls here while no key is dirty, a state that, once a
+    // write has broken it, only a commit restores, and a commit replaces the cursor.
     const on = this.owner === owner ? c.step() : c.seekAfter(resumeAfter());
     this.owner = owner;
     if (!on) return END;

@@ -9,7 +9,14 @@ import * as path from "node:path";
 import { describe, test } from "node:test";
 import { Emdb, isEmdbError, onEachWrite, Ttl } from "../src/index.js";
 import { FakeClock } from "./helpers/db.js";
-import { insertProgressKeys, openFile, PROGRESS_KEYS, scratchDir } from "./helpers/storage.js";
+import {
+  insertProgressKeys,
+  openFile,
+  openWatched,
+  PROGRESS_KEYS,
+  progressOfKeys,
+  scratchDir,
+} from "./helpers/storage.js";
 
 const { root, freshPath } = scratchDir("compaction");
 
@@ -34,21 +41,12 @@ describe("compaction", () => {
   });
 
   test("compact() reports its progress to the builder's onProgress", () => {
-    const p = freshPath();
-    const seen: { phase: string; done: number; total: number | undefined }[] = [];
-    const db = Emdb.builder()
-      .path(p)
-      .onProgress((e) => seen.push(e))
-      .build();
-    const n = PROGRESS_KEYS;
+    const { db, seen } = openWatched(freshPath());
     insertProgressKeys(db);
     assert.deepEqual(seen, [], "nothing to report before the compaction");
     db.compact();
-    assert.deepEqual(seen, [
-      { phase: "compact", done: 65_536, total: n },
-      { phase: "compact", done: n, total: n },
-    ]);
-    assert.equal(db.len(), n);
+    assert.deepEqual(seen, progressOfKeys("compact"));
+    assert.equal(db.len(), PROGRESS_KEYS);
     assert.deepEqual(db.check(), []);
     db.close();
   });

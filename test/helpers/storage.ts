@@ -7,7 +7,14 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { after } from "node:test";
-import { Emdb, everyN, type FlushPolicy, type Transaction } from "../../src/index.js";
+import {
+  Emdb,
+  everyN,
+  type FlushPolicy,
+  type ProgressListener,
+  type ProgressPhase,
+  type Transaction,
+} from "../../src/index.js";
 import type { FakeClock } from "./db.js";
 
 /** A directory for this test file's databases, removed when its tests are done. */
@@ -39,6 +46,26 @@ export function contents(db: Emdb): Map<string, string> {
 
 /** Enough keys for compact() to report progress once before it ends. */
 export const PROGRESS_KEYS = 70_000;
+
+type Progress = Parameters<ProgressListener>[0];
+
+/** A database at `p` whose progress reports are collected in `seen`. */
+export function openWatched(p: string): { db: Emdb; seen: Progress[] } {
+  const seen: Progress[] = [];
+  const db = Emdb.builder()
+    .path(p)
+    .onProgress((e) => seen.push(e))
+    .build();
+  return { db, seen };
+}
+
+/** What a phase that counts the `PROGRESS_KEYS` records must report: 65,536 and the end. */
+export function progressOfKeys(phase: ProgressPhase): Progress[] {
+  return [
+    { phase, done: 65_536, total: PROGRESS_KEYS },
+    { phase, done: PROGRESS_KEYS, total: PROGRESS_KEYS },
+  ];
+}
 
 /** Inserts k0 … k69999 (value "v") and whatever `more` adds, in one transaction. */
 export function insertProgressKeys(db: Emdb, more?: (tx: Transaction) => void): void {
