@@ -93,9 +93,9 @@ export class ByteReader {
 }
 
 /**
- * Copies `length` bytes of `src` from `start` into `dst` at `at`. Below 48 bytes a plain
- * loop beats `Buffer.copy`, whose argument checks and temporary view cost more than a key's
- * worth of bytes (16 bytes: about 42 against 69 ns on the reference machine).
+ * Copies `length` bytes of `src` from `start` into `dst` at `at`. For a key's worth of bytes
+ * a plain loop is cheaper than `Buffer.copy`, whose argument checks and temporary view cost
+ * more than the copy itself; past 48 bytes `Buffer.copy` wins.
  */
 export function copyBytes(
   src: Buffer,
