@@ -8,9 +8,9 @@
  */
 import { copyBytes } from "./codec.js";
 import { EmdbError } from "./errors.js";
-import { hashInternalKey, keyToBuffer, latin1Slice, MAX_KEY_SIZE, valueOut } from "./keys.js";
+import { hashInternalKey, keyToBuffer, latin1Slice, MAX_KEY_SIZE } from "./keys.js";
 import type { Batch, Persistence } from "./persistence.js";
-import { type Entry, Keyspace, Timed } from "./shards/keyspace.js";
+import { Keyspace, type Stored, Timed } from "./shards/keyspace.js";
 import { StagedWrites } from "./shards/staged-writes.js";
 import { END, RECORD, type TreeRecord } from "./tree-scan.js";
 import { type Clock, NO_EXPIRY } from "./ttl/ttl.js";
@@ -28,7 +28,7 @@ const BULK_ORDER_MIN_OPS = 1024;
 /** What a batch replaced, to restore it: each key and its previous entry (undefined: none). */
 interface Undo {
   readonly keys: string[];
-  readonly prev: (Entry | undefined)[];
+  readonly prev: (Stored | undefined)[];
 }
 
 export class Core {
@@ -48,7 +48,7 @@ export class Core {
   }
 
   /** The live entry for a key, or undefined when absent or expired. */
-  live(k: string, hash: number): Entry | undefined {
+  live(k: string, hash: number): Stored | undefined {
     const e = this.ks.shard(hash).get(k);
     if (e instanceof Timed && e.expiresAt <= this.clock()) return undefined;
     return e;
@@ -57,7 +57,11 @@ export class Core {
   put(k: string, hash: number, value: string, expiresAt: number | undefined): void {
     this.persistence.put(k, value, expiresAt ?? NO_EXPIRY);
     this.ks.set(k, hash, value, expiresAt);
-    this.persistence.settle();
+    try {
+      this.persistence.settle();
+    } finally {
+      this.ks.reclaimDue();
+    }
   }
 
   /** Removes a key; returns the previous *live* value (a copy). */
@@ -65,11 +69,15 @@ export class Core {
     const e = this.ks.shard(hash).get(k);
     // Nothing to log for a key that is not there (emdb-rs logged it anyway, §9.3 S5).
     if (e === undefined) return undefined;
+    const out = e instanceof Timed && e.expiresAt <= this.clock() ? undefined : this.ks.out(e);
     this.persistence.delete(k);
     this.ks.delete(k, hash);
-    this.persistence.settle();
-    if (e instanceof Timed) return e.expiresAt <= this.clock() ? undefined : valueOut(e.value);
-    return valueOut(e);
+    try {
+      this.persistence.settle();
+    } finally {
+      this.ks.reclaimDue();
+    }
+    return out;
   }
 
   clear(): void {
@@ -106,6 +114,9 @@ export class Core {
         this.lastTxId = txId - 1;
       }
       throw err;
+    } finally {
+      // Only now: `undo` may have put back refs to values loaded at open.
+      ks.reclaimDue();
     }
   }
 
@@ -271,7 +282,7 @@ class EntryIterator implements IterableIterator<[Buffer, Buffer]> {
       const e = core.live(k, hashInternalKey(k));
       if (e === undefined) continue;
       this.n++;
-      return { done: false, value: [keyToBuffer(k), valueOut(e instanceof Timed ? e.value : e)] };
+      return { done: false, value: [keyToBuffer(k), core.ks.out(e)] };
     }
     this.n = this.limit;
     return { done: true, value: undefined };

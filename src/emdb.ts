@@ -47,6 +47,12 @@ export interface EmdbStats {
   shardCount: number;
   /** Keys held by each shard. */
   shardSizes: number[];
+  /**
+   * Bytes of leaf-page copies that hold values loaded at open and not written since, in
+   * place of one string per value (see docs/design.md, "Values loaded at open"). They are
+   * let go as those values are overwritten or removed; 0 for an in-memory database.
+   */
+  loadedPageBytes: number;
   /** Id of the last committed transaction. */
   lastTxId: number;
   /** "memory" for in-memory databases, "file" for file-backed ones. */
@@ -115,9 +121,10 @@ export class Emdb implements Disposable {
     if (core.closed) core.assertOpen();
     const k = encodeKey(key);
     const e = core.ks.shard(keyHash).get(k);
+    if (typeof e === "string") return valueOut(e);
+    if (typeof e === "number") return core.ks.arena.out(e);
     if (e === undefined) return undefined;
-    if (e instanceof Timed) return e.expiresAt <= core.clock() ? undefined : valueOut(e.value);
-    return valueOut(e);
+    return e.expiresAt <= core.clock() ? undefined : valueOut(e.value);
   }
 
   containsKey(key: Key): boolean {
@@ -394,6 +401,7 @@ export class Emdb implements Disposable {
       expiringKeys: core.ks.timedCount,
       shardCount: SHARD_COUNT,
       shardSizes: core.ks.shards.map((s) => s.size),
+      loadedPageBytes: core.ks.arena.bytes,
       lastTxId: core.lastTxId,
       storage: core.persistence.durable ? "file" : "memory",
       path: this.config.path,

@@ -27,7 +27,7 @@ import { MmapSource } from "./pager/mmap-source.js";
 import { PreadSource } from "./pager/page-source.js";
 import { Pager } from "./pager/pager.js";
 import type { Batch, Persistence, PersistenceStats } from "./persistence.js";
-import { type Entry, entryValue, type Keyspace, Timed } from "./shards/keyspace.js";
+import { entryValue, type Keyspace, Timed } from "./shards/keyspace.js";
 import { compareTreeWithMemory, liveEntries, loadTree, withProgress } from "./tree-memory.js";
 import { NOT_CLEAN, type TreeRecord, TreeScan, type TreeStep } from "./tree-scan.js";
 import { type Clock, NO_EXPIRY } from "./ttl/ttl.js";
@@ -153,6 +153,7 @@ export class FileStore implements Persistence {
       store.migration = migration;
       store.lastTxId = Math.max(pager.meta.lastTxId, result.maxTxId);
       for (const op of replayed) store.replay(op);
+      ks.reclaimDue();
       return store;
     } catch (err) {
       pager?.close();
@@ -396,14 +397,15 @@ export class FileStore implements Persistence {
     const changes: Change[] = new Array(keys.length);
     for (let i = 0; i < keys.length; i++) {
       const k = keys[i]!;
-      const e: Entry | undefined = this.ks.shard(hashInternalKey(k)).get(k);
+      const e = this.ks.shard(hashInternalKey(k)).get(k);
       const key = Buffer.from(k, "latin1");
       if (e === undefined || (e instanceof Timed && e.expiresAt <= now)) {
         changes[i] = { key, value: undefined, expiresAt: 0 };
       } else if (e instanceof Timed) {
         changes[i] = { key, value: Buffer.from(e.value, "latin1"), expiresAt: e.expiresAt };
       } else {
-        changes[i] = { key, value: Buffer.from(e, "latin1"), expiresAt: 0 };
+        // A ref only when a failed batch put a loaded value back: the key stays dirty.
+        changes[i] = { key, value: this.ks.out(e), expiresAt: 0 };
       }
     }
     this.tree.apply(changes, { clearFirst: this.cleared });

@@ -9,8 +9,8 @@
  */
 import type { Core } from "./core.js";
 import { EmdbError } from "./errors.js";
-import { encodeKey, encodeValue, type Key, keyHash, type Value, valueOut } from "./keys.js";
-import { type Entry, Timed } from "./shards/keyspace.js";
+import { encodeKey, encodeValue, type Key, keyHash, type Value } from "./keys.js";
+import { type Stored, Timed } from "./shards/keyspace.js";
 import { StagedWrites } from "./shards/staged-writes.js";
 import { resolveExpiry, Ttl } from "./ttl/ttl.js";
 
@@ -55,7 +55,7 @@ export class Transaction {
     this.assertOpen();
     const e = this.visible(encodeKey(key), keyHash);
     if (e === undefined) return undefined;
-    return valueOut(e instanceof Timed ? e.value : e);
+    return this.core.ks.out(e);
   }
 
   containsKey(key: Key): boolean {
@@ -71,10 +71,10 @@ export class Transaction {
     const prev = this.visible(k, hash);
     this.staged.set(k, hash, null);
     if (prev === undefined) return undefined;
-    return valueOut(prev instanceof Timed ? prev.value : prev);
+    return this.core.ks.out(prev);
   }
 
-  private visible(k: string, hash: number): Entry | undefined {
+  private visible(k: string, hash: number): Stored | undefined {
     const e = this.staged.get(k, hash);
     if (e === undefined) return this.core.live(k, hash);
     if (e === null) return undefined;

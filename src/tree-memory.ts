@@ -9,7 +9,7 @@ import type { BulkEntry } from "./btree/bulk-load.js";
 import type { BTree } from "./btree/tree.js";
 import { PROGRESS_EVERY, type ProgressListener } from "./builder.js";
 import { hashInternalKey, latin1Slice, MAX_KEY_SIZE, writeLatin1 } from "./keys.js";
-import { type Entry, type Keyspace, Timed } from "./shards/keyspace.js";
+import { type Keyspace, type Stored, Timed } from "./shards/keyspace.js";
 
 /**
  * Fills an empty keyspace from the tree: keys arrive sorted, so this is O(n). With a
@@ -23,15 +23,34 @@ export function loadTree(
   onProgress: ProgressListener | undefined,
 ): void {
   const keys: string[] = [];
-  tree.forEachSpan((kb, ks0, ke, vb, vs, ve, expiresAt) => {
-    const k = latin1Slice(kb, ks0, ke);
-    keys.push(k);
-    const v = latin1Slice(vb, vs, ve);
-    ks.loadEntry(k, expiresAt === 0 ? v : new Timed(v, expiresAt));
-    if (onProgress !== undefined && keys.length % PROGRESS_EVERY === 0) {
-      onProgress({ phase: "open", done: keys.length, total });
-    }
-  });
+  const arena = ks.arena;
+  // Plain values stay in copies of their pages (see `value-arena.ts`): `page` is the ref of
+  // the current leaf's copy; `remaining` bounds the leaf bytes still to come.
+  let page = 0;
+  const P = tree.pager.pageSize;
+  let remaining = tree.pager.pageCount * P;
+  tree.forEachSpan(
+    (kb, ks0, ke, vb, vs, ve, expiresAt, plainAt) => {
+      const k = latin1Slice(kb, ks0, ke);
+      keys.push(k);
+      if (plainAt >= 0) ks.loadEntry(k, page + plainAt);
+      else {
+        const v = latin1Slice(vb, vs, ve);
+        ks.loadEntry(k, expiresAt === 0 ? v : new Timed(v, expiresAt));
+      }
+      if (onProgress !== undefined && keys.length % PROGRESS_EVERY === 0) {
+        onProgress({ phase: "open", done: keys.length, total });
+      }
+    },
+    (leaf) => {
+      page = arena.adopt(leaf, remaining);
+    },
+    (pages) => {
+      const room = arena.place(pages, P, remaining);
+      remaining -= room.pages * P;
+      return room;
+    },
+  );
   const done = keys.length;
   ks.finishLoad(keys);
   if (onProgress !== undefined && done > 0) onProgress({ phase: "open", done, total });
@@ -56,7 +75,7 @@ export function* liveEntries(ks: Keyspace, now: number): Generator<BulkEntry, vo
   // Lookups go in blocks, in a tight loop: the hash-table misses of one block overlap,
   // where one lookup per step of the rewrite waits for each in turn.
   const keys = new Array<string>(LOOKUP_BLOCK);
-  const found = new Array<Entry | undefined>(LOOKUP_BLOCK);
+  const found = new Array<Stored | undefined>(LOOKUP_BLOCK);
   const nextKey = ks.sorted.walker(undefined, true, undefined, true, false);
   for (;;) {
     let n = 0;
@@ -73,6 +92,14 @@ export function* liveEntries(ks: Keyspace, now: number): Generator<BulkEntry, vo
       const e = found[j];
       if (e === undefined) continue;
       const k = keys[j]!;
+      entry.key = keyScratch.subarray(0, writeLatin1(keyScratch, k, 0));
+      if (typeof e === "number") {
+        // A loaded value is inline in a page, so it fits the scratch buffer.
+        entry.value = valueScratch.subarray(0, ks.arena.copyInto(e, valueScratch));
+        entry.expiresAt = 0;
+        yield entry;
+        continue;
+      }
       let v: string;
       if (e instanceof Timed) {
         if (e.expiresAt <= now) continue;
@@ -82,7 +109,6 @@ export function* liveEntries(ks: Keyspace, now: number): Generator<BulkEntry, vo
         v = e;
         entry.expiresAt = 0;
       }
-      entry.key = keyScratch.subarray(0, writeLatin1(keyScratch, k, 0));
       entry.value =
         v.length <= VALUE_SCRATCH_BYTES
           ? valueScratch.subarray(0, writeLatin1(valueScratch, v, 0))
@@ -134,9 +160,8 @@ export function compareTreeWithMemory(
       problems.push(`tree holds ${JSON.stringify(k)} but memory does not`);
       return;
     }
-    const v = e instanceof Timed ? e.value : e;
     const at = e instanceof Timed ? e.expiresAt : 0;
-    if (v !== latin1Slice(vb, vs, ve) || at !== expiresAt) {
+    if (ks.str(e) !== latin1Slice(vb, vs, ve) || at !== expiresAt) {
       problems.push(`tree and memory differ for ${JSON.stringify(k)}`);
     }
   });

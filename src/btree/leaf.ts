@@ -200,6 +200,17 @@ function checkedCount(page: Buffer, base: number, file: string): number {
   return n;
 }
 
+/** Page offset of record `i` (its slot; not bounds-checked). */
+export function recordOffset(page: Buffer, i: number): number {
+  return page.readUInt16LE(SLOTS_AT + 2 * i);
+}
+
+/**
+ * A plain record (flags 0: no expiry, value inline) has its key length at +1, its value
+ * length at +3, its key at `PLAIN_KEY_AT` and its value right after the key.
+ */
+export const PLAIN_KEY_AT = REC_FIXED;
+
 /** Record `i`'s parsed header (bounds-checked). */
 export function leafRecordAt(page: Buffer, i: number, base: number, file: string): RecordInfo {
   const n = checkedCount(page, base, file);
@@ -262,6 +273,8 @@ export type RecordSpans = (
   vs: number,
   ve: number,
   expiresAt: number,
+  /** The record's page offset when it is plain (no expiry, value inline: flags 0), else -1. */
+  plainAt: number,
 ) => void;
 
 /**
@@ -296,12 +309,12 @@ export function scanLeaf(
     } else if (flags !== 0) {
       const r = parseRecord(page, off, lo, end, base, file);
       const value = overflow(r.head, valueLength, (flags & REC_CONTIGUOUS) !== 0, base + off);
-      cb(r.key, 0, r.key.length, value, 0, value.length, r.expiresAt);
+      cb(r.key, 0, r.key.length, value, 0, value.length, r.expiresAt, -1);
       continue;
     }
     const v = p + keyLength;
     if (v + valueLength > end) parseRecord(page, off, lo, end, base, file);
-    cb(page, p, v, page, v, v + valueLength, expiresAt);
+    cb(page, p, v, page, v, v + valueLength, expiresAt, flags === 0 ? off : -1);
   }
   return n;
 }

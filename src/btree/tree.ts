@@ -11,7 +11,7 @@
 import { corrupted } from "../errors.js";
 import type { Meta } from "../pager/meta.js";
 import { NO_PAGE, type PageId, PageType } from "../pager/page.js";
-import type { Pager } from "../pager/pager.js";
+import type { PagePlacer, Pager } from "../pager/pager.js";
 import { Applier, type Change } from "./apply.js";
 import { type BranchNode, decodeBranch } from "./branch.js";
 import { type BulkEntry, bulkLoad } from "./bulk-load.js";
@@ -200,14 +200,20 @@ export class BTree {
 
   /**
    * `forEach` that reports where each key and value are instead of making views: loading a
-   * million entries as strings then skips two million short-lived Buffer objects.
+   * million entries as strings then skips two million short-lived Buffer objects. `onLeaf`
+   * sees each leaf page before its records.
    */
-  forEachSpan(cb: RecordSpans): void {
+  forEachSpan(cb: RecordSpans, onLeaf?: (page: Buffer) => void, place?: PagePlacer): void {
     const P = this.pager.pageSize;
     const path = this.pager.path;
-    this.walk((page, id) => {
-      scanLeaf(page, id * P, path, this.overflow, cb);
-    });
+    this.walk(
+      (page, id) => {
+        onLeaf?.(page);
+        scanLeaf(page, id * P, path, this.overflow, cb);
+      },
+      undefined,
+      place,
+    );
   }
 
   /**
@@ -218,6 +224,7 @@ export class BTree {
   private walk(
     onLeaf: (page: Buffer, id: PageId) => void,
     onBranch?: (id: PageId, node: BranchNode) => void,
+    place?: PagePlacer,
   ): void {
     if (this.root === NO_PAGE) return;
     const P = this.pager.pageSize;
@@ -247,7 +254,7 @@ export class BTree {
       }
       for (const c of node.children) mark(c, id * P);
       if (node.height === 1) {
-        const leaves = this.pager.readMany(node.children, PageType.Leaf, id * P);
+        const leaves = this.pager.readMany(node.children, PageType.Leaf, id * P, place);
         for (let i = 0; i < leaves.length; i++) onLeaf(leaves[i]!, node.children[i]!);
       } else {
         for (const c of node.children) {

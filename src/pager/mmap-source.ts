@@ -39,6 +39,10 @@ export class MmapSource implements PageSource {
     return this.fallback.read(position, length);
   }
 
+  readInto(dest: Buffer, at: number, position: number, length: number): number {
+    return this.read(position, length).copy(dest, at);
+  }
+
   invalidate(): void {
     this.stale = true;
   }

@@ -13,6 +13,8 @@ export interface PageSource {
    * it across `invalidate()` unless it copied it.
    */
   read(position: number, length: number): Buffer;
+  /** `read` into `dest` at `at`; returns the bytes read (fewer at the end of the file). */
+  readInto(dest: Buffer, at: number, position: number, length: number): number;
   /** The file changed (written, extended, truncated). */
   invalidate(): void;
   /** True when `read` returns views that may be invalidated (the cache then copies). */
@@ -29,6 +31,10 @@ export class PreadSource implements PageSource {
     const buf = Buffer.allocUnsafe(length);
     const n = this.file.read(buf, 0, length, position);
     return n === length ? buf : buf.subarray(0, n);
+  }
+
+  readInto(dest: Buffer, at: number, position: number, length: number): number {
+    return this.file.read(dest, at, length, position);
   }
 
   invalidate(): void {}

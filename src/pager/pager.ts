@@ -113,6 +113,9 @@ interface TxnSnapshot {
 
 const DEFAULT_SPILL_BYTES = 8 << 20;
 
+/** Where `readMany` may put up to `pages` pages: room for `pages` (≥ 1) at `buf[at..]`. */
+export type PagePlacer = (pages: number) => { buf: Buffer; at: number; pages: number };
+
 export class Pager {
   readonly pageSize: number;
   readonly fileId: Buffer;
@@ -234,8 +237,12 @@ export class Pager {
    * Verified pages for a full scan: runs of adjacent ids are read with one call, and the
    * pages are not put in the cache (a scan of the whole file would only evict the hot
    * pages). Returned buffers are valid until the next write.
+   *
+   * With `place`, the pages are read into memory the caller owns and keeps: `place(n)` gives
+   * room for up to `n` pages (at least one) as a buffer, an offset and a page count. Pages
+   * the pager already holds are then copied there, so every page returned lies in it.
    */
-  readMany(ids: readonly PageId[], type: PageType, from?: number): Buffer[] {
+  readMany(ids: readonly PageId[], type: PageType, from?: number, place?: PagePlacer): Buffer[] {
     this.usable();
     const P = this.pageSize;
     const out = new Array<Buffer>(ids.length);
@@ -246,7 +253,12 @@ export class Pager {
       const known = this.dirty.get(id) ?? this.cache.get(id);
       if (known !== undefined) {
         if (known[4] !== type) verifyPage(known, id, type, id * P, this.path);
-        out[i++] = known;
+        if (place === undefined) out[i++] = known;
+        else {
+          const room = place(1);
+          known.copy(room.buf, room.at, 0, P);
+          out[i++] = room.buf.subarray(room.at, room.at + P);
+        }
         continue;
       }
       let j = i + 1;
@@ -259,10 +271,20 @@ export class Pager {
       ) {
         j++;
       }
-      const bytes = this.source.read(id * P, (j - i) * P);
+      let bytes: Buffer;
+      let base = 0;
+      if (place === undefined) bytes = this.source.read(id * P, (j - i) * P);
+      else {
+        const room = place(j - i);
+        j = i + room.pages;
+        bytes = room.buf;
+        base = room.at;
+        const n = this.source.readInto(bytes, base, id * P, (j - i) * P);
+        bytes = bytes.subarray(0, base + n);
+      }
       for (let k = i; k < j; k++) {
         const pid = ids[k]!;
-        const at = (k - i) * P;
+        const at = base + (k - i) * P;
         if (bytes.length < at + P) {
           throw corrupted(`page ${pid} lies beyond the end of the file`, pid * P, this.path);
         }

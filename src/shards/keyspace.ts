@@ -9,11 +9,13 @@
  *
  * An entry is the value itself, a latin1 string (see `keys.ts`), when it never expires (no
  * wrapper object per key: memory is the cost of an in-memory index), or a `Timed` when it
- * has a deadline.
+ * has a deadline. A value loaded at open and not written since is a number instead: a ref
+ * into the page copies of `value-arena.ts`, which spares the collector a string per value.
  */
-import { hashInternalKey as hashOf } from "../keys.js";
+import { hashInternalKey as hashOf, valueOut } from "../keys.js";
 import { ExpiryHeap } from "../ttl/expiry-heap.js";
 import { SortedKeys } from "./sorted-keys.js";
+import { CHUNK_BYTES, ValueArena } from "./value-arena.js";
 
 export const SHARD_COUNT = 32;
 const SHARD_MASK = SHARD_COUNT - 1;
@@ -30,7 +32,11 @@ export class Timed {
   ) {}
 }
 
+/** A value as a write gives it: the string, or a `Timed`. */
 export type Entry = string | Timed;
+
+/** What the index holds for a key: an `Entry`, or a ref to a value loaded at open. */
+export type Stored = Entry | number;
 
 export function entryValue(e: Entry): string {
   return e instanceof Timed ? e.value : e;
@@ -42,7 +48,8 @@ export function entryExpiry(e: Entry): number | undefined {
 }
 
 export class Keyspace {
-  readonly shards: Map<string, Entry>[] = [];
+  readonly shards: Map<string, Stored>[] = [];
+  readonly arena = new ValueArena();
   readonly sorted = new SortedKeys();
   readonly expiries = new ExpiryHeap();
   /** Number of entries (live and expired-but-not-yet-removed). */
@@ -50,7 +57,7 @@ export class Keyspace {
   /** Entries that carry a deadline (for heap maintenance). */
   private timed = 0;
   /** Entries between `loadEntry` and `finishLoad`, by shard. */
-  private loadBuckets: { keys: string[]; entries: Entry[] }[] | undefined;
+  private loadBuckets: { keys: string[]; entries: Stored[] }[] | undefined;
 
   constructor() {
     for (let i = 0; i < SHARD_COUNT; i++) this.shards.push(new Map());
@@ -64,12 +71,12 @@ export class Keyspace {
     return this.timed;
   }
 
-  shard(hash: number): Map<string, Entry> {
+  shard(hash: number): Map<string, Stored> {
     return this.shards[shardIndex(hash)]!;
   }
 
   /** Stores an entry; returns the previous one. */
-  set(k: string, hash: number, value: string, expiresAt: number | undefined): Entry | undefined {
+  set(k: string, hash: number, value: string, expiresAt: number | undefined): Stored | undefined {
     return this.setEntry(k, hash, expiresAt === undefined ? value : new Timed(value, expiresAt));
   }
 
@@ -79,11 +86,13 @@ export class Keyspace {
    * batch can add them all at once (`sorted.insertManyNew`), which it must do before
    * anything reads the view.
    */
-  setEntry(k: string, hash: number, entry: Entry, newKeys?: string[]): Entry | undefined {
+  setEntry(k: string, hash: number, entry: Stored, newKeys?: string[]): Stored | undefined {
     const shard = this.shard(hash);
     const prev = shard.get(k);
     shard.set(k, entry);
-    if (prev === undefined) {
+    if (typeof entry === "number") this.arena.retain(entry);
+    if (typeof prev === "number") this.arena.release(prev);
+    else if (prev === undefined) {
       this.total++;
       if (newKeys === undefined) this.sorted.insertNew(k);
       else newKeys.push(k);
@@ -99,13 +108,14 @@ export class Keyspace {
   }
 
   /** Removes a key; returns the entry it held. */
-  delete(k: string, hash: number): Entry | undefined {
+  delete(k: string, hash: number): Stored | undefined {
     const shard = this.shard(hash);
     const prev = shard.get(k);
     if (prev === undefined) return undefined;
     shard.delete(k);
     this.total--;
     if (prev instanceof Timed) this.timed--;
+    else if (typeof prev === "number") this.arena.release(prev);
     this.sorted.delete(k);
     return prev;
   }
@@ -118,12 +128,13 @@ export class Keyspace {
    * turn, misses the cache on nearly every insert, and a million keys load about 1.7× faster
    * this way (16 bytes per entry of transient buckets).
    */
-  loadEntry(k: string, e: Entry): void {
+  loadEntry(k: string, e: Stored): void {
     this.loadBuckets ??= Array.from({ length: SHARD_COUNT }, () => ({ keys: [], entries: [] }));
     const b = this.loadBuckets[shardIndex(hashOf(k))]!;
     b.keys.push(k);
     b.entries.push(e);
-    if (e instanceof Timed) {
+    if (typeof e === "number") this.arena.loaded(e);
+    else if (e instanceof Timed) {
       this.timed++;
       this.expiries.push(e.expiresAt, k);
     }
@@ -141,6 +152,8 @@ export class Keyspace {
     }
     this.total = sortedKeys.length;
     this.sorted.loadSorted(sortedKeys);
+    this.arena.finishLoad();
+    this.reclaimDue();
   }
 
   /**
@@ -175,8 +188,37 @@ export class Keyspace {
     return this.shard(hashOf(k)).has(k);
   }
 
+  /** A stored value as the Buffer a caller gets (a copy). */
+  out(e: Stored): Buffer {
+    if (typeof e === "string") return valueOut(e);
+    if (typeof e === "number") return this.arena.out(e);
+    return valueOut(e.value);
+  }
+
+  /** A stored value as an internal (latin1) string. */
+  str(e: Stored): string {
+    if (typeof e === "string") return e;
+    if (typeof e === "number") return this.arena.str(e);
+    return e.value;
+  }
+
+  /**
+   * Lets go of the arena chunks that few loaded values still use (see `value-arena.ts`),
+   * making those values strings. Only between writes: a batch being applied may still put
+   * back refs it replaced.
+   */
+  reclaimDue(): void {
+    this.arena.reclaimDue((k, ref) => {
+      const shard = this.shard(hashOf(k));
+      if (shard.get(k) !== ref) return false;
+      shard.set(k, this.arena.str(ref));
+      return true;
+    });
+  }
+
   clear(): void {
     for (const s of this.shards) s.clear();
+    this.arena.clear();
     this.sorted.clear();
     this.expiries.clear();
     this.total = 0;
@@ -225,14 +267,25 @@ export class Keyspace {
     const problems = this.sorted.check();
     let n = 0;
     let timed = 0;
+    const refs: number[] = [];
     for (let i = 0; i < SHARD_COUNT; i++) {
       for (const [k, e] of this.shards[i]!) {
         n++;
         if (e instanceof Timed) timed++;
+        else if (typeof e === "number") {
+          if (!this.arena.holds(e)) {
+            problems.push(`key ${JSON.stringify(k)} refers to a released value`);
+          } else if (this.arena.key(e) !== k) {
+            problems.push(`key ${JSON.stringify(k)} refers to the value of another key`);
+          }
+          const c = Math.floor(e / CHUNK_BYTES);
+          refs[c] = (refs[c] ?? 0) + 1;
+        }
         if (this.shard(hashOf(k)) !== this.shards[i])
           problems.push(`key ${JSON.stringify(k)} in the wrong shard`);
       }
     }
+    problems.push(...this.arena.check(refs));
     if (n !== this.total) problems.push(`keyspace: count ${this.total} but shards hold ${n}`);
     if (timed !== this.timed)
       problems.push(`keyspace: timed count ${this.timed} but ${timed} held`);

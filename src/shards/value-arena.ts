@@ -1,0 +1,235 @@
+/**
+ * Values loaded at open, held as copies of the leaf pages they were read from instead of
+ * one string each.
+ *
+ * Why: loading a million records made a million value strings, and the young-generation
+ * collector copied each of them twice (to the survivor space, then to the old space), since
+ * all of them survive. That copying was the largest share of a reopen. A page copy is one
+ * off-heap allocation per megabyte, and the index entry of a loaded value is a small
+ * integer (a *ref*) that V8 stores in the Map unboxed: no heap object per value at all.
+ *
+ * Layout: chunks of up to `CHUNK_BYTES`, each a run of whole leaf pages copied as they are
+ * (byte layout in `btree/leaf.ts`). A ref names the record a value belongs to:
+ *
+ * | ref bits                      | meaning                                   |
+ * |-------------------------------|-------------------------------------------|
+ * | ref / CHUNK_BYTES (integer)   | chunk index                               |
+ * | ref mod CHUNK_BYTES           | byte offset of the record in that chunk   |
+ *
+ * Only records without an expiry and with an inline value get a ref (`flags` 0: the key
+ * length at +1, the value length at +3, the key at +7, then the value); the others are
+ * loaded as strings, as before. Below 2^30 (1 GiB of leaf pages) a ref is a V8 small
+ * integer; past that it is a boxed number, which is still correct, only less compact.
+ *
+ * A chunk counts its live refs. A write that replaces or removes a loaded value releases its
+ * ref; once a chunk holds a quarter of the refs it was loaded with or fewer, it is *due*: at
+ * the next safe point (`Keyspace.reclaimDue`, after a write has settled) its remaining live
+ * values become strings and the chunk is let go. So the copies never cost more than four
+ * times the bytes of the loaded values still in use, and overwriting everything once frees
+ * them all. The reclaim cannot run in the middle of a write: a failed batch puts back the
+ * refs it replaced, which must still point at their chunk.
+ */
+import { leafCount, PLAIN_KEY_AT, recordOffset } from "../btree/leaf.js";
+import { latin1Slice } from "../keys.js";
+
+/** The stride of chunk indexes in a ref, and the largest chunk. */
+export const CHUNK_BYTES = 1 << 20;
+
+export interface PlacedRoom {
+  readonly buf: Buffer;
+  readonly at: number;
+  readonly pages: number;
+}
+
+export class ValueArena {
+  private readonly chunks: (Buffer | undefined)[] = [];
+  /** Refs stored in the index, by chunk. */
+  private readonly live: number[] = [];
+  /** Refs made while loading, by chunk: the base of the reclaim threshold. */
+  private readonly made: number[] = [];
+  /** Bytes of pages in each chunk (a chunk's tail past them is uninitialised). */
+  private readonly used: number[] = [];
+  private pageSize = 0;
+  private readonly due = new Set<number>();
+  /** Chunk index by the memory a chunk's Buffer views (for `adopt`). */
+  private readonly byBuffer = new Map<ArrayBufferLike, number>();
+  private held = 0;
+
+  /** Bytes of page copies held. */
+  get bytes(): number {
+    return this.held;
+  }
+
+  /**
+   * Room for up to `pages` leaf pages of `pageSize` bytes, for the pager to read them into
+   * (`Pager.readMany`'s placer): reading straight into the arena costs no copy, and no second
+   * set of fresh memory pages for the kernel to fault in. `remaining` bounds the page bytes
+   * still to come, so a small database does not get a whole chunk.
+   */
+  place(pages: number, pageSize: number, remaining: number): PlacedRoom {
+    this.pageSize = pageSize;
+    let c = this.chunks.length - 1;
+    let chunk = this.chunks[c];
+    if (chunk === undefined || this.used[c]! + pageSize > chunk.length) {
+      const size = Math.min(CHUNK_BYTES, Math.max(remaining, pageSize));
+      chunk = Buffer.allocUnsafe(size);
+      this.chunks.push(chunk);
+      this.byBuffer.set(chunk.buffer, ++c);
+      this.live.push(0);
+      this.made.push(0);
+      this.used.push(0);
+      this.held += size;
+    }
+    const at = this.used[c]!;
+    const fit = Math.min(pages, Math.floor((chunk.length - at) / pageSize));
+    this.used[c] = at + fit * pageSize;
+    return { buf: chunk, at, pages: fit };
+  }
+
+  /**
+   * The ref of a leaf page's first byte (the record at page offset `o` is that plus `o`): of
+   * the page itself when `place` put it in the arena, else of a copy made now (a page read
+   * through a memory map or kept by the page cache may change or be reused later).
+   */
+  adopt(page: Buffer, remaining: number): number {
+    const c = this.byBuffer.get(page.buffer);
+    if (c !== undefined) return c * CHUNK_BYTES + page.byteOffset - this.chunks[c]!.byteOffset;
+    const room = this.place(1, page.length, remaining);
+    page.copy(room.buf, room.at);
+    return (this.chunks.length - 1) * CHUNK_BYTES + room.at;
+  }
+
+  /** The load is over: chunks it made no ref into (only other records) are let go. */
+  finishLoad(): void {
+    for (let c = 0; c < this.chunks.length; c++) if (this.made[c] === 0) this.due.add(c);
+  }
+
+  /** Counts a ref made while loading. */
+  loaded(ref: number): void {
+    const c = Math.floor(ref / CHUNK_BYTES);
+    this.made[c]!++;
+    this.live[c]!++;
+  }
+
+  /** A ref enters the index (a failed batch putting back what it replaced). */
+  retain(ref: number): void {
+    this.live[Math.floor(ref / CHUNK_BYTES)]!++;
+  }
+
+  /** A ref leaves the index. */
+  release(ref: number): void {
+    const c = Math.floor(ref / CHUNK_BYTES);
+    const live = --this.live[c]!;
+    if (live * 4 <= this.made[c]!) this.due.add(c);
+  }
+
+  /** The value of a ref, as the Buffer a caller gets (a copy). */
+  out(ref: number): Buffer {
+    const chunk = this.chunkOf(ref);
+    const at = ref % CHUNK_BYTES;
+    const start = at + PLAIN_KEY_AT + chunk.readUInt16LE(at + 1);
+    const out = Buffer.allocUnsafe(chunk.readUInt32LE(at + 3));
+    chunk.copy(out, 0, start, start + out.length);
+    return out;
+  }
+
+  /** The value of a ref as an internal (latin1) string. */
+  str(ref: number): string {
+    const chunk = this.chunkOf(ref);
+    const at = ref % CHUNK_BYTES;
+    const start = at + PLAIN_KEY_AT + chunk.readUInt16LE(at + 1);
+    return latin1Slice(chunk, start, start + chunk.readUInt32LE(at + 3));
+  }
+
+  /** Copies a ref's value into `into` (which must be large enough); returns its length. */
+  copyInto(ref: number, into: Buffer): number {
+    const chunk = this.chunkOf(ref);
+    const at = ref % CHUNK_BYTES;
+    const start = at + PLAIN_KEY_AT + chunk.readUInt16LE(at + 1);
+    return chunk.copy(into, 0, start, start + chunk.readUInt32LE(at + 3));
+  }
+
+  /** Length of a ref's value. */
+  length(ref: number): number {
+    const at = ref % CHUNK_BYTES;
+    return this.chunkOf(ref).readUInt32LE(at + 3);
+  }
+
+  /** The key a ref's record holds, as an internal string. */
+  key(ref: number): string {
+    const chunk = this.chunkOf(ref);
+    const at = ref % CHUNK_BYTES;
+    const start = at + PLAIN_KEY_AT;
+    return latin1Slice(chunk, start, start + chunk.readUInt16LE(at + 1));
+  }
+
+  /**
+   * Lets go of the due chunks. `materialize(k, ref)` is called for every record of such a
+   * chunk that may still be in the index (flags 0); it must replace the entry with a string
+   * when the index still holds that very ref, and return whether it did.
+   */
+  reclaimDue(materialize: (k: string, ref: number) => boolean): void {
+    if (this.due.size === 0) return;
+    for (const c of this.due) {
+      const chunk = this.chunks[c];
+      // Still used enough: a failed batch put back what it had released.
+      if (chunk === undefined || this.live[c]! * 4 > this.made[c]!) continue;
+      if (this.live[c]! > 0) {
+        const pageSize = this.pageSize;
+        for (let at = 0; at < this.used[c]!; at += pageSize) {
+          const page = chunk.subarray(at, at + pageSize);
+          const n = leafCount(page);
+          for (let i = 0; i < n; i++) {
+            const off = recordOffset(page, i);
+            if (page[off] !== 0) continue; // not plain: loaded as a string
+            const ref = c * CHUNK_BYTES + at + off;
+            if (materialize(this.key(ref), ref)) this.live[c]!--;
+          }
+        }
+        if (this.live[c] !== 0) throw new Error(`internal: ${this.live[c]} refs left in a chunk`);
+      }
+      this.chunks[c] = undefined;
+      this.byBuffer.delete(chunk.buffer);
+      this.held -= chunk.length;
+    }
+    this.due.clear();
+  }
+
+  /** Drops every chunk (the index was cleared). */
+  clear(): void {
+    this.chunks.length = 0;
+    this.live.length = 0;
+    this.made.length = 0;
+    this.used.length = 0;
+    this.due.clear();
+    this.byBuffer.clear();
+    this.held = 0;
+  }
+
+  /**
+   * Problems between the arena and the refs the index holds (`counted`: refs per chunk, as
+   * the caller found them); each ref was checked against its key by the caller.
+   */
+  check(counted: readonly number[]): string[] {
+    const problems: string[] = [];
+    for (let c = 0; c < this.chunks.length; c++) {
+      if ((counted[c] ?? 0) !== (this.chunks[c] === undefined ? 0 : this.live[c])) {
+        problems.push(
+          `value arena: chunk ${c} counts ${this.live[c]} refs but the index holds ${counted[c] ?? 0}`,
+        );
+      }
+    }
+    return problems;
+  }
+
+  /** Whether a ref points into a chunk still held. */
+  holds(ref: number): boolean {
+    return this.chunks[Math.floor(ref / CHUNK_BYTES)] !== undefined;
+  }
+
+  private chunkOf(ref: number): Buffer {
+    const chunk = this.chunks[Math.floor(ref / CHUNK_BYTES)];
+    if (chunk === undefined) throw new Error(`internal: value ref ${ref} into a released chunk`);
+    return chunk;
+  }
+}
