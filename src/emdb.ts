@@ -121,6 +121,7 @@ export class Emdb implements Disposable {
     if (core.closed) core.assertOpen();
     const k = encodeKey(key);
     const e = core.ks.shard(keyHash).get(k);
+    // The hottest path: `Keyspace.out` spelled out, the common forms tested first.
     if (typeof e === "string") return valueOut(e);
     if (typeof e === "number") return core.ks.arena.out(e);
     if (e === undefined) return undefined;

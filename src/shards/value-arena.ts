@@ -125,34 +125,20 @@ export class ValueArena {
 
   /** The value of a ref, as the Buffer a caller gets (a copy). */
   out(ref: number): Buffer {
-    const chunk = this.chunkOf(ref);
-    const at = ref % CHUNK_BYTES;
-    const start = at + PLAIN_KEY_AT + chunk.readUInt16LE(at + 1);
-    const out = Buffer.allocUnsafe(chunk.readUInt32LE(at + 3));
-    chunk.copy(out, 0, start, start + out.length);
+    const chunk = this.locate(ref);
+    const out = Buffer.allocUnsafe(this.end - this.start);
+    chunk.copy(out, 0, this.start, this.end);
     return out;
   }
 
   /** The value of a ref as an internal (latin1) string. */
   str(ref: number): string {
-    const chunk = this.chunkOf(ref);
-    const at = ref % CHUNK_BYTES;
-    const start = at + PLAIN_KEY_AT + chunk.readUInt16LE(at + 1);
-    return latin1Slice(chunk, start, start + chunk.readUInt32LE(at + 3));
+    return latin1Slice(this.locate(ref), this.start, this.end);
   }
 
   /** Copies a ref's value into `into` (which must be large enough); returns its length. */
   copyInto(ref: number, into: Buffer): number {
-    const chunk = this.chunkOf(ref);
-    const at = ref % CHUNK_BYTES;
-    const start = at + PLAIN_KEY_AT + chunk.readUInt16LE(at + 1);
-    return chunk.copy(into, 0, start, start + chunk.readUInt32LE(at + 3));
-  }
-
-  /** Length of a ref's value. */
-  length(ref: number): number {
-    const at = ref % CHUNK_BYTES;
-    return this.chunkOf(ref).readUInt32LE(at + 3);
+    return this.locate(ref).copy(into, 0, this.start, this.end);
   }
 
   /** The key a ref's record holds, as an internal string. */
@@ -225,6 +211,19 @@ export class ValueArena {
   /** Whether a ref points into a chunk still held. */
   holds(ref: number): boolean {
     return this.chunks[Math.floor(ref / CHUNK_BYTES)] !== undefined;
+  }
+
+  /** Where `locate` found the last value: `[start, end)` of the chunk it returned. */
+  private start = 0;
+  private end = 0;
+
+  /** The chunk of a ref's record; sets `start`/`end` to its value (no object per read). */
+  private locate(ref: number): Buffer {
+    const chunk = this.chunkOf(ref);
+    const at = ref % CHUNK_BYTES;
+    this.start = at + PLAIN_KEY_AT + chunk.readUInt16LE(at + 1);
+    this.end = this.start + chunk.readUInt32LE(at + 3);
+    return chunk;
   }
 
   private chunkOf(ref: number): Buffer {

@@ -1,0 +1,77 @@
+/**
+ * Open time of one file, in fresh processes: for comparing two builds' opens on the very
+ * same file, alternating runs, where the full suite's reopen line (3 runs, each on its own
+ * freshly loaded file) moves with the machine as much as with the code.
+ *
+ *   npx tsx bench/open-time.ts [--n 1000000] [--runs 7] [--file PATH]
+ *
+ * Without `--file`, it writes one (the workload's keys and values in key order, one
+ * transaction, then `flush()`) in a temporary directory and removes it afterwards. Each run
+ * is a child process timing `Emdb.builder().path(p).build()` plus one `get`; it prints each
+ * run's milliseconds and RSS after the open, then the medians. To compare two builds, run it
+ * from each checkout, alternately, on the same `--file`.
+ */
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { Emdb, manual } from "../src/index.js";
+import { keyOf, prng, VALUE_BYTES } from "./workload.js";
+
+const { values } = parseArgs({
+  options: {
+    n: { type: "string", default: "1000000" },
+    runs: { type: "string", default: "7" },
+    file: { type: "string" },
+    child: { type: "string" },
+  },
+});
+
+if (values.child !== undefined) {
+  const t0 = performance.now();
+  const db = Emdb.builder().path(values.child).build();
+  db.get(keyOf(123));
+  const ms = performance.now() - t0;
+  process.stdout.write(`${ms} ${process.memoryUsage().rss / 2 ** 20}\n`);
+  db.close();
+} else {
+  const n = Number(values.n);
+  const runs = Number(values.runs);
+  let dir: string | undefined;
+  let file = values.file;
+  if (file === undefined) {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "emdb-open-time-"));
+    file = path.join(dir, "db");
+    const db = Emdb.builder().path(file).flushPolicy(manual()).build();
+    const next = prng(1);
+    const v = Buffer.alloc(VALUE_BYTES);
+    db.transaction((tx) => {
+      for (let i = 0; i < n; i++) {
+        for (let j = 0; j + 4 <= VALUE_BYTES; j += 4) v.writeUInt32LE(next(), j);
+        tx.insert(keyOf(i), v);
+      }
+    });
+    db.flush();
+    db.close();
+  }
+  const self = fileURLToPath(import.meta.url);
+  const ms: number[] = [];
+  const rss: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    const out = spawnSync(process.execPath, ["--import", "tsx", self, "--child", file], {
+      encoding: "utf8",
+    });
+    if (out.status !== 0) throw new Error(`open child failed: ${out.stderr}`);
+    const [t, m] = out.stdout.trim().split(" ").map(Number);
+    ms.push(t!);
+    rss.push(m!);
+    process.stdout.write(`run ${r + 1}: ${t!.toFixed(0)} ms, RSS ${m!.toFixed(0)} MiB\n`);
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  process.stdout.write(
+    `median of ${runs}: ${median(ms).toFixed(0)} ms, RSS ${median(rss).toFixed(0)} MiB\n`,
+  );
+  if (dir !== undefined) fs.rmSync(dir, { recursive: true, force: true });
+}
