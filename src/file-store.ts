@@ -365,7 +365,7 @@ export class FileStore implements Persistence {
     }
     try {
       failpoint("checkpoint:before");
-      const now = this.opts.clock();
+      const now = this.dropExpired();
       // Routing d changes copy-on-write costs several times what streaming one entry into
       // the bulk loader does, and random changes touch most leaves long before d nears n:
       // past n / 8 a rebuild in order from memory is the cheaper way to the same tree.
@@ -389,6 +389,18 @@ export class FileStore implements Persistence {
       this.broken = err;
       throw err;
     }
+  }
+
+  /**
+   * Removes from memory the entries expired at the clock's current reading, which it returns,
+   * and marks them dirty. A tree write leaves out what has expired by then; were memory to
+   * keep those entries until a sweep, a clock set back afterwards would show them to `get`
+   * but not to scans of the tree, and `check()` would find the two apart.
+   */
+  private dropExpired(): number {
+    const now = this.opts.clock();
+    this.ks.removeExpired(now, (k) => this.dirty.add(k));
+    return now;
   }
 
   /** Applies the dirty keys, sorted, to the tree copy-on-write. */
@@ -463,9 +475,8 @@ export class FileStore implements Persistence {
       });
       try {
         const tree = new BTree(next);
-        tree.rebuild(
-          withProgress(liveEntries(this.ks, this.opts.clock()), this.ks.size, this.opts.onProgress),
-        );
+        const now = this.dropExpired();
+        tree.rebuild(withProgress(liveEntries(this.ks, now), this.ks.size, this.opts.onProgress));
         tree.commit(this.lastTxId);
       } finally {
         next.close();
@@ -542,7 +553,7 @@ export class FileStore implements Persistence {
   check(): string[] {
     const problems = this.tree.check();
     if (problems.length > 0) return problems;
-    return compareTreeWithMemory(this.tree, this.ks, this.dirty, this.cleared, this.opts.clock());
+    return compareTreeWithMemory(this.tree, this.ks, this.dirty, this.cleared);
   }
 }
 
