@@ -272,7 +272,7 @@ class EntryIterator implements IterableIterator<[Buffer, Buffer]> {
       this.treeLastLength = -1;
       if (k === undefined) break;
       this.last = k;
-      const clean = long ? storage.readClean(k) : undefined;
+      const clean = long ? storage.readClean(k, this.hi, this.hiInclusive) : undefined;
       if (clean !== undefined) {
         const at = storage.cleanExpiresAt;
         if (at !== 0 && at <= core.clock()) continue;

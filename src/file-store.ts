@@ -231,7 +231,7 @@ export class FileStore implements Persistence {
     this.acknowledge();
   }
 
-  readClean(k: string): Buffer | undefined {
+  readClean(k: string, hi: string | undefined, hiInclusive: boolean): Buffer | undefined {
     const dirty = this.dirty;
     if (
       !this.treeServesScans() ||
@@ -241,7 +241,7 @@ export class FileStore implements Persistence {
     ) {
       return undefined;
     }
-    const value = this.scan.read(this.tree, this.pager.meta.generation, k);
+    const value = this.scan.read(this.tree, this.pager.meta.generation, k, hi, hiInclusive);
     this.cleanExpiresAt = this.scan.expiresAt;
     return value;
   }

@@ -54,9 +54,10 @@ export interface Persistence {
   /**
    * For ordered scans, keys in ascending order: a copy of `k`'s value read from storage when
    * storage holds it unchanged since memory last wrote it there, with its expiry in
-   * `cleanExpiresAt`; undefined when the caller must read memory instead.
+   * `cleanExpiresAt`; undefined when the caller must read memory instead. `hi` is the
+   * scan's upper bound, so storage reads ahead no further than it.
    */
-  readClean(k: string): Buffer | undefined;
+  readClean(k: string, hi: string | undefined, hiInclusive: boolean): Buffer | undefined;
   readonly cleanExpiresAt: number;
   /**
    * For long forward scans while memory holds no change the storage lacks: the record after

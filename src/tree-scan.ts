@@ -52,10 +52,20 @@ export class TreeScan {
     return c;
   }
 
-  /** A copy of `k`'s value when the tree holds `k`; its expiry in `expiresAt`. */
-  read(tree: BTree, generation: number, k: string): Buffer | undefined {
+  /**
+   * A copy of `k`'s value when the tree holds `k`; its expiry in `expiresAt`. `hi` bounds
+   * the scan `k` belongs to (for reading ahead).
+   */
+  read(
+    tree: BTree,
+    generation: number,
+    k: string,
+    hi: string | undefined,
+    hiInclusive: boolean,
+  ): Buffer | undefined {
     const c = this.cursorFor(tree, generation);
     this.owner = undefined;
+    c.limit(hi, hiInclusive);
     if (!c.seek(k)) return undefined;
     const value = c.value();
     this.expiresAt = c.current.expiresAt;
@@ -76,6 +86,7 @@ export class TreeScan {
     out: TreeRecord,
   ): typeof END | typeof RECORD {
     const c = this.cursorFor(tree, generation);
+    c.limit(hi, hiInclusive);
     // The owner's record is still the one it last read: any other move of the cursor clears
     // `owner`, and the store only calls here while no key is dirty, a state that, once a
     // write has broken it, only a commit restores, and a commit replaces the cursor.

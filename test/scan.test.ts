@@ -125,6 +125,60 @@ test("a long forward scan reads leaves in runs, its first four leaves one by one
   assert.equal(firstRun - branchLevels, 4, `reads: ${reads.join(", ")}`);
 });
 
+test("a run read ahead stops at the last leaf a bounded scan may need", () => {
+  const backend = new MemoryBackend();
+  let bytesRead = 0;
+  const open = backend.open.bind(backend);
+  backend.open = (name, create) => {
+    const f = open(name, create);
+    const read = f.read.bind(f);
+    f.read = (buf, offset, length, position) => {
+      bytesRead += length;
+      return read(buf, offset, length, position);
+    };
+    return f;
+  };
+  const P = 512;
+  const keys = Array.from({ length: 4000 }, (_, i) => key(i));
+  const pager = Pager.open(backend, "b.emdb", { pageSize: P });
+  const built = new BTree(pager);
+  built.apply(
+    keys.map((k) => ({ key: Buffer.from(k), value: Buffer.from(`v-${k}`), expiresAt: 0 })),
+  );
+  built.commit();
+  // The leaf of each key, counted in key order.
+  const leafOf: number[] = [];
+  let leaf = -1;
+  built.forEachSpan(
+    () => leafOf.push(leaf),
+    () => leaf++,
+  );
+  const branchLevels = pager.read(built.root, PageType.Branch)[5]!;
+  pager.close();
+
+  const from = 1000;
+  const to = leafOf.indexOf(leafOf[from]! + 12); // the first key 12 leaves on
+  const spanned = leafOf[to - 1]! - leafOf[from]! + 1;
+  const pagesRead = (bound: boolean, inclusive: boolean): number => {
+    const reopened = Pager.open(backend, "b.emdb", { pageSize: P });
+    const cursor = new TreeCursor(new BTree(reopened));
+    const last = inclusive ? to - 1 : to;
+    if (bound) cursor.limit(key(last), inclusive);
+    bytesRead = 0;
+    for (let i = from; i < to; i++) assert.equal(cursor.seek(key(i)), true, key(i));
+    reopened.close();
+    return bytesRead / P;
+  };
+  for (const inclusive of [false, true]) {
+    const bounded = pagesRead(true, inclusive);
+    // The branches of the descent, the leaves the range spans, and at most the next one
+    // (a separator below the bound, as shortest separators may be).
+    assert.ok(bounded <= branchLevels + spanned + 1, `read ${bounded} pages for ${spanned} leaves`);
+    const unbounded = pagesRead(false, inclusive);
+    assert.ok(unbounded >= bounded + 8, `unbounded: ${unbounded}, bounded: ${bounded}`);
+  }
+});
+
 /** What the next step of a live ascending iterator must return: the first live key > last. */
 function nextInModel(
   model: Map<string, { v: string; exp: number }>,

@@ -67,8 +67,23 @@ export class TreeCursor {
   private aheadFrom = 0;
   /** Leaves stepped into one after another since the last descent. */
   private run = 0;
+  /** The scan's upper bound (see `limit`), as bytes for comparing with branch keys. */
+  private bound: Buffer | undefined;
+  private boundKey: string | undefined;
+  private boundInclusive = false;
 
   constructor(private readonly tree: BTree) {}
+
+  /**
+   * The upper bound (an internal key) of the scan the next moves serve, or undefined: a
+   * run read ahead stops at the last leaf that may hold a key within it.
+   */
+  limit(hi: string | undefined, inclusive: boolean): void {
+    this.boundInclusive = inclusive;
+    if (hi === this.boundKey) return;
+    this.boundKey = hi;
+    this.bound = hi === undefined ? undefined : Buffer.from(hi, "latin1");
+  }
 
   /** Positions on `k` (an internal key); true when the tree holds it. */
   seek(k: string): boolean {
@@ -189,7 +204,20 @@ export class TreeCursor {
     if (++this.run < READ_AHEAD_AFTER) return undefined;
     const j = top.idx - this.aheadFrom;
     if (top.node === this.aheadNode && j >= 0 && j < this.ahead.length) return this.ahead[j];
-    const ids = top.node.children.slice(top.idx, top.idx + READ_AHEAD_PAGES);
+    const { children, keys } = top.node;
+    let end = Math.min(children.length, top.idx + READ_AHEAD_PAGES);
+    const bound = this.bound;
+    if (bound !== undefined) {
+      // children[j] holds no key below keys[j - 1]: from the first past the bound, none is due.
+      for (let j = top.idx + 1; j < end; j++) {
+        const c = Buffer.compare(keys[j - 1]!, bound);
+        if (this.boundInclusive ? c > 0 : c >= 0) {
+          end = j;
+          break;
+        }
+      }
+    }
+    const ids = children.slice(top.idx, end);
     this.ahead = this.tree.pager.readMany(ids, PageType.Leaf);
     this.aheadNode = top.node;
     this.aheadFrom = top.idx;

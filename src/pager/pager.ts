@@ -103,6 +103,8 @@ export interface PagerStats {
   readonly cacheMisses: number;
   /** Pages written since open (tree, overflow and free-list pages, not meta). */
   readonly pagesWritten: number;
+  /** Pages read from the file since open (cache misses and runs of `readMany`). */
+  readonly pagesRead: number;
 }
 
 interface TxnSnapshot {
@@ -141,6 +143,7 @@ export class Pager {
   private closed = false;
   private broken: unknown;
   private pagesWritten = 0;
+  private pagesRead = 0;
   /** Whether this transaction wrote any page (early spills included), so commit must sync. */
   private txnWrote = false;
 
@@ -282,6 +285,7 @@ export class Pager {
         const n = this.source.readInto(bytes, base, id * P, (j - i) * P);
         bytes = bytes.subarray(0, base + n);
       }
+      this.pagesRead += j - i;
       for (let k = i; k < j; k++) {
         const pid = ids[k]!;
         const at = base + (k - i) * P;
@@ -299,6 +303,7 @@ export class Pager {
 
   private readFromFile(id: number, type: PageType | undefined): Buffer {
     const offset = id * this.pageSize;
+    this.pagesRead++;
     const page = this.source.read(offset, this.pageSize);
     if (page.length < this.pageSize) {
       throw corrupted(`page ${id} lies beyond the end of the file`, offset, this.path);
@@ -541,6 +546,7 @@ export class Pager {
       cacheHits: this.cache.hits,
       cacheMisses: this.cache.misses,
       pagesWritten: this.pagesWritten,
+      pagesRead: this.pagesRead,
     };
   }
 
