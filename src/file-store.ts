@@ -486,6 +486,7 @@ export class FileStore implements Persistence {
       replaced = true;
       backend.syncDir(dirOf(path));
       failpoint("compact:renamed");
+      this.scan.reset();
       this.pager.close();
       this.pager = openPager(backend, this.opts);
       this.tree = new BTree(this.pager);
@@ -521,6 +522,7 @@ export class FileStore implements Persistence {
     try {
       if (this.broken === undefined) this.checkpoint();
     } finally {
+      this.scan.reset();
       this.wal.close();
       this.pager.close();
       this.lock?.release();

@@ -41,6 +41,18 @@ export class TreeScan {
   /** expiresAt of the value `read` returned (0 = never). */
   expiresAt = 0;
 
+  /**
+   * Lets go of the cursor and the tree it reads: once a tree's file is replaced (`compact()`)
+   * or closed, a cursor kept until the next scan would keep its pages, and through them the
+   * memory map of a deleted file, alive.
+   */
+  reset(): void {
+    this.cursor = undefined;
+    this.tree = undefined;
+    this.generation = -1;
+    this.owner = undefined;
+  }
+
   private cursorFor(tree: BTree, generation: number): TreeCursor {
     let c = this.cursor;
     if (c === undefined || this.tree !== tree || this.generation !== generation) {

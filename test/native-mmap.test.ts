@@ -8,6 +8,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
+import * as v8 from "node:v8";
+import * as vm from "node:vm";
+import { Emdb, manual } from "../src/index.js";
 import { FileBackend, MemoryBackend, type StorageFile } from "../src/pager/backend.js";
 import { MappedFile } from "../src/pager/mmap-reader.js";
 import { native, nativeLoadError } from "../src/pager/native.js";
@@ -232,4 +235,38 @@ test("native mmap: argument checks and errno codes", { skip: NO_NATIVE }, (t) =>
   );
   // Read-only maps of a read-only descriptor are fine.
   assert.equal(api.mmap(readOnly, api.PAGE_SIZE, api.PAGE_SIZE, false).length, api.PAGE_SIZE);
+});
+
+test("after compact() and a collection, no memory map of the replaced file is left", {
+  skip: NO_NATIVE || (fs.existsSync("/proc/self/maps") ? false : "no /proc/self/maps"),
+}, async (t) => {
+  v8.setFlagsFromString("--expose-gc");
+  const gc = vm.runInNewContext("gc") as () => void;
+  const file = tempFile(t, "db.emdb");
+  const maps = () =>
+    fs
+      .readFileSync("/proc/self/maps", "utf8")
+      .split("\n")
+      .filter((line) => line.endsWith(file) || line.endsWith(`${file} (deleted)`));
+  const db = Emdb.builder().path(file).flushPolicy(manual()).useMmap(true).build();
+  for (let i = 0; i < 20_000; i++) db.insert(`k${i}`, "v".repeat(50));
+  db.flush();
+  let n = 0;
+  for (const _ of db.iter()) n++; // a long scan: its cursor holds views of the map
+  assert.equal(n, 20_000);
+  assert.equal(db.stats().disk?.reads, "mmap");
+  db.compact();
+  // Twice, with a turn of the event loop between: views die with their owners first.
+  gc();
+  await new Promise((resolve) => setImmediate(resolve));
+  gc();
+  const left = maps();
+  assert.ok(left.length > 0, "the new file is mapped");
+  assert.deepEqual(
+    left.filter((line) => line.endsWith("(deleted)")),
+    [],
+    "the replaced file is no longer mapped",
+  );
+  assert.deepEqual(db.check(), []);
+  db.close();
 });
