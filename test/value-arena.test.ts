@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { Core } from "../src/core.js";
 import { FileStore } from "../src/file-store.js";
-import { everyN, manual, onEachWrite, Ttl } from "../src/index.js";
+import { type Emdb, everyN, manual, onEachWrite, type Transaction, Ttl } from "../src/index.js";
 import { hashInternalKey } from "../src/keys.js";
 import { MemoryBackend } from "../src/pager/backend.js";
 import { MemoryPersistence } from "../src/persistence.js";
@@ -68,7 +68,7 @@ describe("values loaded at open", () => {
     assert.ok(before >= 3 * CHUNK_BYTES, `held ${before}`);
     // Keys load in order, 32 to a 4 KiB page: the first chunk (256 pages) holds keys 0 to
     // 8,191. Keep every tenth of the first 8,000, overwrite or remove the rest, one write at
-    // a time: about 1,000 of its 8,192 refs stay, under a quarter.
+    // a time: about 1,000 of its 8,192 records stay, 125 KiB of its 1 MiB, under a quarter.
     for (let i = 0; i < 8_000; i++) {
       if (i % 10 === 0) continue;
       if (i % 3 === 0) db.remove(key(i));
@@ -86,6 +86,87 @@ describe("values loaded at open", () => {
     assert.equal(db.get(key(0))?.toString(), value(0, "a"));
     assert.equal(db.get(key(1))?.toString(), value(1, "b"));
     assert.equal(db.get(key(3)), undefined);
+    assertConsistent(db);
+    db.close();
+  });
+
+  test("copies are held only while the loaded records in use fill a quarter of them", () => {
+    const key = (i: number) => `k${String(i).padStart(6, "0")}`;
+    const reopened = (fill: (tx: Transaction) => void): Emdb => {
+      const p = freshPath();
+      const db = openFile(p, manual());
+      db.transaction(fill);
+      db.close();
+      return openFile(p, manual());
+    };
+    // Records that load as strings (expiring ones) around a few plain ones: their pages
+    // are not kept for the plain ones' sake.
+    let db = reopened((tx) => {
+      for (let i = 0; i < 20_000; i++) {
+        if (i % 100 === 0) tx.insert(key(i), `p${i}`);
+        else tx.insertWithTtl(key(i), `t${i}`, Ttl.after(3_600_000));
+      }
+    });
+    assert.equal(db.stats().loadedPageBytes, 0);
+    assert.equal(db.get(key(500))?.toString(), "p500");
+    assert.equal(db.get(key(501))?.toString(), "t501");
+    assertConsistent(db);
+    db.close();
+    // Two plain values beside overflow pages: the chunk sized for the whole file goes.
+    db = reopened((tx) => {
+      tx.insert("a", "1");
+      tx.insert("b", "2");
+      for (let i = 0; i < 200; i++) tx.insert(key(i), "o".repeat(20_000));
+    });
+    assert.equal(db.stats().loadedPageBytes, 0);
+    assert.equal(db.get("b")?.toString(), "2");
+    assertConsistent(db);
+    db.close();
+    // Large and small values alternating: overwriting every large one frees the copies,
+    // though as many small loaded values stay in use.
+    db = reopened((tx) => {
+      for (let i = 0; i < 40_000; i++) tx.insert(key(i), i % 2 === 0 ? "L".repeat(900) : "s");
+    });
+    assert.ok(db.stats().loadedPageBytes > 15_000_000, `${db.stats().loadedPageBytes}`);
+    db.transaction((tx) => {
+      for (let i = 0; i < 40_000; i += 2) tx.insert(key(i), "n");
+    });
+    assert.equal(db.stats().loadedPageBytes, 0);
+    assert.equal(db.get(key(0))?.toString(), "n");
+    assert.equal(db.get(key(39_999))?.toString(), "s");
+    assertConsistent(db);
+    db.close();
+  });
+
+  test("check() reports a ref into a chunk let go (without throwing) or to a record not plain", () => {
+    const p = freshPath();
+    let db = openFile(p, manual());
+    db.transaction((tx) => {
+      for (let i = 0; i < 20_000; i++) tx.insert(`k${i}`, `v${i}`);
+    });
+    db.close();
+    db = openFile(p, manual());
+    const ks = (db as unknown as { core: Core }).core.ks;
+    const shard = ks.shard(hashInternalKey("k7"));
+    const ref = shard.get("k7");
+    assert.equal(typeof ref, "number");
+    shard.set("k7", (ref as number) + 50 * CHUNK_BYTES);
+    const problems = db.check();
+    assert.ok(
+      problems.some((p) => p.includes("released value")),
+      problems.join("\n"),
+    );
+    shard.set("k7", ref as number);
+    // A ref must name a plain record: mark its record as having an expiry.
+    const chunks = (ks.arena as unknown as { chunks: Buffer[] }).chunks;
+    const chunk = chunks[Math.floor((ref as number) / CHUNK_BYTES)]!;
+    const at = (ref as number) % CHUNK_BYTES;
+    chunk[at] = 1;
+    assert.ok(
+      db.check().some((p) => p.includes("expiry or overflow")),
+      "a ref to a record that is not plain is reported",
+    );
+    chunk[at] = 0;
     assertConsistent(db);
     db.close();
   });

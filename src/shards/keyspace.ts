@@ -15,7 +15,7 @@
 import { hashInternalKey as hashOf, valueOut } from "../keys.js";
 import { ExpiryHeap } from "../ttl/expiry-heap.js";
 import { SortedKeys } from "./sorted-keys.js";
-import { CHUNK_BYTES, ValueArena } from "./value-arena.js";
+import { ValueArena } from "./value-arena.js";
 
 export const SHARD_COUNT = 32;
 const SHARD_MASK = SHARD_COUNT - 1;
@@ -275,11 +275,16 @@ export class Keyspace {
         else if (typeof e === "number") {
           if (!this.arena.holds(e)) {
             problems.push(`key ${JSON.stringify(k)} refers to a released value`);
-          } else if (this.arena.key(e) !== k) {
-            problems.push(`key ${JSON.stringify(k)} refers to the value of another key`);
+          } else {
+            if (!this.arena.plain(e)) {
+              problems.push(
+                `key ${JSON.stringify(k)} refers to a record with an expiry or overflow`,
+              );
+            } else if (this.arena.key(e) !== k) {
+              problems.push(`key ${JSON.stringify(k)} refers to the value of another key`);
+            }
+            refs.push(e);
           }
-          const c = Math.floor(e / CHUNK_BYTES);
-          refs[c] = (refs[c] ?? 0) + 1;
         }
         if (this.shard(hashOf(k)) !== this.shards[i])
           problems.push(`key ${JSON.stringify(k)} in the wrong shard`);

@@ -21,13 +21,16 @@
  * loaded as strings, as before. Below 2^30 (1 GiB of leaf pages) a ref is a V8 small
  * integer; past that it is a boxed number, which is still correct, only less compact.
  *
- * A chunk counts its live refs. A write that replaces or removes a loaded value releases its
- * ref; once a chunk holds a quarter of the refs it was loaded with or fewer, it is *due*: at
- * the next safe point (`Keyspace.reclaimDue`, after a write has settled) its remaining live
- * values become strings and the chunk is let go. So the copies never cost more than four
- * times the bytes of the loaded values still in use, and overwriting everything once frees
- * them all. The reclaim cannot run in the middle of a write: a failed batch puts back the
- * refs it replaced, which must still point at their chunk.
+ * A chunk counts its live refs and the bytes of their records (header, key and value). A
+ * write that replaces or removes a loaded value releases its ref; once the records still
+ * referred to fill a quarter of the chunk or less, it is *due*: at the next safe point
+ * (`Keyspace.reclaimDue`, after a write has settled) its remaining live values become
+ * strings and the chunk is let go. The same test runs when the load ends, so a chunk of
+ * leaves whose records mostly loaded as strings (expiring or overflow values), or one sized
+ * for more leaves than came, goes at once. So the copies never hold more than four times
+ * the bytes of the loaded records still in use, and overwriting everything once frees them
+ * all. The reclaim cannot run in the middle of a write: a failed batch puts back the refs it
+ * replaced, which must still point at their chunk.
  */
 import { leafCount, PLAIN_KEY_AT, recordOffset } from "../btree/leaf.js";
 import { latin1Slice } from "../keys.js";
@@ -45,8 +48,8 @@ export class ValueArena {
   private readonly chunks: (Buffer | undefined)[] = [];
   /** Refs stored in the index, by chunk. */
   private readonly live: number[] = [];
-  /** Refs made while loading, by chunk: the base of the reclaim threshold. */
-  private readonly made: number[] = [];
+  /** Bytes of the records those refs name, by chunk: what the reclaim test weighs. */
+  private readonly liveBytes: number[] = [];
   /** Bytes of pages in each chunk (a chunk's tail past them is uninitialised). */
   private readonly used: number[] = [];
   private pageSize = 0;
@@ -62,9 +65,10 @@ export class ValueArena {
 
   /**
    * Room for up to `pages` leaf pages of `pageSize` bytes, for the pager to read them into
-   * (`Pager.readMany`'s placer): reading straight into the arena costs no copy, and no second
-   * set of fresh memory pages for the kernel to fault in. `remaining` bounds the page bytes
-   * still to come, so a small database does not get a whole chunk.
+   * (`Pager.readMany`'s placer): through `pread`, reading straight into the arena costs no
+   * copy, and no second set of fresh memory pages for the kernel to fault in. `remaining`
+   * bounds the page bytes still to come (all pages of the file, so it may overshoot the
+   * leaves: a chunk left mostly empty is let go when the load ends).
    */
   place(pages: number, pageSize: number, remaining: number): PlacedRoom {
     this.pageSize = pageSize;
@@ -72,11 +76,12 @@ export class ValueArena {
     let chunk = this.chunks[c];
     if (chunk === undefined || this.used[c]! + pageSize > chunk.length) {
       const size = Math.min(CHUNK_BYTES, Math.max(remaining, pageSize));
-      chunk = Buffer.allocUnsafe(size);
+      // Never a slice of Node's shared pool: `byBuffer` tells chunks apart by their memory.
+      chunk = Buffer.allocUnsafeSlow(size);
       this.chunks.push(chunk);
       this.byBuffer.set(chunk.buffer, ++c);
       this.live.push(0);
-      this.made.push(0);
+      this.liveBytes.push(0);
       this.used.push(0);
       this.held += size;
     }
@@ -99,28 +104,40 @@ export class ValueArena {
     return (this.chunks.length - 1) * CHUNK_BYTES + room.at;
   }
 
-  /** The load is over: chunks it made no ref into (only other records) are let go. */
+  /** The load is over: chunks its refs use little of are let go at the next reclaim. */
   finishLoad(): void {
-    for (let c = 0; c < this.chunks.length; c++) if (this.made[c] === 0) this.due.add(c);
+    for (let c = 0; c < this.chunks.length; c++) if (this.sparse(c)) this.due.add(c);
   }
 
   /** Counts a ref made while loading. */
   loaded(ref: number): void {
-    const c = Math.floor(ref / CHUNK_BYTES);
-    this.made[c]!++;
-    this.live[c]!++;
+    this.retain(ref);
   }
 
-  /** A ref enters the index (a failed batch putting back what it replaced). */
+  /** A ref enters the index (loaded, or a failed batch putting back what it replaced). */
   retain(ref: number): void {
-    this.live[Math.floor(ref / CHUNK_BYTES)]!++;
+    const c = Math.floor(ref / CHUNK_BYTES);
+    this.live[c]!++;
+    this.liveBytes[c]! += this.recordBytes(ref);
   }
 
   /** A ref leaves the index. */
   release(ref: number): void {
     const c = Math.floor(ref / CHUNK_BYTES);
-    const live = --this.live[c]!;
-    if (live * 4 <= this.made[c]!) this.due.add(c);
+    this.live[c]!--;
+    this.liveBytes[c]! -= this.recordBytes(ref);
+    if (this.sparse(c)) this.due.add(c);
+  }
+
+  /** Whether the records still referred to fill a quarter of chunk `c` or less. */
+  private sparse(c: number): boolean {
+    return this.liveBytes[c]! * 4 <= this.chunks[c]!.length;
+  }
+
+  /** Bytes of a ref's record: header, key and value. */
+  private recordBytes(ref: number): number {
+    this.locate(ref);
+    return this.end - (ref % CHUNK_BYTES);
   }
 
   /** The value of a ref, as the Buffer a caller gets (a copy). */
@@ -159,7 +176,7 @@ export class ValueArena {
     for (const c of this.due) {
       const chunk = this.chunks[c];
       // Still used enough: a failed batch put back what it had released.
-      if (chunk === undefined || this.live[c]! * 4 > this.made[c]!) continue;
+      if (chunk === undefined || !this.sparse(c)) continue;
       if (this.live[c]! > 0) {
         const pageSize = this.pageSize;
         for (let at = 0; at < this.used[c]!; at += pageSize) {
@@ -174,6 +191,7 @@ export class ValueArena {
         }
         if (this.live[c] !== 0) throw new Error(`internal: ${this.live[c]} refs left in a chunk`);
       }
+      this.liveBytes[c] = 0;
       this.chunks[c] = undefined;
       this.byBuffer.delete(chunk.buffer);
       this.held -= chunk.length;
@@ -185,7 +203,7 @@ export class ValueArena {
   clear(): void {
     this.chunks.length = 0;
     this.live.length = 0;
-    this.made.length = 0;
+    this.liveBytes.length = 0;
     this.used.length = 0;
     this.due.clear();
     this.byBuffer.clear();
@@ -193,24 +211,44 @@ export class ValueArena {
   }
 
   /**
-   * Problems between the arena and the refs the index holds (`counted`: refs per chunk, as
-   * the caller found them); each ref was checked against its key by the caller.
+   * Problems between the arena and `refs`, the refs the index holds into chunks still held
+   * (the caller checked each against its key): each chunk's count and bytes must match
+   * them, and no chunk may be held that the reclaim should have let go (called between
+   * writes, when every due chunk has been reclaimed).
    */
-  check(counted: readonly number[]): string[] {
+  check(refs: readonly number[]): string[] {
     const problems: string[] = [];
+    const count: number[] = [];
+    const bytes: number[] = [];
+    for (const ref of refs) {
+      const c = Math.floor(ref / CHUNK_BYTES);
+      count[c] = (count[c] ?? 0) + 1;
+      bytes[c] = (bytes[c] ?? 0) + this.recordBytes(ref);
+    }
     for (let c = 0; c < this.chunks.length; c++) {
-      if ((counted[c] ?? 0) !== (this.chunks[c] === undefined ? 0 : this.live[c])) {
+      if (this.chunks[c] === undefined) continue;
+      if ((count[c] ?? 0) !== this.live[c] || (bytes[c] ?? 0) !== this.liveBytes[c]) {
         problems.push(
-          `value arena: chunk ${c} counts ${this.live[c]} refs but the index holds ${counted[c] ?? 0}`,
+          `value arena: chunk ${c} counts ${this.live[c]} refs of ${this.liveBytes[c]} bytes but the index holds ${count[c] ?? 0} of ${bytes[c] ?? 0}`,
+        );
+      } else if (this.sparse(c)) {
+        problems.push(
+          `value arena: chunk ${c} is held for ${this.liveBytes[c]} bytes of records in use (of ${this.chunks[c]!.length})`,
         );
       }
     }
     return problems;
   }
 
-  /** Whether a ref points into a chunk still held. */
+  /** Whether a ref's record has neither an expiry nor an overflow value (flags 0). */
+  plain(ref: number): boolean {
+    return this.chunkOf(ref)[ref % CHUNK_BYTES] === 0;
+  }
+
+  /** Whether a ref points into a chunk still held, within its pages. */
   holds(ref: number): boolean {
-    return this.chunks[Math.floor(ref / CHUNK_BYTES)] !== undefined;
+    const c = Math.floor(ref / CHUNK_BYTES);
+    return this.chunks[c] !== undefined && (ref % CHUNK_BYTES) + PLAIN_KEY_AT <= this.used[c]!;
   }
 
   /** Where `locate` found the last value: `[start, end)` of the chunk it returned. */
