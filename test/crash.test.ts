@@ -4,7 +4,10 @@
  * random moment, or kills itself at a named failpoint. The parent then opens the database
  * and checks that its content is exactly the model after some prefix of the ops (so no
  * transaction is half applied), that the prefix holds every write the policy promised
- * durable, and that `check()` finds nothing.
+ * durable, and that `check()` finds nothing. Some inserts carry a TTL that runs out while
+ * the child runs: the parent reads at a clock before every deadline, so an entry expired
+ * by the time of the kill may be missing (a sweep or a checkpoint dropped it), and every
+ * other entry must be there with its value and deadline.
  */
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
@@ -14,7 +17,13 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { FAILPOINTS } from "../src/failpoints.js";
 import { Emdb } from "../src/index.js";
-import { applyToModel, type CrashOp, crashOps } from "./helpers/crash-ops.js";
+import {
+  applyToModel,
+  CRASH_EPOCH,
+  type CrashOp,
+  crashOps,
+  type ModelEntry,
+} from "./helpers/crash-ops.js";
 import { runKillableChild } from "./helpers/kill-child.js";
 import { Prng, testSeed } from "./helpers/prng.js";
 
@@ -63,8 +72,8 @@ function durableFloor(policy: string, ops: CrashOp[], o: Outcome): number {
   if (policy === "manual") return o.flushed;
   const n = Number(policy.slice(2));
   // Logged writes per op, computed on the model as it evolves.
-  const model = new Map<string, string>();
-  const logged = ops.slice(0, o.acked).map((op) => applyToModel(model, op));
+  const model = new Map<string, ModelEntry>();
+  const logged = ops.slice(0, o.acked).map((op, i) => applyToModel(model, op, i));
   let floor = o.acked;
   let lost = 0;
   while (floor > o.flushed) {
@@ -78,20 +87,29 @@ function durableFloor(policy: string, ops: CrashOp[], o: Outcome): number {
 
 function verify(dbPath: string, r: Round, o: Outcome): void {
   const ops = crashOps(r.seed, OPS);
-  const db = Emdb.builder().path(dbPath).pageSize(PAGE_SIZE).build();
+  const db = Emdb.builder()
+    .path(dbPath)
+    .pageSize(PAGE_SIZE)
+    .clock(() => CRASH_EPOCH)
+    .build();
   try {
-    const actual = new Map<string, string>();
-    for (const [k, v] of db.iter()) actual.set(k.toString(), v.toString());
+    const actual = new Map<string, ModelEntry>();
+    for (const [k, v] of db.iter()) {
+      const key = k.toString();
+      actual.set(key, { v: v.toString(), at: db.expiresAt(key)?.getTime() ?? 0 });
+    }
     const lo = durableFloor(r.policy, ops, o);
     const hi = Math.min(o.acked + 1, OPS);
-    const model = new Map<string, string>();
+    // The op in progress at the kill ran at this clock reading (or an earlier one).
+    const killedAt = CRASH_EPOCH + Math.min(o.acked, OPS - 1);
+    const model = new Map<string, ModelEntry>();
     let match = -1;
     for (let L = 0; L <= hi; L++) {
-      if (L >= lo && sameMap(model, actual)) {
+      if (L >= lo && sameContent(model, actual, killedAt)) {
         match = L;
         break;
       }
-      if (L < hi) applyToModel(model, ops[L]!);
+      if (L < hi) applyToModel(model, ops[L]!, L);
     }
     assert.ok(
       match >= 0,
@@ -103,10 +121,26 @@ function verify(dbPath: string, r: Round, o: Outcome): void {
   }
 }
 
-function sameMap(a: Map<string, string>, b: Map<string, string>): boolean {
-  if (a.size !== b.size) return false;
-  for (const [k, v] of a) if (b.get(k) !== v) return false;
-  return true;
+/**
+ * Whether the database holds the model: every entry with its value and deadline, except
+ * that one whose deadline had come by `killedAt` may be missing; nothing else.
+ */
+function sameContent(
+  model: Map<string, ModelEntry>,
+  actual: Map<string, ModelEntry>,
+  killedAt: number,
+): boolean {
+  let found = 0;
+  for (const [k, e] of model) {
+    const got = actual.get(k);
+    if (got === undefined) {
+      if (e.at === 0 || e.at > killedAt) return false;
+      continue;
+    }
+    if (got.v !== e.v || got.at !== e.at) return false;
+    found++;
+  }
+  return found === actual.size;
 }
 
 /** Runs the rounds two at a time; returns the rounds whose child was killed. */

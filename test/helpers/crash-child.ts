@@ -2,14 +2,15 @@
  * Crash-test child: opens the database, runs the deterministic workload, and writes one
  * line to stdout (synchronously) after each op returns: "A <i>" for an acknowledged op,
  * "F <i>" once a flush after op i returned. The parent kills it with SIGKILL at random
- * moments (or EMDB_CRASH_AT makes it kill itself at a failpoint). Each compaction's progress
+ * moments (or EMDB_CRASH_AT makes it kill itself at a failpoint). Its clock reads
+ * CRASH_EPOCH + i during op i, so inserts with a TTL expire while it runs. Each compaction's progress
  * listener tries a write, which must be refused with EMDB_BUSY (exit 3 otherwise).
  *
  * argv: <path> <policy: each | n:<N> | manual> <seed> <count> [pageSize] [checkpointBytes]
  */
 import { writeSync } from "node:fs";
-import { Emdb, everyN, isEmdbError, manual, onEachWrite } from "../../src/index.js";
-import { crashOps } from "./crash-ops.js";
+import { Emdb, everyN, isEmdbError, manual, onEachWrite, Ttl } from "../../src/index.js";
+import { CRASH_EPOCH, type CrashInsert, crashOps } from "./crash-ops.js";
 
 const [path, policyArg, seedArg, countArg, pageArg, cpArg] = process.argv.slice(2);
 const policy =
@@ -18,7 +19,9 @@ const policy =
     : policyArg === "manual"
       ? manual()
       : everyN(Number(policyArg!.slice(2)));
+let now = CRASH_EPOCH;
 const db: Emdb = Emdb.builder()
+  .clock(() => now)
   .path(path!)
   .flushPolicy(policy)
   .pageSize(Number(pageArg ?? 4096))
@@ -40,11 +43,13 @@ const db: Emdb = Emdb.builder()
   .build();
 writeSync(1, "O\n");
 const ops = crashOps(Number(seedArg), Number(countArg));
+const ttl = (o: CrashInsert) => (o.ttl === undefined ? Ttl.never() : Ttl.after(o.ttl));
 for (let i = 0; i < ops.length; i++) {
   const op = ops[i]!;
+  now = CRASH_EPOCH + i;
   switch (op.kind) {
     case "insert":
-      db.insert(op.key, op.value);
+      db.insertWithTtl(op.key, op.value, ttl(op));
       break;
     case "remove":
       db.remove(op.key);
@@ -52,7 +57,7 @@ for (let i = 0; i < ops.length; i++) {
     case "tx":
       db.transaction((tx) => {
         for (const o of op.ops) {
-          if (o.kind === "insert") tx.insert(o.key, o.value);
+          if (o.kind === "insert") tx.insertWithTtl(o.key, o.value, ttl(o));
           else tx.remove(o.key);
         }
       });

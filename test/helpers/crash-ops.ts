@@ -1,23 +1,42 @@
 /**
  * The deterministic workload of the crash tests, shared by the child that runs it and the
- * parent that checks what survived. Op i depends only on (seed, i).
+ * parent that checks what survived. Op i depends only on (seed, i), and runs at the child's
+ * clock reading `CRASH_EPOCH + i`, so the deadline of an insert with a TTL is known too.
  */
 import { Prng } from "./prng.js";
 
+/** The child's clock during op i reads CRASH_EPOCH + i; the parent reads at CRASH_EPOCH. */
+export const CRASH_EPOCH = 1_700_000_000_000;
+
+/** An insert; with `ttl`, it expires `ttl` ms (ops) after the op that wrote it. */
+export type CrashInsert = { kind: "insert"; key: string; value: string; ttl?: number };
+export type CrashRemove = { kind: "remove"; key: string };
+
 export type CrashOp =
-  | { kind: "insert"; key: string; value: string }
-  | { kind: "remove"; key: string }
-  | {
-      kind: "tx";
-      ops: ({ kind: "insert"; key: string; value: string } | { kind: "remove"; key: string })[];
-    }
+  | CrashInsert
+  | CrashRemove
+  | { kind: "tx"; ops: (CrashInsert | CrashRemove)[] }
   | { kind: "flush" }
   | { kind: "compact" };
+
+/** A model entry: the value and its deadline (0: none). */
+export interface ModelEntry {
+  v: string;
+  at: number;
+}
 
 function value(rng: Prng, i: number): string {
   // Mostly small values; now and then one that needs overflow pages.
   if (rng.chance(0.03)) return `big${i}:${"x".repeat(5000 + rng.int(20_000))}`;
   return `v${i}`;
+}
+
+/** One in five inserts expires 1 to 40 ops later: many expire before a checkpoint runs. */
+function insert(rng: Prng, key: string, i: number): CrashInsert {
+  const v = value(rng, i);
+  return rng.chance(0.2)
+    ? { kind: "insert", key, value: v, ttl: 1 + rng.int(40) }
+    : { kind: "insert", key, value: v };
 }
 
 export function crashOps(seed: number, count: number): CrashOp[] {
@@ -26,16 +45,14 @@ export function crashOps(seed: number, count: number): CrashOp[] {
   const ops: CrashOp[] = [];
   for (let i = 0; i < count; i++) {
     const r = rng.int(100);
-    if (r < 50) ops.push({ kind: "insert", key: key(), value: value(rng, i) });
+    if (r < 50) ops.push(insert(rng, key(), i));
     else if (r < 70) ops.push({ kind: "remove", key: key() });
     else if (r < 95) {
       const n = 1 + rng.int(5);
       ops.push({
         kind: "tx",
         ops: Array.from({ length: n }, () =>
-          rng.chance(0.7)
-            ? { kind: "insert" as const, key: key(), value: value(rng, i) }
-            : { kind: "remove" as const, key: key() },
+          rng.chance(0.7) ? insert(rng, key(), i) : { kind: "remove" as const, key: key() },
         ),
       });
     } else if (r < 96) {
@@ -56,25 +73,34 @@ export function crashOps(seed: number, count: number): CrashOp[] {
 }
 
 /**
- * Applies op to a model; returns whether the engine logs a write for it (what `everyN`
- * counts): removing an absent key and an all-no-op transaction log nothing.
+ * Applies op i to a model; returns whether the engine certainly logs a write for it (what
+ * `everyN` counts): removing an absent key and an all-no-op transaction log nothing, and
+ * removing a key that has expired logs a delete only if no sweep took it first.
  */
-export function applyToModel(model: Map<string, string>, op: CrashOp): boolean {
+export function applyToModel(model: Map<string, ModelEntry>, op: CrashOp, i: number): boolean {
+  const now = CRASH_EPOCH + i;
+  const put = (o: CrashInsert) =>
+    model.set(o.key, { v: o.value, at: o.ttl === undefined ? 0 : now + o.ttl });
+  const remove = (key: string): boolean => {
+    const e = model.get(key);
+    model.delete(key);
+    return e !== undefined && (e.at === 0 || e.at > now);
+  };
   switch (op.kind) {
     case "insert":
-      model.set(op.key, op.value);
+      put(op);
       return true;
     case "remove":
-      return model.delete(op.key);
+      return remove(op.key);
     case "tx": {
-      const staged = new Map<string, string | null>();
-      for (const o of op.ops) staged.set(o.key, o.kind === "insert" ? o.value : null);
+      const staged = new Map<string, CrashInsert | null>();
+      for (const o of op.ops) staged.set(o.key, o.kind === "insert" ? o : null);
       let logged = false;
-      for (const [k, v] of staged) {
-        if (v === null) {
-          if (model.delete(k)) logged = true;
+      for (const [k, o] of staged) {
+        if (o === null) {
+          if (remove(k)) logged = true;
         } else {
-          model.set(k, v);
+          put(o);
           logged = true;
         }
       }
