@@ -82,27 +82,39 @@ test("the tree cursor finds exactly the keys the tree holds, forward, with gaps,
   });
 });
 
-test("a long forward scan reads leaves in runs, its first four leaves one by one", () => {
+/** A memory backend that reports the length of every read of its files. */
+function readWatchedBackend(onRead: (length: number) => void): MemoryBackend {
   const backend = new MemoryBackend();
-  let lengths: number[] = [];
   const open = backend.open.bind(backend);
   backend.open = (name, create) => {
     const f = open(name, create);
     const read = f.read.bind(f);
     f.read = (buf, offset, length, position) => {
-      lengths.push(length);
+      onRead(length);
       return read(buf, offset, length, position);
     };
     return f;
   };
-  const P = 512;
+  return backend;
+}
+
+/** 4,000 keys committed to a tree of 512-byte pages in `name`; the pager is left open. */
+function fourThousandKeys(backend: MemoryBackend, name: string) {
   const keys = Array.from({ length: 4000 }, (_, i) => key(i));
-  const pager = Pager.open(backend, "r.emdb", { pageSize: P });
+  const pager = Pager.open(backend, name, { pageSize: 512 });
   const built = new BTree(pager);
   built.apply(
     keys.map((k) => ({ key: Buffer.from(k), value: Buffer.from(`v-${k}`), expiresAt: 0 })),
   );
   built.commit();
+  return { keys, pager, built };
+}
+
+test("a long forward scan reads leaves in runs, its first four leaves one by one", () => {
+  let lengths: number[] = [];
+  const backend = readWatchedBackend((length) => lengths.push(length));
+  const P = 512;
+  const { keys, pager, built } = fourThousandKeys(backend, "r.emdb");
   const pages = pager.stats().pageCount;
   const root = pager.read(built.root, PageType.Branch);
   const branchLevels = root[5]!; // a branch's height: its children are leaves at height 1
@@ -126,26 +138,12 @@ test("a long forward scan reads leaves in runs, its first four leaves one by one
 });
 
 test("a run read ahead stops at the last leaf a bounded scan may need", () => {
-  const backend = new MemoryBackend();
   let bytesRead = 0;
-  const open = backend.open.bind(backend);
-  backend.open = (name, create) => {
-    const f = open(name, create);
-    const read = f.read.bind(f);
-    f.read = (buf, offset, length, position) => {
-      bytesRead += length;
-      return read(buf, offset, length, position);
-    };
-    return f;
-  };
+  const backend = readWatchedBackend((length) => {
+    bytesRead += length;
+  });
   const P = 512;
-  const keys = Array.from({ length: 4000 }, (_, i) => key(i));
-  const pager = Pager.open(backend, "b.emdb", { pageSize: P });
-  const built = new BTree(pager);
-  built.apply(
-    keys.map((k) => ({ key: Buffer.from(k), value: Buffer.from(`v-${k}`), expiresAt: 0 })),
-  );
-  built.commit();
+  const { pager, built } = fourThousandKeys(backend, "b.emdb");
   // The leaf of each key, counted in key order.
   const leafOf: number[] = [];
   let leaf = -1;
