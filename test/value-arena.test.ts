@@ -112,16 +112,20 @@ describe("values loaded at open", () => {
     assert.equal(db.get(key(501))?.toString(), "t501");
     assertConsistent(db);
     db.close();
-    // Two plain values beside overflow pages: the chunk sized for the whole file goes.
-    db = reopened((tx) => {
-      tx.insert("a", "1");
-      tx.insert("b", "2");
-      for (let i = 0; i < 200; i++) tx.insert(key(i), "o".repeat(20_000));
-    });
-    assert.equal(db.stats().loadedPageBytes, 0);
-    assert.equal(db.get("b")?.toString(), "2");
-    assertConsistent(db);
-    db.close();
+    // Plain values beside 1,000 overflow pages, which count in the estimate a chunk is
+    // sized by: it is cut to the leaves it got, and let go when they hold only two values.
+    for (const plain of [2, 2_000]) {
+      db = reopened((tx) => {
+        for (let i = 0; i < plain; i++) tx.insert(`p${i}`, `${i}`);
+        for (let i = 0; i < 200; i++) tx.insert(key(i), "o".repeat(20_000));
+      });
+      const held = db.stats().loadedPageBytes;
+      if (plain === 2) assert.equal(held, 0);
+      else assert.ok(held > 0 && held <= 32 * 4096, `${held} bytes held for ${plain} values`);
+      assert.equal(db.get("p1")?.toString(), "1");
+      assertConsistent(db);
+      db.close();
+    }
     // Large and small values alternating: overwriting every large one frees the copies,
     // though as many small loaded values stay in use.
     db = reopened((tx) => {

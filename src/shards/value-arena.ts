@@ -26,8 +26,7 @@
  * referred to fill a quarter of the chunk or less, it is *due*: at the next safe point
  * (`Keyspace.reclaimDue`, after a write has settled) its remaining live values become
  * strings and the chunk is let go. The same test runs when the load ends, so a chunk of
- * leaves whose records mostly loaded as strings (expiring or overflow values), or one sized
- * for more leaves than came, goes at once. So the copies never hold more than four times
+ * leaves whose records mostly loaded as strings (expiring or overflow values) goes at once. So the copies never hold more than four times
  * the bytes of the loaded records still in use, and overwriting everything once frees them
  * all. The reclaim cannot run in the middle of a write: a failed batch puts back the refs it
  * replaced, which must still point at their chunk.
@@ -68,7 +67,7 @@ export class ValueArena {
    * (`Pager.readMany`'s placer): through `pread`, reading straight into the arena costs no
    * copy, and no second set of fresh memory pages for the kernel to fault in. `remaining`
    * bounds the page bytes still to come (all pages of the file, so it may overshoot the
-   * leaves: a chunk left mostly empty is let go when the load ends).
+   * leaves: `finishLoad` cuts a chunk to the pages it got).
    */
   place(pages: number, pageSize: number, remaining: number): PlacedRoom {
     this.pageSize = pageSize;
@@ -104,9 +103,25 @@ export class ValueArena {
     return (this.chunks.length - 1) * CHUNK_BYTES + room.at;
   }
 
-  /** The load is over: chunks its refs use little of are let go at the next reclaim. */
+  /**
+   * The load is over. A chunk sized for more pages than came (the file's other pages count
+   * in `remaining`) is cut to its pages: refs are offsets from its start, so they stay
+   * valid. Chunks its refs use little of are let go at the next reclaim.
+   */
   finishLoad(): void {
-    for (let c = 0; c < this.chunks.length; c++) if (this.sparse(c)) this.due.add(c);
+    for (let c = 0; c < this.chunks.length; c++) {
+      const chunk = this.chunks[c]!;
+      const used = this.used[c]!;
+      if (used < chunk.length) {
+        const cut = Buffer.allocUnsafeSlow(used);
+        chunk.copy(cut, 0, 0, used);
+        this.chunks[c] = cut;
+        this.byBuffer.delete(chunk.buffer);
+        this.byBuffer.set(cut.buffer, c);
+        this.held -= chunk.length - used;
+      }
+      if (this.sparse(c)) this.due.add(c);
+    }
   }
 
   /** Counts a ref made while loading. */
