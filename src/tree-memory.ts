@@ -6,6 +6,7 @@
  */
 
 import type { BulkEntry } from "./btree/bulk-load.js";
+import { PLAIN_KEY_AT } from "./btree/leaf.js";
 import type { BTree } from "./btree/tree.js";
 import { PROGRESS_EVERY, type ProgressListener } from "./builder.js";
 import { hashInternalKey, latin1Slice, MAX_KEY_SIZE, writeLatin1 } from "./keys.js";
@@ -33,10 +34,10 @@ export function loadTree(
     (kb, ks0, ke, vb, vs, ve, expiresAt, plainAt) => {
       const k = latin1Slice(kb, ks0, ke);
       keys.push(k);
-      if (plainAt >= 0) ks.loadEntry(k, page + plainAt);
+      if (plainAt >= 0) ks.loadEntry(k, page + plainAt, PLAIN_KEY_AT + ke - ks0 + ve - vs);
       else {
         const v = latin1Slice(vb, vs, ve);
-        ks.loadEntry(k, expiresAt === 0 ? v : new Timed(v, expiresAt));
+        ks.loadEntry(k, expiresAt === 0 ? v : new Timed(v, expiresAt), 0);
       }
       if (onProgress !== undefined && keys.length % PROGRESS_EVERY === 0) {
         onProgress({ phase: "open", done: keys.length, total });

@@ -126,14 +126,15 @@ export class Keyspace {
    * search of the ordered view. Entries are bucketed by shard first, and each shard's Map is
    * filled in one go at `finishLoad`: filling the 32 Maps side by side, each growing in
    * turn, misses the cache on nearly every insert, and a million keys load about 1.7× faster
-   * this way (16 bytes per entry of transient buckets).
+   * this way (16 bytes per entry of transient buckets). `recordBytes`: for a ref, the length
+   * of its record as the scan found it (the arena weighs chunks by it); else unused.
    */
-  loadEntry(k: string, e: Stored): void {
+  loadEntry(k: string, e: Stored, recordBytes: number): void {
     this.loadBuckets ??= Array.from({ length: SHARD_COUNT }, () => ({ keys: [], entries: [] }));
     const b = this.loadBuckets[shardIndex(hashOf(k))]!;
     b.keys.push(k);
     b.entries.push(e);
-    if (typeof e === "number") this.arena.loaded(e);
+    if (typeof e === "number") this.arena.loaded(e, recordBytes);
     else if (e instanceof Timed) {
       this.timed++;
       this.expiries.push(e.expiresAt, k);

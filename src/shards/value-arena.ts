@@ -124,9 +124,11 @@ export class ValueArena {
     }
   }
 
-  /** Counts a ref made while loading. */
-  loaded(ref: number): void {
-    this.retain(ref);
+  /** Counts a ref made while loading, whose record (header, key, value) is `bytes` long. */
+  loaded(ref: number, bytes: number): void {
+    const c = Math.floor(ref / CHUNK_BYTES);
+    this.live[c]!++;
+    this.liveBytes[c]! += bytes;
   }
 
   /** A ref enters the index (loaded, or a failed batch putting back what it replaced). */
