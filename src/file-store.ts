@@ -308,14 +308,14 @@ export class FileStore implements Persistence {
   }
 
   expired(keys: readonly string[]): void {
-    if (this.broken !== undefined) return;
+    // Memory has let them go already: marked dirty first, whatever happens to the log, so
+    // the tree drops them at the next checkpoint and `check()` skips them until then.
+    for (const k of keys) this.dirty.add(k);
+    if (this.broken !== undefined || this.compacting) return;
     // Logged like removes but not acknowledged writes: losing them in a crash only means
     // they are swept again at the next open. Hence not logged during a compaction, whose
     // old WAL must stay empty (see `compact`): the next checkpoint still drops them.
-    for (const k of keys) {
-      if (!this.compacting) this.wal.appendDelete(k);
-      this.dirty.add(k);
-    }
+    for (const k of keys) this.wal.appendDelete(k);
   }
 
   /**

@@ -135,8 +135,9 @@ export function compareTreeWithMemory(
   cleared: boolean,
 ): string[] {
   const problems: string[] = [];
-  // Expired entries count too: memory lets one go only in a sweep, which marks it dirty, or
-  // when a tree write leaves it out (`FileStore.dropExpired`), so a clean entry is in both.
+  // Expired entries count too: memory lets one go only in a sweep, which marks it dirty even
+  // when logging it fails (`FileStore.expired`), or when a tree write leaves it out
+  // (`FileStore.dropExpired`), so a clean entry is in both.
   let cleanInMemory = 0;
   for (const shard of ks.shards) {
     for (const k of shard.keys()) if (!dirty.has(k)) cleanInMemory++;

@@ -8,9 +8,12 @@
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { describe, test } from "node:test";
-import type { Core } from "../src/core.js";
-import { Emdb, everyN, manual, onEachWrite, Ttl } from "../src/index.js";
+import { Core } from "../src/core.js";
+import { FileStore } from "../src/file-store.js";
+import { Emdb, everyN, type FlushPolicy, manual, onEachWrite, Ttl } from "../src/index.js";
 import { hashInternalKey } from "../src/keys.js";
+import { MemoryBackend } from "../src/pager/backend.js";
+import { MemoryPersistence } from "../src/persistence.js";
 import { BATCH_RECORD_SIZE, deleteRecordSize } from "../src/wal/record.js";
 import { FakeClock } from "./helpers/db.js";
 import { Prng, testSeed, withPrng, withSeed } from "./helpers/prng.js";
@@ -199,6 +202,70 @@ describe("reopen round trips", () => {
       db.close();
     });
   }
+
+  test("entries a sweep removes stay out of the tree when logging them fails or the store is broken", () => {
+    const open = (be: MemoryBackend, clock: () => number, policy: FlushPolicy): Core => {
+      const core = new Core(new MemoryPersistence(), clock, undefined, "/sweep.emdb");
+      core.persistence = FileStore.open(
+        {
+          path: "/sweep.emdb",
+          flushPolicy: policy,
+          useMmap: false,
+          pageSize: 4096,
+          cachePages: 64,
+          checkpointBytes: 64 * 2 ** 20,
+          clock,
+          backend: be,
+        },
+        core.ks,
+      );
+      return core;
+    };
+    const put = (core: Core, k: string, at: number | undefined) =>
+      core.put(k, hashInternalKey(k), "v", at);
+    // A store a failed sync has latched: the sweep logs nothing, but the tree must not be
+    // taken for what memory holds.
+    let now = 1_000;
+    let be = new MemoryBackend();
+    let core = open(be, () => now, onEachWrite());
+    put(core, "t", 2_000);
+    core.persistence.flush();
+    be.hook = (op) => {
+      if (op === "sync") throw new Error("EIO (injected)");
+    };
+    assert.throws(() => put(core, "b", undefined), /EIO/);
+    be.hook = undefined;
+    now = 3_000;
+    assert.equal(core.sweep(), 1);
+    assert.deepEqual(core.persistence.check(), []);
+    // A sweep whose log write fails part way: every key it removed is still dropped from the
+    // tree by the next checkpoint, so a clock set back shows none of them anywhere.
+    now = 1_000;
+    be = new MemoryBackend();
+    core = open(be, () => now, manual());
+    const key = (i: number) => `${String(i).padStart(6, "0")}${"k".repeat(994)}`;
+    for (let i = 0; i < 9_000; i++) put(core, key(i), i % 3 === 0 ? undefined : 2_000);
+    core.persistence.flush();
+    now = 3_000;
+    let failed = false;
+    be.hook = (op, name) => {
+      if (op === "write" && name.endsWith(".wal") && !failed) {
+        failed = true;
+        throw new Error("EIO (injected)");
+      }
+    };
+    assert.throws(() => core.sweep(), /EIO/);
+    be.hook = undefined;
+    assert.ok(failed);
+    assert.deepEqual(core.persistence.check(), []);
+    core.persistence.flush();
+    now = 1_000;
+    let scanned = 0;
+    for (const _ of core.entries(undefined, true, undefined, true, false, Infinity)) scanned++;
+    assert.equal(scanned, 3_000);
+    assert.equal(core.ks.size, 3_000);
+    assert.deepEqual([...core.ks.check(), ...core.persistence.check()], []);
+  });
 
   test("an open reports the records it loads to the builder's onProgress", () => {
     const p = freshPath();
