@@ -49,9 +49,9 @@ export interface EmdbStats {
   shardSizes: number[];
   /**
    * Bytes of leaf-page copies that hold values loaded at open and not written since, in
-   * place of one string per value (see docs/design.md, "Values loaded at open"). A 1 MiB
-   * chunk is let go once the loaded records still in use fill a quarter of it or less, as
-   * those values are overwritten or removed; 0 for an in-memory database.
+   * place of one string per value (see docs/design.md, "Values loaded at open"). A chunk
+   * (up to 1 MiB) is let go once the loaded records still in use fill a quarter of it or
+   * less, as those values are overwritten or removed; 0 for an in-memory database.
    */
   loadedPageBytes: number;
   /** Id of the last committed transaction. */

@@ -424,3 +424,29 @@ test("with no change pending, long scans come from the tree alone: bounds, expir
     db.close();
   });
 });
+
+test("a bounded range through the API reads ahead no further than its bound, clean or with writes pending", () => {
+  const dir = fs.mkdtempSync(path.join(root, "db-"));
+  const p = path.join(dir, "bounded.emdb");
+  let db = Emdb.builder().path(p).flushPolicy(manual()).build();
+  db.transaction((tx) => {
+    for (let i = 0; i < 40_000; i++) tx.insert(key(i), `v${i}:${"x".repeat(80)}`);
+  });
+  db.close();
+  // ~40 records to a 4 KiB leaf. A scan takes its first 256 records from memory, then the
+  // tree: the other 744 of 1,000 span about 19 leaves, and the run read after the fourth of
+  // them would be 32 leaves long without the bound.
+  for (const dirty of [false, true]) {
+    db = Emdb.builder().path(p).flushPolicy(manual()).build();
+    if (dirty) db.insert(key(30_000), "pending"); // some key changed: values come by key
+    const store = (db as unknown as { core: { persistence: { pager: Pager } } }).core.persistence;
+    const before = store.pager.stats().pagesRead;
+    let n = 0;
+    for (const _ of db.range({ gte: key(10_000), lt: key(11_000) })) n++;
+    assert.equal(n, 1_000);
+    const read = store.pager.stats().pagesRead - before;
+    assert.ok(read <= 26, `read ${read} pages for about 19 leaves (dirty: ${dirty})`);
+    assertConsistent(db);
+    db.close();
+  }
+});
