@@ -26,7 +26,8 @@ export function loadTree(
   const keys: string[] = [];
   const arena = ks.arena;
   // Plain values stay in copies of their pages (see `value-arena.ts`): `page` is the ref of
-  // the current leaf's copy; `remaining` bounds the leaf bytes still to come.
+  // the current leaf's copy; `remaining` bounds the page bytes still to come (every page of
+  // the file counts, so it overshoots the leaves: the arena cuts its last chunk at the end).
   let page = 0;
   const P = tree.pager.pageSize;
   let remaining = tree.pager.pageCount * P;

@@ -8,18 +8,17 @@
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { describe, test } from "node:test";
-import { Core } from "../src/core.js";
-import { FileStore } from "../src/file-store.js";
+import type { Core } from "../src/core.js";
 import { Emdb, everyN, type FlushPolicy, manual, onEachWrite, Ttl } from "../src/index.js";
 import { hashInternalKey } from "../src/keys.js";
 import { MemoryBackend } from "../src/pager/backend.js";
-import { MemoryPersistence } from "../src/persistence.js";
 import { BATCH_RECORD_SIZE, deleteRecordSize } from "../src/wal/record.js";
 import { FakeClock } from "./helpers/db.js";
 import { Prng, testSeed, withPrng, withSeed } from "./helpers/prng.js";
 import {
   contents,
   insertProgressKeys,
+  openCore,
   openFile,
   openWatched,
   PROGRESS_KEYS,
@@ -204,23 +203,8 @@ describe("reopen round trips", () => {
   }
 
   test("entries a sweep removes stay out of the tree when logging them fails or the store is broken", () => {
-    const open = (be: MemoryBackend, clock: () => number, policy: FlushPolicy): Core => {
-      const core = new Core(new MemoryPersistence(), clock, undefined, "/sweep.emdb");
-      core.persistence = FileStore.open(
-        {
-          path: "/sweep.emdb",
-          flushPolicy: policy,
-          useMmap: false,
-          pageSize: 4096,
-          cachePages: 64,
-          checkpointBytes: 64 * 2 ** 20,
-          clock,
-          backend: be,
-        },
-        core.ks,
-      );
-      return core;
-    };
+    const open = (be: MemoryBackend, clock: () => number, flushPolicy: FlushPolicy) =>
+      openCore(be, "/sweep.emdb", { clock, flushPolicy, pageSize: 4096, checkpointBytes: 2 ** 26 });
     const put = (core: Core, k: string, at: number | undefined) =>
       core.put(k, hashInternalKey(k), "v", at);
     // A store a failed sync has latched: the sweep logs nothing, but the tree must not be

@@ -7,17 +7,15 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { Core } from "../src/core.js";
-import { FileStore } from "../src/file-store.js";
+import type { Core } from "../src/core.js";
 import { type Emdb, everyN, manual, onEachWrite, type Transaction, Ttl } from "../src/index.js";
 import { hashInternalKey } from "../src/keys.js";
 import { MemoryBackend } from "../src/pager/backend.js";
-import { MemoryPersistence } from "../src/persistence.js";
 import { StagedWrites } from "../src/shards/staged-writes.js";
 import { CHUNK_BYTES } from "../src/shards/value-arena.js";
 import { assertConsistent, FakeClock } from "./helpers/db.js";
 import { Prng, testSeed, withSeed } from "./helpers/prng.js";
-import { contents, openFile, scratchDir } from "./helpers/storage.js";
+import { contents, openCore, openFile, scratchDir } from "./helpers/storage.js";
 
 const { freshPath } = scratchDir("arena");
 
@@ -185,23 +183,13 @@ describe("values loaded at open", () => {
 
   test("a failed batch puts back the loaded values it replaced, still readable", () => {
     const be = new MemoryBackend();
-    const open = () => {
-      const core = new Core(new MemoryPersistence(), () => 1000, undefined, "/arena.emdb");
-      core.persistence = FileStore.open(
-        {
-          path: "/arena.emdb",
-          flushPolicy: onEachWrite(),
-          useMmap: false,
-          pageSize: 512,
-          cachePages: 16,
-          checkpointBytes: 4096,
-          clock: () => 1000,
-          backend: be,
-        },
-        core.ks,
-      );
-      return core;
-    };
+    const open = () =>
+      openCore(be, "/arena.emdb", {
+        clock: () => 1000,
+        flushPolicy: onEachWrite(),
+        pageSize: 512,
+        checkpointBytes: 4096,
+      });
     const key = (i: number) => `k${String(i).padStart(4, "0")}`;
     let core = open();
     const load = new StagedWrites();

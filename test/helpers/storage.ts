@@ -1,12 +1,15 @@
 /**
  * What the file-backed tests share: a temporary directory removed after the file's tests,
- * a builder shortcut, a hex snapshot of a database's content, and the 70,000-key load the
- * compaction tests need (its rewrite reports progress every 65,536 records).
+ * a builder shortcut, the engine over an injected backend, a hex snapshot of a database's
+ * content, and the 70,000-key load the compaction tests need (its rewrite reports progress
+ * every 65,536 records).
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { after } from "node:test";
+import { Core } from "../../src/core.js";
+import { FileStore } from "../../src/file-store.js";
 import {
   Emdb,
   everyN,
@@ -15,6 +18,8 @@ import {
   type ProgressPhase,
   type Transaction,
 } from "../../src/index.js";
+import type { MemoryBackend } from "../../src/pager/backend.js";
+import { MemoryPersistence } from "../../src/persistence.js";
 import type { FakeClock } from "./db.js";
 
 /** A directory for this test file's databases, removed when its tests are done. */
@@ -73,4 +78,21 @@ export function insertProgressKeys(db: Emdb, more?: (tx: Transaction) => void): 
     for (let i = 0; i < PROGRESS_KEYS; i++) tx.insert(`k${i}`, "v");
     more?.(tx);
   });
+}
+
+/**
+ * The engine without the API, its file store on `backend` (a MemoryBackend whose hook can
+ * fail any write or sync), at `path`: for tests that reach memory and storage directly.
+ */
+export function openCore(
+  backend: MemoryBackend,
+  path: string,
+  o: { clock: () => number; flushPolicy: FlushPolicy; pageSize: number; checkpointBytes: number },
+): Core {
+  const core = new Core(new MemoryPersistence(), o.clock, undefined, path);
+  core.persistence = FileStore.open(
+    { path, useMmap: false, cachePages: 16, ...o, backend },
+    core.ks,
+  );
+  return core;
 }
