@@ -96,11 +96,12 @@ export class Core {
     const size = ops.size;
     if (size === 0) return;
     const txId = this.lastTxId + 1;
+    const generation = this.persistence.durableGeneration;
     const deferred = this.persistence.batch(txId, ops);
     this.lastTxId = txId;
     const ks = this.ks;
-    // A deferred batch is only durable once settle() returns: keep what it replaced, so a
-    // failure there leaves memory as it was. Into an empty keyspace, undoing is clearing.
+    // A deferred batch is only durable once its checkpoint commits: keep what it replaced, so
+    // a failure before that leaves memory as it was. Into an empty keyspace, undoing is clearing.
     const wasEmpty = ks.size === 0;
     let undo: Undo | undefined;
     if (wasEmpty && ops instanceof StagedWrites && !ops.hasRemovals()) ks.adopt(ops.take());
@@ -108,7 +109,9 @@ export class Core {
     try {
       this.persistence.settle();
     } catch (err) {
-      if (deferred) {
+      // A checkpoint can fail after its meta page is synced (emptying the WAL): the batch is
+      // then durable, a reopen shows it, and memory keeps it too. Only the error is reported.
+      if (deferred && this.persistence.durableGeneration === generation) {
         if (wasEmpty) ks.clear();
         else if (undo !== undefined) this.undo(undo);
         this.lastTxId = txId - 1;

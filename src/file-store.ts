@@ -68,6 +68,10 @@ export class FileStore implements Persistence {
   private unsyncedWrites = 0;
   private broken: unknown;
   lastTxId = 0;
+  /** The pager takes a new meta page only once it is synced: a checkpoint's commit point. */
+  get durableGeneration(): number {
+    return this.pager.meta.generation;
+  }
   /** What the open migrated from an emdb-rs file, if it did. */
   migration: MigrationReport | undefined;
 

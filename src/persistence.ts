@@ -33,10 +33,16 @@ export interface Persistence {
   /**
    * One atomic unit (a transaction, a group delete): all of it survives a crash or none.
    * Returns true when the batch was not logged but will be made durable by the `settle()`
-   * that follows (a large batch goes straight into a checkpoint): if that `settle()` throws,
-   * the caller must undo the batch in memory.
+   * that follows (a large batch goes straight into a checkpoint): if that `settle()` throws
+   * before the batch is durable (`durableGeneration` unchanged), the caller must undo the
+   * batch in memory.
    */
   batch(txId: number, ops: Batch): boolean;
+  /**
+   * Changes each time a checkpoint is made durable (its meta page synced). A checkpoint can
+   * fail after that point (emptying the WAL): what it wrote is then in the file.
+   */
+  readonly durableGeneration: number;
   /** Expired entries removed from memory, recorded so they do not come back at reopen. */
   expired(keys: readonly string[]): void;
   /**
@@ -78,9 +84,10 @@ export class MemoryPersistence implements Persistence {
   put(): void {}
   delete(): void {}
   clear(): void {}
-  batch(): boolean {
+  batch(_txId: number, _ops: Batch): boolean {
     return false;
   }
+  readonly durableGeneration: number = 0;
   expired(): void {}
   settle(): void {}
   flush(): void {}

@@ -1,7 +1,8 @@
 /**
  * The engine's contract with its persistence layer, checked with a scripted persistence:
- * a batch whose durability is deferred to settle() is undone in memory when settle() fails,
- * and a batch into an empty keyspace takes its staging Maps over as the shards.
+ * a batch whose durability is deferred to settle() is undone in memory when settle() fails
+ * before committing it (and kept when it fails after), and a batch into an empty keyspace
+ * takes its staging Maps over as the shards.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -13,11 +14,15 @@ import { StagedWrites } from "../src/shards/staged-writes.js";
 
 class FailingSettle extends MemoryPersistence {
   fail = false;
+  /** Fail past the commit point: the batch is durable when settle() throws. */
+  failAfterCommit = false;
+  override durableGeneration = 0;
   override batch(): boolean {
     return true;
   }
   override settle(): void {
-    if (this.fail) throw new Error("disk full");
+    if (this.failAfterCommit) this.durableGeneration++;
+    if (this.fail || this.failAfterCommit) throw new Error("disk full");
   }
 }
 
@@ -50,6 +55,29 @@ test("a deferred batch whose settle() fails leaves memory and the tx counter as 
   assert.equal(String(ks.shard(hashInternalKey("a")).get("a")), "A");
   assert.equal(ks.size, 3);
   assert.deepEqual(ks.check(), []);
+});
+
+test("a deferred batch whose settle() fails after committing it stays applied", () => {
+  for (const into of ["an empty keyspace", "a loaded one"] as const) {
+    const p = new FailingSettle();
+    const core = new Core(p, () => 1000, undefined, undefined);
+    if (into === "a loaded one") core.applyBatch(new Map<string, Entry | null>([["a", "A"]]));
+    const before = core.lastTxId;
+    p.failAfterCommit = true;
+    const batch = new Map<string, Entry | null>([
+      ["a", null],
+      ["b", "B"],
+      ["c", new Timed("C", 9000)],
+    ]);
+    assert.throws(() => core.applyBatch(batch), /disk full/, into);
+    assert.equal(core.lastTxId, before + 1, into);
+    const ks = core.ks;
+    assert.equal(ks.shard(hashInternalKey("a")).get("a"), undefined, into);
+    assert.equal(String(ks.shard(hashInternalKey("b")).get("b")), "B", into);
+    assert.ok(ks.shard(hashInternalKey("c")).get("c") instanceof Timed, into);
+    assert.equal(ks.size, 2, into);
+    assert.deepEqual(ks.check(), [], into);
+  }
 });
 
 test("a deferred batch into an empty keyspace whose settle() fails leaves it empty, adopted or not", () => {

@@ -12,6 +12,7 @@ import type { Core } from "../src/core.js";
 import { Emdb, everyN, type FlushPolicy, manual, onEachWrite, Ttl } from "../src/index.js";
 import { hashInternalKey } from "../src/keys.js";
 import { MemoryBackend } from "../src/pager/backend.js";
+import { type Entry, Timed } from "../src/shards/keyspace.js";
 import { BATCH_RECORD_SIZE, deleteRecordSize } from "../src/wal/record.js";
 import { FakeClock } from "./helpers/db.js";
 import { Prng, testSeed, withPrng, withSeed } from "./helpers/prng.js";
@@ -443,6 +444,75 @@ describe("large transactions", () => {
     assert.equal(db.get("before"), undefined);
     assert.deepEqual(db.check(), []);
     db.close();
+  });
+
+  test("a large transaction whose checkpoint fails stays in memory exactly when its meta page was synced", () => {
+    // Each write and sync of the checkpoint fails in turn. Before the meta page's sync the
+    // transaction is undone; from then on (the WAL reset) it is in the file, and memory must
+    // keep it too. Either way memory shows what a reopen after a crash finds.
+    const key = (i: number) => `k${String(i).padStart(4, "0")}`;
+    const dump = (core: Core) =>
+      [...core.entries(undefined, true, undefined, true, false, Infinity)].map(
+        ([k, v]) => `${k}=${v}`,
+      );
+    const outcomes = new Set<string>();
+    for (let failAt = 0; ; failAt++) {
+      const be = new MemoryBackend();
+      const open = () =>
+        openCore(be, "/big.emdb", {
+          clock: () => 1_000,
+          flushPolicy: onEachWrite(),
+          pageSize: 512,
+          checkpointBytes: 4096,
+        });
+      let core = open();
+      core.applyBatch(new Map(Array.from({ length: 600 }, (_, i) => [key(i), `first ${i}`])));
+      const before = dump(core);
+      const batch = new Map<string, Entry | null>();
+      for (let i = 0; i < 900; i += 3) batch.set(key(i), i % 2 === 0 ? null : `second ${i}`);
+      for (let i = 600; i < 700; i++) batch.set(key(i), new Timed(`timed ${i}`.repeat(4), 50_000));
+      const model = new Map(before.map((line) => line.split("=") as [string, string]));
+      for (const [k, e] of batch) {
+        if (e === null) model.delete(k);
+        else model.set(k, typeof e === "string" ? e : e.value);
+      }
+      const after = [...model].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${k}=${v}`);
+      let ops = 0;
+      be.hook = (op) => {
+        if ((op === "write" || op === "sync") && ops++ === failAt)
+          throw new Error("EIO (injected)");
+      };
+      // The batch must skip the WAL (too large to log), or this tests the logged path.
+      const store = core.persistence;
+      const logOrDefer = store.batch.bind(store);
+      let deferred: boolean | undefined;
+      store.batch = (txId, ops) => {
+        deferred = logOrDefer(txId, ops);
+        return deferred;
+      };
+      let threw = true;
+      try {
+        core.applyBatch(batch);
+        threw = false;
+      } catch (err) {
+        assert.match(String(err), /EIO \(injected\)/);
+      }
+      be.hook = undefined;
+      assert.equal(deferred, true);
+      if (!threw) break;
+      const shown = dump(core);
+      const kept = shown.length !== before.length;
+      assert.deepEqual(shown, kept ? after : before, `failing op ${failAt}`);
+      assert.equal(core.lastTxId, kept ? 2 : 1, `failing op ${failAt}`);
+      outcomes.add(kept ? "kept" : "undone");
+      assert.deepEqual(core.ks.check(), [], `failing op ${failAt}`);
+      be.crash();
+      core = open();
+      assert.deepEqual(dump(core), shown, `failing op ${failAt}: reopened`);
+      assert.deepEqual([...core.ks.check(), ...core.persistence.check()], []);
+      core.persistence.close();
+    }
+    assert.deepEqual([...outcomes].sort(), ["kept", "undone"]);
   });
 
   test("a transaction touching most keys rebuilds the tree in order", () => {

@@ -90,9 +90,8 @@ export function openCore(
   o: { clock: () => number; flushPolicy: FlushPolicy; pageSize: number; checkpointBytes: number },
 ): Core {
   const core = new Core(new MemoryPersistence(), o.clock, undefined, path);
-  core.persistence = FileStore.open(
-    { path, useMmap: false, cachePages: 16, ...o, backend },
-    core.ks,
-  );
+  const store = FileStore.open({ path, useMmap: false, cachePages: 16, ...o, backend }, core.ks);
+  core.persistence = store;
+  core.lastTxId = store.lastTxId; // as Emdb's open does
   return core;
 }
