@@ -3,13 +3,16 @@
  * same file, alternating runs, where the full suite's reopen line (3 runs, each on its own
  * freshly loaded file) moves with the machine as much as with the code.
  *
- *   npx tsx bench/open-time.ts [--n 1000000] [--runs 7] [--file PATH]
+ *   npx tsx bench/open-time.ts [--n 1000000] [--runs 7] [--file PATH] [--wal]
  *
  * Without `--file`, it writes one (the workload's keys and values in key order, one
- * transaction, then `flush()`) in a temporary directory and removes it afterwards. Each run
- * is a child process timing `Emdb.builder().path(p).build()` plus one `get`; it prints each
- * run's milliseconds and RSS after the open, then the medians. To compare two builds, run it
- * from each checkout, alternately, on the same `--file`.
+ * transaction, then `flush()`) in a temporary directory and removes it afterwards. With
+ * `--wal`, the n records are left in the WAL instead, as after a crash: inserted one by one
+ * under `everyN(1000)` with a checkpoint threshold above their size, by a process that exits
+ * without `close()`. Each run is a child process timing `Emdb.builder().path(p).build()` plus
+ * one `get`; it exits without closing, so a WAL is replayed by every run. It prints each
+ * run's milliseconds, RSS after the open and peak RSS, then the medians. To compare two
+ * builds, run it from each checkout, alternately, on the same `--file`.
  */
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -17,7 +20,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { Emdb, manual } from "../src/index.js";
+import { Emdb, everyN, manual } from "../src/index.js";
 import { keyOf, prng, VALUE_BYTES } from "./workload.js";
 
 const { values } = parseArgs({
@@ -25,17 +28,37 @@ const { values } = parseArgs({
     n: { type: "string", default: "1000000" },
     runs: { type: "string", default: "7" },
     file: { type: "string" },
+    wal: { type: "boolean", default: false },
     child: { type: "string" },
+    "write-wal": { type: "string" },
   },
 });
+
+const MiB = 2 ** 20;
 
 if (values.child !== undefined) {
   const t0 = performance.now();
   const db = Emdb.builder().path(values.child).build();
   db.get(keyOf(123));
   const ms = performance.now() - t0;
-  process.stdout.write(`${ms} ${process.memoryUsage().rss / 2 ** 20}\n`);
-  db.close();
+  const peak = (process.resourceUsage().maxRSS * 1024) / MiB;
+  process.stdout.write(`${ms} ${process.memoryUsage().rss / MiB} ${peak}\n`);
+  // No close(): it would checkpoint, and the next run would find the WAL empty.
+  process.exit(0);
+} else if (values["write-wal"] !== undefined) {
+  const n = Number(values.n);
+  const db = Emdb.builder()
+    .path(values["write-wal"])
+    .flushPolicy(everyN(1000))
+    .checkpointThreshold(2 ** 40)
+    .build();
+  const next = prng(1);
+  const v = Buffer.alloc(VALUE_BYTES);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j + 4 <= VALUE_BYTES; j += 4) v.writeUInt32LE(next(), j);
+    db.insert(keyOf(i), v);
+  }
+  process.exit(0); // no close(): every record stays in the WAL
 } else {
   const n = Number(values.n);
   const runs = Number(values.runs);
@@ -44,6 +67,18 @@ if (values.child !== undefined) {
   if (file === undefined) {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "emdb-open-time-"));
     file = path.join(dir, "db");
+  }
+  const self = fileURLToPath(import.meta.url);
+  if (values.file === undefined && values.wal) {
+    const out = spawnSync(
+      process.execPath,
+      ["--import", "tsx", self, "--write-wal", file, "--n", String(n)],
+      {
+        encoding: "utf8",
+      },
+    );
+    if (out.status !== 0) throw new Error(`WAL writer failed: ${out.stderr}`);
+  } else if (values.file === undefined) {
     const db = Emdb.builder().path(file).flushPolicy(manual()).build();
     const next = prng(1);
     const v = Buffer.alloc(VALUE_BYTES);
@@ -56,22 +91,25 @@ if (values.child !== undefined) {
     db.flush();
     db.close();
   }
-  const self = fileURLToPath(import.meta.url);
   const ms: number[] = [];
   const rss: number[] = [];
+  const peaks: number[] = [];
   for (let r = 0; r < runs; r++) {
     const out = spawnSync(process.execPath, ["--import", "tsx", self, "--child", file], {
       encoding: "utf8",
     });
     if (out.status !== 0) throw new Error(`open child failed: ${out.stderr}`);
-    const [t, m] = out.stdout.trim().split(" ").map(Number);
+    const [t, m, pk] = out.stdout.trim().split(" ").map(Number);
     ms.push(t!);
     rss.push(m!);
-    process.stdout.write(`run ${r + 1}: ${t!.toFixed(0)} ms, RSS ${m!.toFixed(0)} MiB\n`);
+    peaks.push(pk!);
+    process.stdout.write(
+      `run ${r + 1}: ${t!.toFixed(0)} ms, RSS ${m!.toFixed(0)} MiB, peak ${pk!.toFixed(0)} MiB\n`,
+    );
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   process.stdout.write(
-    `median of ${runs}: ${median(ms).toFixed(0)} ms, RSS ${median(rss).toFixed(0)} MiB\n`,
+    `median of ${runs}: ${median(ms).toFixed(0)} ms, RSS ${median(rss).toFixed(0)} MiB, peak ${median(peaks).toFixed(0)} MiB\n`,
   );
   if (dir !== undefined) fs.rmSync(dir, { recursive: true, force: true });
 }

@@ -54,7 +54,8 @@ export class FileStore implements Persistence {
   private tree: BTree;
   private wal: WalWriter;
   private lock: FileLock | undefined;
-  private readonly dirty = new Set<string>();
+  /** Keys changed since the last checkpoint (the WAL's, at open). */
+  private readonly dirty: Set<string>;
   /** `compact()` is rewriting the file (its progress listener may call back in). */
   private compacting = false;
   private cleared = false;
@@ -82,7 +83,9 @@ export class FileStore implements Persistence {
     pager: Pager,
     wal: WalWriter,
     lock: FileLock | undefined,
+    dirty: Set<string>,
   ) {
+    this.dirty = dirty;
     this.walPath = `${opts.path}.wal`;
     this.pager = pager;
     this.tree = new BTree(pager);
@@ -119,9 +122,10 @@ export class FileStore implements Persistence {
       pager = openPager(backend, opts);
       loadTree(new BTree(pager), ks, pager.meta.entryCount, opts.onProgress);
       const generation = pager.meta.generation;
-      const replayed: WalOp[] = [];
+      // Applied as they are decoded, so the records' copies go as the replay goes on.
+      const replayed: Replayed = { dirty: new Set(), cleared: false };
       const result = replayWal(backend, walPath, { fileId: pager.fileId, generation }, (op) =>
-        replayed.push(op),
+        applyReplayed(ks, replayed, op),
       );
       let wal: WalWriter;
       switch (result.status) {
@@ -153,10 +157,10 @@ export class FileStore implements Persistence {
       // The WAL is now durably bound to this meta's generation, so the open can never fall
       // back to the previous meta: the pages its commit freed may be reused.
       pager.releasePending();
-      const store = new FileStore(opts, backend, ks, pager, wal, lock);
+      const store = new FileStore(opts, backend, ks, pager, wal, lock, replayed.dirty);
       store.migration = migration;
       store.lastTxId = Math.max(pager.meta.lastTxId, result.maxTxId);
-      for (const op of replayed) store.replay(op);
+      store.cleared = replayed.cleared;
       ks.reclaimDue();
       return store;
     } catch (err) {
@@ -169,32 +173,6 @@ export class FileStore implements Persistence {
   private wireFailpoints(): void {
     this.pager.failpoint = failpoint;
     this.wal.failpoint = failpoint;
-  }
-
-  private replay(op: WalOp): void {
-    const ks = this.ks;
-    const one = (o: Exclude<WalOp, { kind: "batch" }>) => {
-      if (o.kind === "put") {
-        const k = o.key;
-        const v = toLatin1(o.value);
-        ks.set(k, hashInternalKey(k), v, o.expiresAt === 0 ? undefined : o.expiresAt);
-        this.dirty.add(k);
-      } else if (o.kind === "delete") {
-        const k = o.key;
-        ks.delete(k, hashInternalKey(k));
-        this.dirty.add(k);
-      } else {
-        ks.clear();
-        this.dirty.clear();
-        this.cleared = true;
-      }
-    };
-    if (op.kind === "batch") {
-      for (const o of op.ops) one(o);
-      this.lastTxId = Math.max(this.lastTxId, op.txId);
-    } else {
-      one(op);
-    }
   }
 
   // ---- write path ------------------------------------------------------------------------
@@ -590,4 +568,32 @@ function openPager(backend: StorageBackend, opts: FileStoreOptions): Pager {
   });
   if (viaMmap) mapped.add(pager);
   return pager;
+}
+
+/** What the WAL's records changed, as the open replays them into memory. */
+interface Replayed {
+  readonly dirty: Set<string>;
+  cleared: boolean;
+}
+
+function applyReplayed(ks: Keyspace, r: Replayed, op: WalOp): void {
+  if (op.kind === "batch") {
+    for (const o of op.ops) applyReplayed(ks, r, o);
+  } else if (op.kind === "put") {
+    const k = op.key;
+    ks.set(
+      k,
+      hashInternalKey(k),
+      toLatin1(op.value),
+      op.expiresAt === 0 ? undefined : op.expiresAt,
+    );
+    r.dirty.add(k);
+  } else if (op.kind === "delete") {
+    ks.delete(op.key, hashInternalKey(op.key));
+    r.dirty.add(op.key);
+  } else {
+    ks.clear();
+    r.dirty.clear();
+    r.cleared = true;
+  }
 }
