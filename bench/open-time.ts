@@ -7,8 +7,8 @@
  *
  * Without `--file`, it writes one (the workload's keys and values in key order, one
  * transaction, then `flush()`) in a temporary directory and removes it afterwards. With
- * `--wal`, the n records are left in the WAL instead, as after a crash: inserted one by one
- * under `everyN(1000)` with a checkpoint threshold above their size, by a process that exits
+ * `--wal`, the n records are left in the WAL instead, as after a crash: inserted one by one,
+ * in random key order, under `everyN(1000)` with a checkpoint threshold above their size, by a process that exits
  * without `close()`. Each run is a child process timing `Emdb.builder().path(p).build()` plus
  * one `get`; it exits without closing, so a WAL is replayed by every run. It prints each
  * run's milliseconds, RSS after the open and peak RSS, then the medians. To compare two
@@ -53,8 +53,13 @@ if (values.child !== undefined) {
     .checkpointThreshold(2 ** 40)
     .build();
   const next = prng(1);
+  const order = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = next() % (i + 1);
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
   const v = Buffer.alloc(VALUE_BYTES);
-  for (let i = 0; i < n; i++) {
+  for (const i of order) {
     for (let j = 0; j + 4 <= VALUE_BYTES; j += 4) v.writeUInt32LE(next(), j);
     db.insert(keyOf(i), v);
   }

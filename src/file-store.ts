@@ -123,10 +123,11 @@ export class FileStore implements Persistence {
       loadTree(new BTree(pager), ks, pager.meta.entryCount, opts.onProgress);
       const generation = pager.meta.generation;
       // Applied as they are decoded, so the records' copies go as the replay goes on.
-      const replayed: Replayed = { dirty: new Set(), cleared: false };
+      const replayed: Replayed = { dirty: new Set(), cleared: false, newKeys: [], removals: false };
       const result = replayWal(backend, walPath, { fileId: pager.fileId, generation }, (op) =>
         applyReplayed(ks, replayed, op),
       );
+      orderNewKeys(ks, replayed);
       let wal: WalWriter;
       switch (result.status) {
         case "ok":
@@ -574,6 +575,13 @@ function openPager(backend: StorageBackend, opts: FileStoreOptions): Pager {
 interface Replayed {
   readonly dirty: Set<string>;
   cleared: boolean;
+  /**
+   * Keys the replay added, not yet in the ordered view (`orderNewKeys` enters them at the
+   * end): a WAL of random keys would otherwise splice them in one by one. After a removal,
+   * may hold keys removed again, or twice.
+   */
+  readonly newKeys: string[];
+  removals: boolean;
 }
 
 function applyReplayed(ks: Keyspace, r: Replayed, op: WalOp): void {
@@ -581,19 +589,31 @@ function applyReplayed(ks: Keyspace, r: Replayed, op: WalOp): void {
     for (const o of op.ops) applyReplayed(ks, r, o);
   } else if (op.kind === "put") {
     const k = op.key;
-    ks.set(
-      k,
-      hashInternalKey(k),
-      toLatin1(op.value),
-      op.expiresAt === 0 ? undefined : op.expiresAt,
-    );
+    const v = toLatin1(op.value);
+    const e = op.expiresAt === 0 ? v : new Timed(v, op.expiresAt);
+    ks.setEntry(k, hashInternalKey(k), e, r.newKeys);
     r.dirty.add(k);
   } else if (op.kind === "delete") {
     ks.delete(op.key, hashInternalKey(op.key));
     r.dirty.add(op.key);
+    r.removals = true;
   } else {
     ks.clear();
     r.dirty.clear();
     r.cleared = true;
+    r.removals = true;
   }
+}
+
+/**
+ * Enters the replay's new keys still stored into the ordered view, which does not hold them
+ * yet: a removal in the replay found nothing there to remove, so a key removed and added
+ * again is listed twice, and one removed for good is no longer in its shard.
+ */
+function orderNewKeys(ks: Keyspace, r: Replayed): void {
+  const keys = r.removals ? [...new Set(r.newKeys)].filter((k) => ks.has(k)) : r.newKeys;
+  const sorted = ks.sorted;
+  // One sort and merge of the whole view pays off only for many keys.
+  if (keys.length >= 1024 && keys.length * 8 >= sorted.size) sorted.insertManyNew(keys);
+  else for (const k of keys) sorted.insertNew(k);
 }
