@@ -149,11 +149,11 @@ export class FileStore implements Persistence {
               { file: walPath, offset: 0 },
             );
           }
-          wal = WalWriter.create(backend, walPath, pager.fileId, generation, failpoint);
+          wal = bindNewWal(backend, walPath, pager);
           break;
         default:
           // missing, empty-unbound, older-generation: nothing in it follows this checkpoint.
-          wal = WalWriter.create(backend, walPath, pager.fileId, generation, failpoint);
+          wal = bindNewWal(backend, walPath, pager);
       }
       // The WAL is now durably bound to this meta's generation, so the open can never fall
       // back to the previous meta: the pages its commit freed may be reused.
@@ -616,4 +616,13 @@ function orderNewKeys(ks: Keyspace, r: Replayed): void {
   // One sort and merge of the whole view pays off only for many keys.
   if (keys.length >= 1024 && keys.length * 8 >= sorted.size) sorted.insertManyNew(keys);
   else for (const k of keys) sorted.insertNew(k);
+}
+
+/**
+ * A new, empty WAL following the pager's meta page, made durable first: a WAL that follows a
+ * generation the disk could still lose makes the file unopenable after a power cut.
+ */
+function bindNewWal(backend: StorageBackend, walPath: string, pager: Pager): WalWriter {
+  pager.persistMeta();
+  return WalWriter.create(backend, walPath, pager.fileId, pager.meta.generation, failpoint);
 }

@@ -492,6 +492,28 @@ export class Pager {
     return next;
   }
 
+  /**
+   * Writes the current meta page again, byte for byte, and syncs the file. The open calls
+   * it before it binds a new WAL to this generation: the process that wrote this meta page
+   * may have died, or its sync failed, before the page was durable, and a power cut would
+   * then bring the older meta back under a WAL that follows this one (unopenable, and the
+   * old WAL's records gone). Written again rather than only synced: after a failed fsync,
+   * Linux may mark a page clean that never reached the disk. A write torn here mixes this
+   * slot's old and new bytes: the slot fails its checksum and the open falls back to the
+   * other one, which the untouched WAL still follows.
+   */
+  persistMeta(): void {
+    this.usable();
+    const bytes = encodeMeta(this.meta);
+    try {
+      this.file.write(bytes, 0, bytes.length, metaSlot(this.meta.generation) * this.pageSize);
+      this.file.sync();
+    } catch (err) {
+      this.broken = err;
+      throw err;
+    }
+  }
+
   /** Drops the file tail past the page count (free pages the commit gave back). */
   private trimFile(): void {
     const want = this.meta.pageCount * this.pageSize;
