@@ -25,6 +25,7 @@ import {
   PROGRESS_KEYS,
   progressOfKeys,
   scratchDir,
+  smallCoreOpener,
 } from "./helpers/storage.js";
 
 const { freshPath } = scratchDir("storage");
@@ -73,13 +74,7 @@ describe("reopen round trips", () => {
         [6_000, false],
       ] as const) {
         const be = new MemoryBackend();
-        const open = () =>
-          openCore(be, "/replay.emdb", {
-            clock: () => 1_000,
-            flushPolicy: onEachWrite(),
-            pageSize: 512,
-            checkpointBytes: 2 ** 30,
-          });
+        const open = smallCoreOpener(be, "/replay.emdb", 2 ** 30);
         let core = open();
         const model = new Map<string, string>();
         for (let i = 0; i < 2_000; i++) {
@@ -521,13 +516,7 @@ describe("large transactions", () => {
     const outcomes = new Set<string>();
     for (let failAt = 0; ; failAt++) {
       const be = new MemoryBackend();
-      const open = () =>
-        openCore(be, "/big.emdb", {
-          clock: () => 1_000,
-          flushPolicy: onEachWrite(),
-          pageSize: 512,
-          checkpointBytes: 4096,
-        });
+      const open = smallCoreOpener(be, "/big.emdb", 4096);
       let core = open();
       core.applyBatch(new Map(Array.from({ length: 600 }, (_, i) => [key(i), `first ${i}`])));
       const before = dump(core);

@@ -8,14 +8,14 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { Core } from "../src/core.js";
-import { type Emdb, everyN, manual, onEachWrite, type Transaction, Ttl } from "../src/index.js";
+import { type Emdb, everyN, manual, type Transaction, Ttl } from "../src/index.js";
 import { hashInternalKey } from "../src/keys.js";
 import { MemoryBackend } from "../src/pager/backend.js";
 import { StagedWrites } from "../src/shards/staged-writes.js";
 import { CHUNK_BYTES } from "../src/shards/value-arena.js";
 import { assertConsistent, FakeClock } from "./helpers/db.js";
 import { Prng, testSeed, withSeed } from "./helpers/prng.js";
-import { contents, openCore, openFile, scratchDir } from "./helpers/storage.js";
+import { contents, openFile, scratchDir, smallCoreOpener } from "./helpers/storage.js";
 
 const { freshPath } = scratchDir("arena");
 
@@ -183,13 +183,7 @@ describe("values loaded at open", () => {
 
   test("a failed batch puts back the loaded values it replaced, still readable", () => {
     const be = new MemoryBackend();
-    const open = () =>
-      openCore(be, "/arena.emdb", {
-        clock: () => 1000,
-        flushPolicy: onEachWrite(),
-        pageSize: 512,
-        checkpointBytes: 4096,
-      });
+    const open = smallCoreOpener(be, "/arena.emdb", 4096);
     const key = (i: number) => `k${String(i).padStart(4, "0")}`;
     let core = open();
     const load = new StagedWrites();

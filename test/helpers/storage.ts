@@ -14,6 +14,7 @@ import {
   Emdb,
   everyN,
   type FlushPolicy,
+  onEachWrite,
   type ProgressListener,
   type ProgressPhase,
   type Transaction,
@@ -78,6 +79,24 @@ export function insertProgressKeys(db: Emdb, more?: (tx: Transaction) => void): 
     for (let i = 0; i < PROGRESS_KEYS; i++) tx.insert(`k${i}`, "v");
     more?.(tx);
   });
+}
+
+/**
+ * An opener of `openCore` at `path` as most engine-level tests want it: 512-byte pages (deep
+ * trees, overflow chains), `onEachWrite()` (memory and a crash agree), a clock at 1,000.
+ */
+export function smallCoreOpener(
+  backend: MemoryBackend,
+  path: string,
+  checkpointBytes: number,
+): () => Core {
+  return () =>
+    openCore(backend, path, {
+      clock: () => 1_000,
+      flushPolicy: onEachWrite(),
+      pageSize: 512,
+      checkpointBytes,
+    });
 }
 
 /**
