@@ -95,7 +95,17 @@ export class Emdb implements Disposable {
       this.core.persistence = store;
       this.core.lastTxId = store.lastTxId;
       // Expired entries found at open are dropped (and logged) before anyone can see them.
-      this.core.sweep();
+      // A failure there (its checkpoint) must not leave the files open and the lock held.
+      try {
+        this.core.sweep();
+      } catch (err) {
+        try {
+          store.close();
+        } catch {
+          // The sweep's error is the one to report.
+        }
+        throw err;
+      }
     }
   }
 

@@ -506,10 +506,18 @@ export class FileStore implements Persistence {
       if (this.broken === undefined) this.checkpoint();
     } finally {
       this.scan.reset();
-      this.wal.close();
-      this.pager.close();
-      this.lock?.release();
-      this.lock = undefined;
+      // Each step runs whatever the one before threw: a WAL whose trim failed must not keep
+      // the page file open and the lock held (a reopen would get EMDB_LOCK_BUSY).
+      try {
+        this.wal.close();
+      } finally {
+        try {
+          this.pager.close();
+        } finally {
+          this.lock?.release();
+          this.lock = undefined;
+        }
+      }
     }
   }
 
