@@ -269,7 +269,9 @@ export class FileStore implements Persistence {
       if (bytes >= this.opts.checkpointBytes) {
         // Logging it and then checkpointing would write every byte twice: the checkpoint
         // that settle() runs next is atomic and durable on its own (meta switch).
-        if (ops.size >= FULL_REWRITE_MIN_OPS) this.allDirty = true;
+        // Keys all past the last one stay in the dirty set, so the checkpoint can add them at
+        // the tree's right edge instead of rewriting it (see `rebuildPays`).
+        if (ops.size >= FULL_REWRITE_MIN_OPS && !this.appendsOnly(ops)) this.allDirty = true;
         else for (const key of ops.keys()) this.dirty.add(key);
         this.lastTxId = txId;
         this.checkpointDue = true;
@@ -349,13 +351,7 @@ export class FileStore implements Persistence {
     try {
       failpoint("checkpoint:before");
       const now = this.dropExpired();
-      // Routing d changes copy-on-write costs several times what streaming one entry into
-      // the bulk loader does, and random changes touch most leaves long before d nears n:
-      // past n / 8 a rebuild in order from memory is the cheaper way to the same tree.
-      if (
-        this.allDirty ||
-        (this.dirty.size >= FULL_REWRITE_MIN_OPS && this.dirty.size * 8 > this.ks.size)
-      ) {
+      if (this.allDirty || this.rebuildPays()) {
         this.tree.rebuild(liveEntries(this.ks, now));
       } else {
         this.applyDirty(now);
@@ -372,6 +368,33 @@ export class FileStore implements Persistence {
       this.broken = err;
       throw err;
     }
+  }
+
+  /** Whether every key of `ops` is past the last key held (never true of an empty keyspace). */
+  private appendsOnly(ops: Batch): boolean {
+    const last = this.ks.sorted.lastKey();
+    if (last === undefined) return false;
+    for (const k of ops.keys()) if (k <= last) return false;
+    return true;
+  }
+
+  /**
+   * Whether a rebuild in order from memory is the cheaper way to the new tree. Routing d
+   * changes copy-on-write costs several times what streaming one entry into the bulk loader
+   * does, and random changes touch most leaves long before d nears n: past n / 8 a rebuild
+   * wins. Keys past every unchanged one (time-ordered keys, appended) are not counted while
+   * they are fewer than the others: they all land at the tree's right edge, where
+   * copy-on-write writes only their new leaves, and a rebuild would rewrite the whole tree
+   * into fresh pages, leaving the file at about twice its size until a compaction.
+   */
+  private rebuildPays(): boolean {
+    const dirty = this.dirty;
+    const n = this.ks.size;
+    if (dirty.size < FULL_REWRITE_MIN_OPS || dirty.size * 8 <= n) return false;
+    const appended = this.ks.sorted.countFromEnd((k) => dirty.has(k));
+    if (appended * 2 > n) return true;
+    const scattered = dirty.size - appended;
+    return scattered >= FULL_REWRITE_MIN_OPS && scattered * 8 > n;
   }
 
   /**

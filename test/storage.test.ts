@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { describe, test } from "node:test";
+import { BTree } from "../src/btree/tree.js";
 import type { Core } from "../src/core.js";
 import { Emdb, everyN, type FlushPolicy, manual, onEachWrite, Ttl } from "../src/index.js";
 import { hashInternalKey } from "../src/keys.js";
@@ -585,6 +586,103 @@ describe("large transactions", () => {
     db = openFile(p);
     assert.equal(db.len(), 35_000);
     assert.equal(db.get("k000003")?.toString(), "w3");
+    assert.deepEqual(db.check(), []);
+    db.close();
+  });
+});
+
+describe("checkpoints of many changes", () => {
+  /** Counts the tree rebuilds `body` runs (the checkpoint's other path routes each change). */
+  function rebuildsDuring(body: () => void): number {
+    const rebuild = BTree.prototype.rebuild;
+    let n = 0;
+    BTree.prototype.rebuild = function (this: BTree, entries) {
+      n++;
+      return rebuild.call(this, entries);
+    };
+    try {
+      body();
+    } finally {
+      BTree.prototype.rebuild = rebuild;
+    }
+    return n;
+  }
+
+  const key = (i: number) => `k${String(i).padStart(6, "0")}`;
+
+  test("keys appended past the last one are added copy-on-write, not by rewriting the tree", () => {
+    // 16,500 new keys, more than an eighth of the database and past the rebuild minimum, but
+    // all after its last key: a rebuild would leave the file at about twice its size.
+    const p = freshPath();
+    let db = openFile(p, manual());
+    db.transaction((tx) => {
+      for (let i = 0; i < 60_000; i++) tx.insert(key(i), `v${i}`);
+    });
+    // Into an empty tree, every key is appended: the rebuild is the cheaper way there.
+    assert.equal(
+      rebuildsDuring(() => db.flush()),
+      1,
+    );
+    const before = Number(db.stats().disk?.pageCount);
+    for (let i = 60_000; i < 76_500; i++) db.insert(key(i), `v${i}`);
+    assert.equal(
+      rebuildsDuring(() => db.flush()),
+      0,
+    );
+    const after = Number(db.stats().disk?.pageCount);
+    assert.ok(after < before * 1.5, `${before} pages before, ${after} after`);
+    // The same number of changes spread over the keys still rebuilds.
+    for (let i = 0; i < 76_500; i += 4) db.insert(key(i), `w${i}`);
+    assert.equal(
+      rebuildsDuring(() => db.flush()),
+      1,
+    );
+    assert.deepEqual(db.check(), []);
+    db.close();
+    db = openFile(p);
+    assert.equal(db.len(), 76_500);
+    assert.equal(db.get(key(76_499))?.toString(), "v76499");
+    assert.equal(db.get(key(76_496))?.toString(), "w76496");
+    assert.equal(db.get(key(60_001))?.toString(), "v60001");
+    assert.deepEqual(db.check(), []);
+    db.close();
+  });
+
+  test("a transaction of appended keys too large to log is added copy-on-write too", () => {
+    const p = freshPath();
+    const open = () =>
+      Emdb.builder()
+        .path(p)
+        .checkpointThreshold(64 * 1024)
+        .build();
+    let db = open();
+    db.transaction((tx) => {
+      for (let i = 0; i < 60_000; i++) tx.insert(key(i), `v${i}`);
+    });
+    const before = Number(db.stats().disk?.pageCount);
+    const appended = rebuildsDuring(() =>
+      db.transaction((tx) => {
+        for (let i = 60_000; i < 76_500; i++) tx.insert(key(i), `v${i}`);
+      }),
+    );
+    assert.equal(appended, 0);
+    assert.equal(db.stats().disk?.walBytes, 64, "not logged: checkpointed at once");
+    const after = Number(db.stats().disk?.pageCount);
+    assert.ok(after < before * 1.5, `${before} pages before, ${after} after`);
+    // One key before the last one makes it a rewrite again.
+    const mixed = rebuildsDuring(() =>
+      db.transaction((tx) => {
+        tx.insert(key(5), "w5");
+        for (let i = 76_500; i < 93_000; i++) tx.insert(key(i), `v${i}`);
+      }),
+    );
+    assert.equal(mixed, 1);
+    assert.deepEqual(db.check(), []);
+    db.close();
+    db = open();
+    assert.equal(db.len(), 93_000);
+    assert.equal(db.get(key(5))?.toString(), "w5");
+    assert.equal(db.get(key(76_499))?.toString(), "v76499");
     assert.deepEqual(db.check(), []);
     db.close();
   });

@@ -91,6 +91,24 @@ export class SortedKeys {
     this.loadSorted(merged);
   }
 
+  /** The largest key, or undefined when there is none. */
+  lastKey(): string | undefined {
+    return this.maxes[this.maxes.length - 1];
+  }
+
+  /** How many keys, counting back from the last, satisfy `pred` before one does not. */
+  countFromEnd(pred: (k: string) => boolean): number {
+    let n = 0;
+    for (let c = this.chunks.length - 1; c >= 0; c--) {
+      const chunk = this.chunks[c]!;
+      for (let i = chunk.length - 1; i >= 0; i--) {
+        if (!pred(chunk[i]!)) return n;
+        n++;
+      }
+    }
+    return n;
+  }
+
   private split(ci: number): void {
     const chunk = this.chunks[ci]!;
     const right = chunk.splice(LOAD);
