@@ -165,8 +165,11 @@ export class FileStore implements Persistence {
       ks.reclaimDue();
       return store;
     } catch (err) {
-      pager?.close();
-      lock?.release();
+      try {
+        pager?.close();
+      } finally {
+        lock?.release();
+      }
       throw err;
     }
   }
@@ -202,14 +205,17 @@ export class FileStore implements Persistence {
         }
       }
     } catch (err) {
-      this.broken = err;
-      throw err;
+      this.latch(err);
     }
   }
 
   put(key: string, value: string, expiresAt: number): void {
     this.guard();
-    this.wal.appendPut(key, value, expiresAt);
+    try {
+      this.wal.appendPut(key, value, expiresAt);
+    } catch (err) {
+      this.latch(err);
+    }
     this.dirty.add(key);
     this.acknowledge();
   }
@@ -248,14 +254,22 @@ export class FileStore implements Persistence {
 
   delete(key: string): void {
     this.guard();
-    this.wal.appendDelete(key);
+    try {
+      this.wal.appendDelete(key);
+    } catch (err) {
+      this.latch(err);
+    }
     this.dirty.add(key);
     this.acknowledge();
   }
 
   clear(): void {
     this.guard();
-    this.wal.appendClear();
+    try {
+      this.wal.appendClear();
+    } catch (err) {
+      this.latch(err);
+    }
     this.dirty.clear();
     this.cleared = true;
     this.acknowledge();
@@ -279,13 +293,17 @@ export class FileStore implements Persistence {
       }
     }
     const wal = this.wal;
-    wal.appendBatchBegin(txId, ops.size);
-    for (const [key, e] of ops) {
-      if (e === null) wal.appendDelete(key);
-      else if (e instanceof Timed) wal.appendPut(key, e.value, e.expiresAt);
-      else wal.appendPut(key, e, NO_EXPIRY);
+    try {
+      wal.appendBatchBegin(txId, ops.size);
+      for (const [key, e] of ops) {
+        if (e === null) wal.appendDelete(key);
+        else if (e instanceof Timed) wal.appendPut(key, e.value, e.expiresAt);
+        else wal.appendPut(key, e, NO_EXPIRY);
+      }
+      wal.appendBatchEnd(txId, ops.size);
+    } catch (err) {
+      this.latch(err);
     }
-    wal.appendBatchEnd(txId, ops.size);
     for (const key of ops.keys()) this.dirty.add(key);
     this.lastTxId = txId;
     this.acknowledge();
@@ -300,7 +318,21 @@ export class FileStore implements Persistence {
     // Logged like removes but not acknowledged writes: losing them in a crash only means
     // they are swept again at the next open. Hence not logged during a compaction, whose
     // old WAL must stay empty (see `compact`): the next checkpoint still drops them.
-    for (const k of keys) this.wal.appendDelete(k);
+    try {
+      for (const k of keys) this.wal.appendDelete(k);
+    } catch (err) {
+      this.latch(err);
+    }
+  }
+
+  /**
+   * Stops the store after a failed WAL write: the writer refuses further records, and a
+   * checkpoint, which would reset it and take writes again, must not run either. Until a
+   * reopen, writes and `flush()` throw EMDB_IO and sweeps log nothing; reads go on.
+   */
+  private latch(err: unknown): never {
+    this.broken = err;
+    throw err;
   }
 
   /**

@@ -10,6 +10,7 @@ import * as fs from "node:fs";
 import { describe, test } from "node:test";
 import { BTree } from "../src/btree/tree.js";
 import type { Core } from "../src/core.js";
+import { EmdbError } from "../src/errors.js";
 import { Emdb, everyN, type FlushPolicy, manual, onEachWrite, Ttl } from "../src/index.js";
 import { hashInternalKey } from "../src/keys.js";
 import { MemoryBackend } from "../src/pager/backend.js";
@@ -30,6 +31,8 @@ import {
 } from "./helpers/storage.js";
 
 const { freshPath } = scratchDir("storage");
+
+const isIoError = (e: unknown) => e instanceof EmdbError && e.code === "EMDB_IO";
 
 describe("reopen round trips", () => {
   for (const [name, policy] of [
@@ -282,8 +285,9 @@ describe("reopen round trips", () => {
     now = 3_000;
     assert.equal(core.sweep(), 1);
     assert.deepEqual(core.persistence.check(), []);
-    // A sweep whose log write fails part way: every key it removed is still dropped from the
-    // tree by the next checkpoint, so a clock set back shows none of them anywhere.
+    // A sweep whose log write fails part way: the store stops (no checkpoint may reset the
+    // WAL under it), and every key the sweep removed stays out of what scans, the checker
+    // and a later sweep see, even with the clock set back.
     now = 1_000;
     be = new MemoryBackend();
     core = open(be, () => now, manual());
@@ -302,12 +306,60 @@ describe("reopen round trips", () => {
     be.hook = undefined;
     assert.ok(failed);
     assert.deepEqual(core.persistence.check(), []);
-    core.persistence.flush();
+    assert.throws(() => core.persistence.flush(), isIoError);
     now = 1_000;
     let scanned = 0;
     for (const _ of core.entries(undefined, true, undefined, true, false, Infinity)) scanned++;
     assert.equal(scanned, 3_000);
     assert.equal(core.ks.size, 3_000);
+    assert.deepEqual([...core.ks.check(), ...core.persistence.check()], []);
+    // After a crash the open sweeps them again: nothing acknowledged was lost.
+    be.crash();
+    now = 3_000;
+    core = open(be, () => now, manual());
+    core.sweep();
+    assert.equal(core.ks.size, 3_000);
+    assert.deepEqual([...core.ks.check(), ...core.persistence.check()], []);
+  });
+
+  test("a failed WAL write stops the store: writes and flush() throw EMDB_IO until a reopen, reads and sweeps go on", () => {
+    let now = 1_000;
+    const be = new MemoryBackend();
+    const open = () =>
+      openCore(be, "/stopped.emdb", {
+        clock: () => now,
+        flushPolicy: manual(),
+        pageSize: 4096,
+        checkpointBytes: 2 ** 30,
+      });
+    let core = open();
+    const put = (k: string, v: string, at?: number) => core.put(k, hashInternalKey(k), v, at);
+    put("a", "A");
+    put("t", "T", 1_010);
+    core.persistence.flush();
+    put("b", "B");
+    // A value of 1 MiB goes to the WAL file at once; that write fails.
+    be.hook = (op, name) => {
+      if (op === "write" && name.endsWith(".wal")) throw new Error("EIO (injected)");
+    };
+    assert.throws(() => put("big", "x".repeat(2 ** 20)), /EIO \(injected\)/);
+    be.hook = undefined;
+    assert.equal(core.ks.has("big"), false, "a write that failed changes nothing in memory");
+    assert.throws(() => core.persistence.flush(), isIoError);
+    assert.throws(() => put("c", "C"), isIoError);
+    assert.throws(() => core.remove("a", hashInternalKey("a")), isIoError);
+    now = 1_100; // "t" expires: the sweep drops it from memory and logs nothing
+    assert.equal(core.liveCount(), 2);
+    assert.equal(core.ks.out(core.live("b", hashInternalKey("b"))!).toString(), "B");
+    assert.deepEqual([...core.ks.check(), ...core.persistence.check()], []);
+    core.persistence.close();
+    // The reopen finds the last flush: "b" was never flushed under manual().
+    core = open();
+    core.sweep();
+    assert.deepEqual(
+      [...core.entries(undefined, true, undefined, true, false, Infinity)].map(String),
+      ["a,A"],
+    );
     assert.deepEqual([...core.ks.check(), ...core.persistence.check()], []);
   });
 
