@@ -444,21 +444,30 @@ export class FileStore implements Persistence {
   /** Applies the dirty keys, sorted, to the tree copy-on-write. */
   private applyDirty(now: number): void {
     const keys = this.sortedDirty();
-    const changes: Change[] = new Array(keys.length);
-    for (let i = 0; i < keys.length; i++) {
-      const k = keys[i]!;
-      const e = this.ks.shard(hashInternalKey(k)).get(k);
-      const key = Buffer.from(k, "latin1");
-      if (e === undefined || (e instanceof Timed && e.expiresAt <= now)) {
-        changes[i] = { key, value: undefined, expiresAt: 0 };
-      } else if (e instanceof Timed) {
-        changes[i] = { key, value: Buffer.from(e.value, "latin1"), expiresAt: e.expiresAt };
-      } else {
-        // A ref only when a failed batch put a loaded value back: the key stays dirty.
-        changes[i] = { key, value: this.ks.out(e), expiresAt: 0 };
+    // In runs of keys: each change holds copies of its key and value, and the tree keeps the
+    // leaves it drafts until its run is placed, so a whole checkpoint at once would hold a
+    // few hundred bytes per changed key. Between runs only the path to the last leaf
+    // touched is written again, into pages this checkpoint allocated and may reuse at once.
+    for (let from = 0; from === 0 || from < keys.length; from += APPLY_RUN) {
+      const to = Math.min(keys.length, from + APPLY_RUN);
+      const changes: Change[] = new Array(to - from);
+      for (let i = from; i < to; i++) {
+        const k = keys[i]!;
+        const e = this.ks.shard(hashInternalKey(k)).get(k);
+        const key = Buffer.from(k, "latin1");
+        let c: Change;
+        if (e === undefined || (e instanceof Timed && e.expiresAt <= now)) {
+          c = { key, value: undefined, expiresAt: 0 };
+        } else if (e instanceof Timed) {
+          c = { key, value: Buffer.from(e.value, "latin1"), expiresAt: e.expiresAt };
+        } else {
+          // A ref only when a failed batch put a loaded value back: the key stays dirty.
+          c = { key, value: this.ks.out(e), expiresAt: 0 };
+        }
+        changes[i - from] = c;
       }
+      this.tree.apply(changes, { clearFirst: this.cleared && from === 0 });
     }
-    this.tree.apply(changes, { clearFirst: this.cleared });
   }
 
   /**
@@ -612,6 +621,8 @@ const mapped = new WeakSet<Pager>();
 const DIRECT_BATCH_MIN_OPS = 64;
 /** A checkpoint of at least this many changed keys may rebuild the tree from memory. */
 const FULL_REWRITE_MIN_OPS = 16_384;
+/** Changed keys a checkpoint routes into the tree at a time (see `applyDirty`). */
+const APPLY_RUN = 16_384;
 
 function openPager(backend: StorageBackend, opts: FileStoreOptions): Pager {
   let viaMmap = false;
