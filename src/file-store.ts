@@ -415,17 +415,24 @@ export class FileStore implements Persistence {
    * changes copy-on-write costs several times what streaming one entry into the bulk loader
    * does, and random changes touch most leaves long before d nears n: past n / 8 a rebuild
    * wins. Keys past every unchanged one (time-ordered keys, appended) are not counted while
-   * they are fewer than the others: they all land at the tree's right edge, where
-   * copy-on-write writes only their new leaves, and a rebuild would rewrite the whole tree
-   * into fresh pages, leaving the file at about twice its size until a compaction.
+   * they are fewer than the others, nor are keys removed before every one still held (the
+   * oldest of a rolling window, deleted or expired): they all sit at one edge of the tree,
+   * where copy-on-write writes only the leaves there, and a rebuild would rewrite the whole
+   * tree into fresh pages, leaving the file at about twice its size until a compaction.
    */
   private rebuildPays(): boolean {
     const dirty = this.dirty;
-    const n = this.ks.size;
+    const ks = this.ks;
+    const n = ks.size;
     if (dirty.size < FULL_REWRITE_MIN_OPS || dirty.size * 8 <= n) return false;
-    const appended = this.ks.sorted.countFromEnd((k) => dirty.has(k));
+    const appended = ks.sorted.countFromEnd((k) => dirty.has(k));
     if (appended * 2 > n) return true;
-    const scattered = dirty.size - appended;
+    // Every tree key memory no longer holds is dirty: those before the first key held are
+    // the tree's left edge.
+    const first = ks.sorted.firstKey();
+    let leading = 0;
+    for (const k of dirty) if ((first === undefined || k < first) && !ks.has(k)) leading++;
+    const scattered = dirty.size - appended - leading;
     return scattered >= FULL_REWRITE_MIN_OPS && scattered * 8 > n;
   }
 

@@ -700,6 +700,42 @@ describe("checkpoints of many changes", () => {
     db.close();
   });
 
+  test("a rolling window (the oldest keys removed, as many appended) is not rewritten either", () => {
+    const p = freshPath();
+    let db = openFile(p, manual());
+    db.transaction((tx) => {
+      for (let i = 0; i < 60_000; i++) tx.insert(key(i), `v${i}`);
+    });
+    db.flush();
+    const before = Number(db.stats().disk?.pageCount);
+    for (let i = 0; i < 16_500; i++) {
+      db.insert(key(60_000 + i), `v${60_000 + i}`);
+      db.remove(key(i));
+    }
+    assert.equal(
+      rebuildsDuring(() => db.flush()),
+      0,
+    );
+    const after = Number(db.stats().disk?.pageCount);
+    assert.ok(after < before * 1.5, `${before} pages before, ${after} after`);
+    // As many removals spread over the keys still rebuild.
+    for (let i = 16_500; i < 76_500; i += 3) db.remove(key(i));
+    assert.equal(
+      rebuildsDuring(() => db.flush()),
+      1,
+    );
+    assert.deepEqual(db.check(), []);
+    db.close();
+    db = openFile(p);
+    assert.equal(db.len(), 40_000);
+    assert.equal(db.get(key(16_499)), undefined);
+    assert.equal(db.get(key(16_500)), undefined);
+    assert.equal(db.get(key(16_501))?.toString(), "v16501");
+    assert.equal(db.get(key(76_499))?.toString(), "v76499");
+    assert.deepEqual(db.check(), []);
+    db.close();
+  });
+
   test("a transaction of appended keys too large to log is added copy-on-write too", () => {
     const p = freshPath();
     const open = () =>

@@ -91,6 +91,11 @@ export class SortedKeys {
     this.loadSorted(merged);
   }
 
+  /** The smallest key, or undefined when there is none. */
+  firstKey(): string | undefined {
+    return this.chunks[0]?.[0];
+  }
+
   /** The largest key, or undefined when there is none. */
   lastKey(): string | undefined {
     return this.maxes[this.maxes.length - 1];
