@@ -661,79 +661,77 @@ describe("checkpoints of many changes", () => {
   }
 
   const key = (i: number) => `k${String(i).padStart(6, "0")}`;
+  const pages = (db: Emdb) => Number(db.stats().disk?.pageCount);
+  /** A flush() of `db` must run `rebuilds` tree rebuilds. */
+  const flushRebuilds = (db: Emdb, rebuilds: number) =>
+    assert.equal(
+      rebuildsDuring(() => db.flush()),
+      rebuilds,
+    );
+  /** Checks `db`, closes it, and checks what `reopen` finds: its length and some values. */
+  function reopenHolds(
+    db: Emdb,
+    reopen: () => Emdb,
+    len: number,
+    want: [number, string | undefined][],
+  ): void {
+    assert.deepEqual(db.check(), []);
+    db.close();
+    const again = reopen();
+    assert.equal(again.len(), len);
+    for (const [i, v] of want) assert.equal(again.get(key(i))?.toString(), v, key(i));
+    assert.deepEqual(again.check(), []);
+    again.close();
+  }
+  /** key(0) … key(59,999) in one transaction. */
+  const load = (db: Emdb) =>
+    db.transaction((tx) => {
+      for (let i = 0; i < 60_000; i++) tx.insert(key(i), `v${i}`);
+    });
 
   test("keys appended past the last one are added copy-on-write, not by rewriting the tree", () => {
     // 16,500 new keys, more than an eighth of the database and past the rebuild minimum, but
     // all after its last key: a rebuild would leave the file at about twice its size.
     const p = freshPath();
-    let db = openFile(p, manual());
-    db.transaction((tx) => {
-      for (let i = 0; i < 60_000; i++) tx.insert(key(i), `v${i}`);
-    });
+    const db = openFile(p, manual());
+    load(db);
     // Into an empty tree, every key is appended: the rebuild is the cheaper way there.
-    assert.equal(
-      rebuildsDuring(() => db.flush()),
-      1,
-    );
-    const before = Number(db.stats().disk?.pageCount);
+    flushRebuilds(db, 1);
+    const before = pages(db);
     for (let i = 60_000; i < 76_500; i++) db.insert(key(i), `v${i}`);
-    assert.equal(
-      rebuildsDuring(() => db.flush()),
-      0,
-    );
-    const after = Number(db.stats().disk?.pageCount);
-    assert.ok(after < before * 1.5, `${before} pages before, ${after} after`);
+    flushRebuilds(db, 0);
+    assert.ok(pages(db) < before * 1.5, `${before} pages before, ${pages(db)} after`);
     // The same number of changes spread over the keys still rebuilds.
     for (let i = 0; i < 76_500; i += 4) db.insert(key(i), `w${i}`);
-    assert.equal(
-      rebuildsDuring(() => db.flush()),
-      1,
-    );
-    assert.deepEqual(db.check(), []);
-    db.close();
-    db = openFile(p);
-    assert.equal(db.len(), 76_500);
-    assert.equal(db.get(key(76_499))?.toString(), "v76499");
-    assert.equal(db.get(key(76_496))?.toString(), "w76496");
-    assert.equal(db.get(key(60_001))?.toString(), "v60001");
-    assert.deepEqual(db.check(), []);
-    db.close();
+    flushRebuilds(db, 1);
+    reopenHolds(db, () => openFile(p), 76_500, [
+      [76_499, "v76499"],
+      [76_496, "w76496"],
+      [60_001, "v60001"],
+    ]);
   });
 
   test("a rolling window (the oldest keys removed, as many appended) is not rewritten either", () => {
     const p = freshPath();
-    let db = openFile(p, manual());
-    db.transaction((tx) => {
-      for (let i = 0; i < 60_000; i++) tx.insert(key(i), `v${i}`);
-    });
+    const db = openFile(p, manual());
+    load(db);
     db.flush();
-    const before = Number(db.stats().disk?.pageCount);
+    const before = pages(db);
     for (let i = 0; i < 16_500; i++) {
       db.insert(key(60_000 + i), `v${60_000 + i}`);
       db.remove(key(i));
     }
-    assert.equal(
-      rebuildsDuring(() => db.flush()),
-      0,
-    );
-    const after = Number(db.stats().disk?.pageCount);
-    assert.ok(after < before * 1.5, `${before} pages before, ${after} after`);
+    flushRebuilds(db, 0);
+    assert.ok(pages(db) < before * 1.5, `${before} pages before, ${pages(db)} after`);
     // As many removals spread over the keys still rebuild.
     for (let i = 16_500; i < 76_500; i += 3) db.remove(key(i));
-    assert.equal(
-      rebuildsDuring(() => db.flush()),
-      1,
-    );
-    assert.deepEqual(db.check(), []);
-    db.close();
-    db = openFile(p);
-    assert.equal(db.len(), 40_000);
-    assert.equal(db.get(key(16_499)), undefined);
-    assert.equal(db.get(key(16_500)), undefined);
-    assert.equal(db.get(key(16_501))?.toString(), "v16501");
-    assert.equal(db.get(key(76_499))?.toString(), "v76499");
-    assert.deepEqual(db.check(), []);
-    db.close();
+    flushRebuilds(db, 1);
+    reopenHolds(db, () => openFile(p), 40_000, [
+      [16_499, undefined],
+      [16_500, undefined],
+      [16_501, "v16501"],
+      [76_499, "v76499"],
+    ]);
   });
 
   test("a transaction of appended keys too large to log is added copy-on-write too", () => {
@@ -743,11 +741,9 @@ describe("checkpoints of many changes", () => {
         .path(p)
         .checkpointThreshold(64 * 1024)
         .build();
-    let db = open();
-    db.transaction((tx) => {
-      for (let i = 0; i < 60_000; i++) tx.insert(key(i), `v${i}`);
-    });
-    const before = Number(db.stats().disk?.pageCount);
+    const db = open();
+    load(db);
+    const before = pages(db);
     const appended = rebuildsDuring(() =>
       db.transaction((tx) => {
         for (let i = 60_000; i < 76_500; i++) tx.insert(key(i), `v${i}`);
@@ -755,8 +751,7 @@ describe("checkpoints of many changes", () => {
     );
     assert.equal(appended, 0);
     assert.equal(db.stats().disk?.walBytes, 64, "not logged: checkpointed at once");
-    const after = Number(db.stats().disk?.pageCount);
-    assert.ok(after < before * 1.5, `${before} pages before, ${after} after`);
+    assert.ok(pages(db) < before * 1.5, `${before} pages before, ${pages(db)} after`);
     // One key before the last one makes it a rewrite again.
     const mixed = rebuildsDuring(() =>
       db.transaction((tx) => {
@@ -765,14 +760,10 @@ describe("checkpoints of many changes", () => {
       }),
     );
     assert.equal(mixed, 1);
-    assert.deepEqual(db.check(), []);
-    db.close();
-    db = open();
-    assert.equal(db.len(), 93_000);
-    assert.equal(db.get(key(5))?.toString(), "w5");
-    assert.equal(db.get(key(76_499))?.toString(), "v76499");
-    assert.deepEqual(db.check(), []);
-    db.close();
+    reopenHolds(db, open, 93_000, [
+      [5, "w5"],
+      [76_499, "v76499"],
+    ]);
   });
 });
 
