@@ -124,8 +124,12 @@ export class FileStore implements Persistence {
       const generation = pager.meta.generation;
       // Applied as they are decoded, so the records' copies go as the replay goes on.
       const replayed: Replayed = { dirty: new Set(), cleared: false, newKeys: [], removals: false };
-      const result = replayWal(backend, walPath, { fileId: pager.fileId, generation }, (op) =>
-        applyReplayed(ks, replayed, op),
+      const result = replayWal(
+        backend,
+        walPath,
+        { fileId: pager.fileId, generation },
+        (op) => applyReplayed(ks, replayed, op),
+        { transientValues: true }, // applyReplayed copies each value into a string at once
       );
       orderNewKeys(ks, replayed);
       let wal: WalWriter;

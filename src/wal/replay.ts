@@ -162,11 +162,21 @@ export function probeWal(
   }
 }
 
+/**
+ * `transientValues`: the value of a put outside a batch may be a view into the replay's read
+ * buffer, valid only during `onOp` (a caller that converts it at once saves a copy per
+ * record). Values inside a batch, held until its BatchEnd, are always copies.
+ */
+export interface ReplayOptions {
+  readonly transientValues?: boolean;
+}
+
 export function replayWal(
   backend: StorageBackend,
   walPath: string,
   expect: WalExpectation,
   onOp: (op: WalOp) => void,
+  options: ReplayOptions = {},
 ): WalReplayResult {
   if (!backend.exists(walPath)) return notReplayed("missing", undefined, 0);
   const file = backend.open(walPath, false);
@@ -209,7 +219,9 @@ export function replayWal(
     if (header.generation > expect.generation) {
       return notReplayed("newer-generation", header, size);
     }
-    return new RecordScanner(file, size, walPath, header).run(onOp);
+    return new RecordScanner(file, size, walPath, header, options.transientValues === true).run(
+      onOp,
+    );
   } finally {
     file.close();
   }
@@ -243,7 +255,7 @@ function holdsOwnRecords(
   header: WalHeader,
 ): boolean {
   try {
-    return new RecordScanner(file, size, walPath, header).run(() => {}).records > 0;
+    return new RecordScanner(file, size, walPath, header, true).run(() => {}).records > 0;
   } catch (err) {
     if (isEmdbError(err, "EMDB_CORRUPTED")) return true;
     throw err;
@@ -304,6 +316,7 @@ class RecordScanner {
     private readonly size: number,
     private readonly walPath: string,
     private readonly header: WalHeader,
+    private readonly transientValues: boolean,
   ) {
     this.seed = header.checksum;
   }
@@ -405,8 +418,9 @@ class RecordScanner {
           onOp({ kind: "batch", txId: batch.txId, ops: batch.ops });
           break;
         default: {
+          const view = owned || (batch === undefined && this.transientValues);
           const op =
-            entry.kind === "put" && !owned ? { ...entry, value: Buffer.from(entry.value) } : entry;
+            entry.kind === "put" && !view ? { ...entry, value: Buffer.from(entry.value) } : entry;
           if (batch === undefined) {
             onOp(op);
           } else {
