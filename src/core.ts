@@ -8,7 +8,7 @@
  */
 import { copyBytes } from "./codec.js";
 import { EmdbError } from "./errors.js";
-import { hashInternalKey, keyToBuffer, latin1Slice, MAX_KEY_SIZE } from "./keys.js";
+import { hashInternalKey, keyToBuffer, keyTooLarge, latin1Slice, MAX_KEY_SIZE } from "./keys.js";
 import type { Batch, Persistence } from "./persistence.js";
 import { Keyspace, type Stored, Timed } from "./shards/keyspace.js";
 import { StagedWrites } from "./shards/staged-writes.js";
@@ -35,6 +35,8 @@ export class Core {
   readonly ks = new Keyspace();
   closed = false;
   lastTxId = 0;
+  /** The persistence's `maxKeySize`, read once: every write compares against it. */
+  maxKeySize = MAX_KEY_SIZE;
 
   constructor(
     public persistence: Persistence,
@@ -55,6 +57,7 @@ export class Core {
   }
 
   put(k: string, hash: number, value: string, expiresAt: number | undefined): void {
+    if (k.length > this.maxKeySize) throw keyTooLarge(k.length, this.maxKeySize);
     this.persistence.put(k, value, expiresAt ?? NO_EXPIRY);
     this.ks.set(k, hash, value, expiresAt);
     try {

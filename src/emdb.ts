@@ -94,6 +94,7 @@ export class Emdb implements Disposable {
       );
       this.core.persistence = store;
       this.core.lastTxId = store.lastTxId;
+      this.core.maxKeySize = store.maxKeySize;
       // Expired entries found at open are dropped (and logged) before anyone can see them.
       // A failure there (its checkpoint) must not leave the files open and the lock held.
       try {

@@ -16,10 +16,10 @@
 import { type MigrationReport, prepareDatabaseFile } from "../migrations/migrate.js";
 import { BTree, type Change } from "./btree/tree.js";
 import type { ProgressListener } from "./builder.js";
-import { EmdbError } from "./errors.js";
+import { EmdbError, isEmdbError } from "./errors.js";
 import { failpoint } from "./failpoints.js";
 import type { FlushPolicy } from "./flush-policy.js";
-import { hashInternalKey, toLatin1 } from "./keys.js";
+import { hashInternalKey, MAX_KEY_SIZE, toLatin1 } from "./keys.js";
 import { damagedBesideOwnWal, isBlankFile, refuseOrphanWal } from "./open-checks.js";
 import { dirOf, FileBackend, type StorageBackend, type StorageFile } from "./pager/backend.js";
 import { acquireLock, type FileLock } from "./pager/lock.js";
@@ -69,6 +69,10 @@ export class FileStore implements Persistence {
   private unsyncedWrites = 0;
   private broken: unknown;
   lastTxId = 0;
+  /** A quarter of the page size when pages are smaller than 4 KiB (`btree/limits.ts`). */
+  get maxKeySize(): number {
+    return Math.min(MAX_KEY_SIZE, this.tree.maxKeySize);
+  }
   /** The pager takes a new meta page only once it is synced: a checkpoint's commit point. */
   get durableGeneration(): number {
     return this.pager.meta.generation;
@@ -169,11 +173,13 @@ export class FileStore implements Persistence {
       ks.reclaimDue();
       return store;
     } catch (err) {
+      // The open's error is the one to report, whatever closing the files throws.
       try {
         pager?.close();
-      } finally {
+      } catch {}
+      try {
         lock?.release();
-      }
+      } catch {}
       throw err;
     }
   }
@@ -335,7 +341,10 @@ export class FileStore implements Persistence {
    * reopen, writes and `flush()` throw EMDB_IO and sweeps log nothing; reads go on.
    */
   private latch(err: unknown): never {
-    this.broken = err;
+    // A refused argument wrote nothing: it does not stop the store.
+    if (!isEmdbError(err, "EMDB_KEY_TOO_LARGE") && !isEmdbError(err, "EMDB_VALUE_TOO_LARGE")) {
+      this.broken = err;
+    }
     throw err;
   }
 

@@ -25,10 +25,12 @@ export type Value = string | Uint8Array;
 /** Hash of the last key encoded by `encodeKey`: computed in the same pass, read at once. */
 export let keyHash = 0;
 
-function keyTooLarge(size: number): EmdbError {
+/** EMDB_KEY_TOO_LARGE for a key of `size` bytes where at most `max` are accepted. */
+export function keyTooLarge(size: number, max = MAX_KEY_SIZE): EmdbError {
+  const why = max === MAX_KEY_SIZE ? "MAX_KEY_SIZE" : `a quarter of this database's page size`;
   return new EmdbError(
     "EMDB_KEY_TOO_LARGE",
-    `key is ${size} bytes; the maximum is ${MAX_KEY_SIZE} (MAX_KEY_SIZE)`,
+    `key is ${size} bytes; the maximum is ${max} (${why})`,
   );
 }
 

@@ -7,6 +7,7 @@
  * Keys and values are in internal latin1 form (see `keys.ts`); `expiresAt` 0 means no expiry.
  */
 
+import { MAX_KEY_SIZE } from "./keys.js";
 import type { Entry } from "./shards/keyspace.js";
 import { NOT_CLEAN, type TreeRecord, type TreeStep } from "./tree-scan.js";
 
@@ -43,6 +44,8 @@ export interface Persistence {
    * fail after that point (emptying the WAL): what it wrote is then in the file.
    */
   readonly durableGeneration: number;
+  /** The longest key this storage can hold, in bytes: at most `MAX_KEY_SIZE`. */
+  readonly maxKeySize: number;
   /** Expired entries removed from memory, recorded so they do not come back at reopen. */
   expired(keys: readonly string[]): void;
   /**
@@ -88,6 +91,7 @@ export class MemoryPersistence implements Persistence {
     return false;
   }
   readonly durableGeneration: number = 0;
+  readonly maxKeySize: number = MAX_KEY_SIZE;
   expired(): void {}
   settle(): void {}
   flush(): void {}

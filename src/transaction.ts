@@ -9,7 +9,7 @@
  */
 import type { Core } from "./core.js";
 import { EmdbError } from "./errors.js";
-import { encodeKey, encodeValue, type Key, keyHash, type Value } from "./keys.js";
+import { encodeKey, encodeValue, type Key, keyHash, keyTooLarge, type Value } from "./keys.js";
 import { type Stored, Timed } from "./shards/keyspace.js";
 import { StagedWrites } from "./shards/staged-writes.js";
 import { resolveExpiry, Ttl } from "./ttl/ttl.js";
@@ -41,8 +41,9 @@ export class Transaction {
     this.assertOpen();
     const k = encodeKey(key, true);
     const hash = keyHash;
-    const v = encodeValue(value);
     const core = this.core;
+    if (k.length > core.maxKeySize) throw keyTooLarge(k.length, core.maxKeySize);
+    const v = encodeValue(value);
     const at =
       ttl === Ttl.default() && core.defaultTtlMs === undefined
         ? undefined

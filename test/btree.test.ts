@@ -144,6 +144,33 @@ describe("btree", () => {
     tree.pager.close();
   });
 
+  test("a batch refused after an earlier one of the same commit rolls both back", () => {
+    // A checkpoint applies its changes in runs (FileStore.applyDirty), one commit for all.
+    const be = new MemoryBackend();
+    const tree = open(be);
+    const key = (i: number) => `k${String(i).padStart(5, "0")}`;
+    tree.apply(Array.from({ length: 2000 }, (_, i) => put(key(i), "v")));
+    tree.commit(1);
+    const pages = () => {
+      const { pageCount, freePages, pendingPages, fileBytes } = tree.pager.stats();
+      return { pageCount, freePages, pendingPages, fileBytes, root: tree.root };
+    };
+    const before = pages();
+    tree.apply(Array.from({ length: 2000 }, (_, i) => put(key(2000 + i), "w")));
+    assert.equal(tree.pager.inTransaction, true);
+    const big = Buffer.alloc(maxKeySize(P) + 1, 0x7a);
+    assert.throws(
+      () => tree.apply([{ key: big, value: Buffer.from("v"), expiresAt: 0 }]),
+      RangeError,
+    );
+    assert.equal(tree.pager.inTransaction, false, "the first run was rolled back too");
+    assert.deepEqual(pages(), before);
+    assert.equal(tree.get(Buffer.from(key(2500))), undefined);
+    assert.equal(tree.get(Buffer.from(key(1500)))?.value.toString(), "v");
+    assertClean(tree);
+    tree.pager.close();
+  });
+
   test("bad batches are rejected before anything is written", () => {
     const tree = open(new MemoryBackend());
     assert.throws(() => tree.apply([put("b", "1"), put("a", "2")]), /sorted/);

@@ -246,6 +246,31 @@ describe("a failed backend call in an open", () => {
 });
 
 describe("a failed close or open leaves no file open and the database unlocked", () => {
+  test("an open that fails reports its own error even when closing its files fails too", () => {
+    const be = new MemoryBackend();
+    const core = openOn(be, () => T0, onEachWrite());
+    for (let i = 0; i < 200; i++) put(core, `k${i}`, "v");
+    core.persistence.close();
+    // A damaged tree page makes the open's load throw EMDB_CORRUPTED; then the page file's
+    // close throws as well.
+    const bytes = be.bytes(PATH);
+    bytes[3 * 512 + 100]! ^= 0xff;
+    be.setBytes(PATH, bytes);
+    const openFile = be.open.bind(be);
+    let opens = 0;
+    be.open = (name, create) => {
+      const f = openFile(name, create);
+      // The first open only checks whether the file is blank; the second is the pager's.
+      if (name === PATH && ++opens >= 2) {
+        f.close = () => {
+          throw new Error("EIO on close (injected)");
+        };
+      }
+      return f;
+    };
+    assert.throws(() => openOn(be, () => T0, onEachWrite()), { code: "EMDB_CORRUPTED" });
+  });
+
   test("a close whose WAL trim fails leaves no file open", () => {
     const be = new TrackedBackend();
     const core = openOn(be, () => T0, onEachWrite());

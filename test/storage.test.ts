@@ -499,6 +499,32 @@ describe("bad input never reaches the log", () => {
     db.close();
   });
 
+  test("with pages under 4 KiB, a key over a quarter of the page is refused the same way", () => {
+    // The tree holds keys of at most pageSize / 4 bytes. Accepted and logged, a longer one
+    // made every checkpoint fail, after every reopen too, and the WAL grew without end.
+    const p = freshPath();
+    let db = openFile(p, onEachWrite(), undefined, 512);
+    const edge = "k".repeat(128);
+    const over = "k".repeat(129);
+    db.insert(edge, "1");
+    const wal = fs.readFileSync(`${p}.wal`);
+    const refused = { code: "EMDB_KEY_TOO_LARGE", message: /maximum is 128 .*page size/ };
+    assert.throws(() => db.insert(over, "v"), refused);
+    assert.throws(() => db.insertWithTtl(Buffer.from(over), "v", Ttl.after(1000)), refused);
+    assert.throws(() => db.transaction((tx) => tx.insert(over, "v")), refused);
+    assert.throws(() => db.focus("g").set("x".repeat(127), "v"), refused);
+    assert.deepEqual(fs.readFileSync(`${p}.wal`), wal);
+    db.insert("after", "2"); // a refusal does not stop the store
+    db.flush();
+    db.close();
+    db = openFile(p, onEachWrite(), undefined, 512);
+    assert.equal(db.get(edge)?.toString(), "1");
+    assert.equal(db.get("after")?.toString(), "2");
+    assert.equal(db.len(), 2);
+    assert.deepEqual(db.check(), []);
+    db.close();
+  });
+
   test("a transaction logs no removal of a key that is not stored", () => {
     const p = freshPath();
     const db = openFile(p, onEachWrite());

@@ -82,12 +82,15 @@ export class BTree {
 
   /**
    * Applies changes sorted ascending by unsigned key bytes, keys unique. Invalid input is a
-   * TypeError/RangeError before anything is written. If applying fails (I/O, corruption),
-   * everything since the last commit is rolled back. Returns the new root.
+   * TypeError/RangeError before anything of this call is written. If this call fails (bad
+   * input, I/O, corruption), everything since the last commit is rolled back, earlier calls
+   * included. Returns the new root.
    */
   apply(changes: readonly Change[], options: ApplyOptions = {}): PageId {
-    validateChanges(changes, this.pager.pageSize);
     try {
+      // Inside the try: a checkpoint applies its changes in runs, and a refused later run
+      // must undo the earlier ones of the same commit too.
+      validateChanges(changes, this.pager.pageSize);
       if (options.clearFirst) this.clearAll();
       if (changes.length === 0) return this.root;
       if (this.root === NO_PAGE) {
