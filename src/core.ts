@@ -19,11 +19,6 @@ const EMPTY = Buffer.alloc(0);
 
 /** Entries a forward scan yields from memory before it reads clean keys from the tree. */
 const TREE_SCAN_AFTER = 256;
-/**
- * Batches at least this large, and at least 1/8 of the keyspace, add their new keys to the
- * ordered view in one sort and merge (`SortedKeys.insertManyNew`).
- */
-const BULK_ORDER_MIN_OPS = 1024;
 
 /** What a batch replaced, to restore it: each key and its previous entry (undefined: none). */
 interface Undo {
@@ -133,8 +128,7 @@ export class Core {
       ? { keys: new Array(size), prev: new Array(size) }
       : undefined;
     // Many new keys enter the ordered view in one sort and merge, not one splice each.
-    const newKeys =
-      size >= BULK_ORDER_MIN_OPS && size * 8 >= ks.size ? ([] as string[]) : undefined;
+    const newKeys = ks.sorted.mergePays(size) ? ([] as string[]) : undefined;
     let i = 0;
     for (const [key, e] of ops) {
       const hash = hashInternalKey(key);

@@ -11,15 +11,24 @@
  * written and synced; the other meta slot is written and synced; the WAL is reset to
  * "empty, follows this generation"; only then may the pages freed by this checkpoint be
  * reused (the previous meta still reached them until the WAL stopped pointing at it).
+ * Which keys, and whether to rebuild the tree instead: `checkpoint-plan.ts`. The WAL's
+ * records enter memory at open through `wal-memory.ts`.
  */
 
 import { type MigrationReport, prepareDatabaseFile } from "../migrations/migrate.js";
-import { BTree, type Change } from "./btree/tree.js";
+import { BTree } from "./btree/tree.js";
 import type { ProgressListener } from "./builder.js";
+import {
+  appendsOnly,
+  changeRuns,
+  FULL_REWRITE_MIN_OPS,
+  rebuildPays,
+  sortedDirty,
+} from "./checkpoint-plan.js";
 import { EmdbError, isEmdbError } from "./errors.js";
 import { failpoint } from "./failpoints.js";
 import type { FlushPolicy } from "./flush-policy.js";
-import { hashInternalKey, MAX_KEY_SIZE, toLatin1 } from "./keys.js";
+import { MAX_KEY_SIZE } from "./keys.js";
 import { damagedBesideOwnWal, isBlankFile, refuseOrphanWal } from "./open-checks.js";
 import { dirOf, FileBackend, type StorageBackend, type StorageFile } from "./pager/backend.js";
 import { acquireLock, type FileLock } from "./pager/lock.js";
@@ -31,8 +40,8 @@ import { entryValue, type Keyspace, Timed } from "./shards/keyspace.js";
 import { compareTreeWithMemory, liveEntries, loadTree, withProgress } from "./tree-memory.js";
 import { NOT_CLEAN, type TreeRecord, TreeScan, type TreeStep } from "./tree-scan.js";
 import { type Clock, NO_EXPIRY } from "./ttl/ttl.js";
-import { replayWal, type WalOp } from "./wal/replay.js";
 import { WalWriter } from "./wal/writer.js";
+import { replayIntoMemory } from "./wal-memory.js";
 
 export interface FileStoreOptions {
   readonly path: string;
@@ -126,16 +135,8 @@ export class FileStore implements Persistence {
       pager = openPager(backend, opts);
       loadTree(new BTree(pager), ks, pager.meta.entryCount, opts.onProgress);
       const generation = pager.meta.generation;
-      // Applied as they are decoded, so the records' copies go as the replay goes on.
-      const replayed: Replayed = { dirty: new Set(), cleared: false, newKeys: [], removals: false };
-      const result = replayWal(
-        backend,
-        walPath,
-        { fileId: pager.fileId, generation },
-        (op) => applyReplayed(ks, replayed, op),
-        { transientValues: true }, // applyReplayed copies each value into a string at once
-      );
-      orderNewKeys(ks, replayed);
+      const replayed = replayIntoMemory(backend, walPath, { fileId: pager.fileId, generation }, ks);
+      const result = replayed.result;
       let wal: WalWriter;
       switch (result.status) {
         case "ok":
@@ -294,9 +295,10 @@ export class FileStore implements Persistence {
         // Logging it and then checkpointing would write every byte twice: the checkpoint
         // that settle() runs next is atomic and durable on its own (meta switch).
         // Keys all past the last one stay in the dirty set, so the checkpoint can add them at
-        // the tree's right edge instead of rewriting it (see `rebuildPays`).
-        if (ops.size >= FULL_REWRITE_MIN_OPS && !this.appendsOnly(ops)) this.allDirty = true;
-        else for (const key of ops.keys()) this.dirty.add(key);
+        // the tree's right edge instead of rewriting it (see checkpoint-plan.ts).
+        if (ops.size >= FULL_REWRITE_MIN_OPS && !appendsOnly(this.ks, ops.keys())) {
+          this.allDirty = true;
+        } else for (const key of ops.keys()) this.dirty.add(key);
         this.lastTxId = txId;
         this.checkpointDue = true;
         return true;
@@ -396,10 +398,14 @@ export class FileStore implements Persistence {
     try {
       failpoint("checkpoint:before");
       const now = this.dropExpired();
-      if (this.allDirty || this.rebuildPays()) {
+      if (this.allDirty || rebuildPays(this.dirty, this.ks)) {
         this.tree.rebuild(liveEntries(this.ks, now));
       } else {
-        this.applyDirty(now);
+        let first = true;
+        for (const changes of changeRuns(this.ks, sortedDirty(this.dirty, this.ks), now)) {
+          this.tree.apply(changes, { clearFirst: this.cleared && first });
+          first = false;
+        }
       }
       this.tree.commit(this.lastTxId);
       this.wal.reset(this.pager.meta.generation);
@@ -415,40 +421,6 @@ export class FileStore implements Persistence {
     }
   }
 
-  /** Whether every key of `ops` is past the last key held (never true of an empty keyspace). */
-  private appendsOnly(ops: Batch): boolean {
-    const last = this.ks.sorted.lastKey();
-    if (last === undefined) return false;
-    for (const k of ops.keys()) if (k <= last) return false;
-    return true;
-  }
-
-  /**
-   * Whether a rebuild in order from memory is the cheaper way to the new tree. Routing d
-   * changes copy-on-write costs several times what streaming one entry into the bulk loader
-   * does, and random changes touch most leaves long before d nears n: past n / 8 a rebuild
-   * wins. Keys past every unchanged one (time-ordered keys, appended) are not counted while
-   * they are fewer than the others, nor are keys removed before every one still held (the
-   * oldest of a rolling window, deleted or expired): they all sit at one edge of the tree,
-   * where copy-on-write writes only the leaves there, and a rebuild would rewrite the whole
-   * tree into fresh pages, leaving the file at about twice its size until a compaction.
-   */
-  private rebuildPays(): boolean {
-    const dirty = this.dirty;
-    const ks = this.ks;
-    const n = ks.size;
-    if (dirty.size < FULL_REWRITE_MIN_OPS || dirty.size * 8 <= n) return false;
-    const appended = ks.sorted.countFromEnd((k) => dirty.has(k));
-    if (appended * 2 > n) return true;
-    // Every tree key memory no longer holds is dirty: those before the first key held are
-    // the tree's left edge.
-    const first = ks.sorted.firstKey();
-    let leading = 0;
-    for (const k of dirty) if ((first === undefined || k < first) && !ks.has(k)) leading++;
-    const scattered = dirty.size - appended - leading;
-    return scattered >= FULL_REWRITE_MIN_OPS && scattered * 8 > n;
-  }
-
   /**
    * Removes from memory the entries expired at the clock's current reading, which it returns,
    * and marks them dirty. A tree write leaves out what has expired by then; were memory to
@@ -459,60 +431,6 @@ export class FileStore implements Persistence {
     const now = this.opts.clock();
     this.ks.removeExpired(now, (k) => this.dirty.add(k));
     return now;
-  }
-
-  /** Applies the dirty keys, sorted, to the tree copy-on-write. */
-  private applyDirty(now: number): void {
-    const keys = this.sortedDirty();
-    // In runs of keys: each change holds copies of its key and value, and the tree keeps the
-    // leaves it drafts until its run is placed, so a whole checkpoint at once would hold a
-    // few hundred bytes per changed key. Between runs only the path to the last leaf
-    // touched is written again, into pages this checkpoint allocated and may reuse at once.
-    for (let from = 0; from === 0 || from < keys.length; from += APPLY_RUN) {
-      const to = Math.min(keys.length, from + APPLY_RUN);
-      const changes: Change[] = new Array(to - from);
-      for (let i = from; i < to; i++) {
-        const k = keys[i]!;
-        const e = this.ks.shard(hashInternalKey(k)).get(k);
-        const key = Buffer.from(k, "latin1");
-        let c: Change;
-        if (e === undefined || (e instanceof Timed && e.expiresAt <= now)) {
-          c = { key, value: undefined, expiresAt: 0 };
-        } else if (e instanceof Timed) {
-          c = { key, value: Buffer.from(e.value, "latin1"), expiresAt: e.expiresAt };
-        } else {
-          // A ref only when a failed batch put a loaded value back: the key stays dirty.
-          c = { key, value: this.ks.out(e), expiresAt: 0 };
-        }
-        changes[i - from] = c;
-      }
-      this.tree.apply(changes, { clearFirst: this.cleared && from === 0 });
-    }
-  }
-
-  /**
-   * The dirty keys in byte order. When they are a large part of the database (a bulk load),
-   * walking the ordered view is O(n) where sorting strings would be O(n log n) comparisons.
-   */
-  private sortedDirty(): string[] {
-    const dirty = this.dirty;
-    const ks = this.ks;
-    if (dirty.size * 8 < ks.size) return [...dirty].sort();
-    const present: string[] = [];
-    for (const k of ks.sorted.all()) if (dirty.has(k)) present.push(k);
-    if (present.length === dirty.size) return present;
-    const absent: string[] = [];
-    for (const k of dirty) if (!ks.has(k)) absent.push(k);
-    absent.sort();
-    const out: string[] = new Array(present.length + absent.length);
-    let i = 0;
-    let j = 0;
-    let o = 0;
-    while (i < present.length && j < absent.length)
-      out[o++] = present[i]! < absent[j]! ? present[i++]! : absent[j++]!;
-    while (i < present.length) out[o++] = present[i++]!;
-    while (j < absent.length) out[o++] = absent[j++]!;
-    return out;
   }
 
   flush(): void {
@@ -639,11 +557,6 @@ const mapped = new WeakSet<Pager>();
 
 /** A batch at least this long whose bytes pass the checkpoint threshold skips the WAL. */
 const DIRECT_BATCH_MIN_OPS = 64;
-/** A checkpoint of at least this many changed keys may rebuild the tree from memory. */
-const FULL_REWRITE_MIN_OPS = 16_384;
-/** Changed keys a checkpoint routes into the tree at a time (see `applyDirty`). */
-const APPLY_RUN = 16_384;
-
 function openPager(backend: StorageBackend, opts: FileStoreOptions): Pager {
   let viaMmap = false;
   const pager = Pager.open(backend, opts.path, {
@@ -663,53 +576,6 @@ function openPager(backend: StorageBackend, opts: FileStoreOptions): Pager {
   });
   if (viaMmap) mapped.add(pager);
   return pager;
-}
-
-/** What the WAL's records changed, as the open replays them into memory. */
-interface Replayed {
-  readonly dirty: Set<string>;
-  cleared: boolean;
-  /**
-   * Keys the replay added, not yet in the ordered view (`orderNewKeys` enters them at the
-   * end): a WAL of random keys would otherwise splice them in one by one. After a removal,
-   * may hold keys removed again, or twice.
-   */
-  readonly newKeys: string[];
-  removals: boolean;
-}
-
-function applyReplayed(ks: Keyspace, r: Replayed, op: WalOp): void {
-  if (op.kind === "batch") {
-    for (const o of op.ops) applyReplayed(ks, r, o);
-  } else if (op.kind === "put") {
-    const k = op.key;
-    const v = toLatin1(op.value);
-    const e = op.expiresAt === 0 ? v : new Timed(v, op.expiresAt);
-    ks.setEntry(k, hashInternalKey(k), e, r.newKeys);
-    r.dirty.add(k);
-  } else if (op.kind === "delete") {
-    ks.delete(op.key, hashInternalKey(op.key));
-    r.dirty.add(op.key);
-    r.removals = true;
-  } else {
-    ks.clear();
-    r.dirty.clear();
-    r.cleared = true;
-    r.removals = true;
-  }
-}
-
-/**
- * Enters the replay's new keys still stored into the ordered view, which does not hold them
- * yet: a removal in the replay found nothing there to remove, so a key removed and added
- * again is listed twice, and one removed for good is no longer in its shard.
- */
-function orderNewKeys(ks: Keyspace, r: Replayed): void {
-  const keys = r.removals ? [...new Set(r.newKeys)].filter((k) => ks.has(k)) : r.newKeys;
-  const sorted = ks.sorted;
-  // One sort and merge of the whole view pays off only for many keys.
-  if (keys.length >= 1024 && keys.length * 8 >= sorted.size) sorted.insertManyNew(keys);
-  else for (const k of keys) sorted.insertNew(k);
 }
 
 /**

@@ -145,7 +145,7 @@ describe("btree", () => {
   });
 
   test("a batch refused after an earlier one of the same commit rolls both back", () => {
-    // A checkpoint applies its changes in runs (FileStore.applyDirty), one commit for all.
+    // A checkpoint applies its changes in runs (checkpoint-plan.ts changeRuns), one commit.
     const be = new MemoryBackend();
     const tree = open(be);
     const key = (i: number) => `k${String(i).padStart(5, "0")}`;

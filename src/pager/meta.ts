@@ -79,6 +79,17 @@ export function encodeMeta(m: Meta): Buffer {
   return b;
 }
 
+/**
+ * Writes `m` into its slot (the one its generation's parity names) and syncs the file;
+ * `written` runs between the write and the sync (a failpoint).
+ */
+export function writeMeta(file: StorageFile, m: Meta, written?: () => void): void {
+  const bytes = encodeMeta(m);
+  file.write(bytes, 0, bytes.length, metaSlot(m.generation) * m.pageSize);
+  written?.();
+  file.sync();
+}
+
 export type MetaDecode =
   | { readonly ok: true; readonly meta: Meta }
   | {

@@ -42,12 +42,11 @@ import {
   toRuns,
 } from "./freelist.js";
 import {
-  encodeMeta,
   type Meta,
   type MetaStatus,
-  metaSlot,
   type OpenPageFileOptions,
   openPageFile,
+  writeMeta,
 } from "./meta.js";
 import {
   DEFAULT_PAGE_SIZE,
@@ -472,10 +471,7 @@ export class Pager {
       throw err;
     }
     try {
-      const bytes = encodeMeta(next);
-      this.file.write(bytes, 0, bytes.length, metaSlot(generation) * this.pageSize);
-      this.failpoint?.("commit:meta-written");
-      this.file.sync();
+      writeMeta(this.file, next, () => this.failpoint?.("commit:meta-written"));
       this.failpoint?.("commit:meta-synced");
     } catch (err) {
       this.broken = err;
@@ -504,10 +500,8 @@ export class Pager {
    */
   persistMeta(): void {
     this.usable();
-    const bytes = encodeMeta(this.meta);
     try {
-      this.file.write(bytes, 0, bytes.length, metaSlot(this.meta.generation) * this.pageSize);
-      this.file.sync();
+      writeMeta(this.file, this.meta);
     } catch (err) {
       this.broken = err;
       throw err;

@@ -14,6 +14,8 @@
  */
 
 const LOAD = 512;
+/** Fewer new keys than this are inserted one by one whatever the view's size. */
+const MERGE_MIN_KEYS = 1024;
 
 export class SortedKeys {
   private chunks: string[][] = [];
@@ -89,6 +91,17 @@ export class SortedKeys {
     }
     while (j < keys.length) merged[o++] = keys[j++]!;
     this.loadSorted(merged);
+  }
+
+  /** Whether `count` new keys enter faster in one sort and merge (O(n)) than one by one. */
+  mergePays(count: number): boolean {
+    return count >= MERGE_MIN_KEYS && count * 8 >= this.count;
+  }
+
+  /** Inserts keys known absent and distinct: in one merge when that pays, else one by one. */
+  insertNewKeys(keys: string[]): void {
+    if (this.mergePays(keys.length)) this.insertManyNew(keys);
+    else for (const k of keys) this.insertNew(k);
   }
 
   /** The smallest key, or undefined when there is none. */
