@@ -20,6 +20,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { BulkLoader } from "../src/btree/bulk-load.js";
+import { maxKeySize } from "../src/btree/limits.js";
 import { PROGRESS_EVERY } from "../src/builder.js";
 import { EmdbError } from "../src/errors.js";
 import { failpoint } from "../src/failpoints.js";
@@ -94,14 +95,19 @@ export function migrateIfLegacy(
       expiresAt: 0,
     };
     const progress = opts.onProgress;
+    // Pages under 4 KiB hold shorter keys than MAX_KEY_SIZE (a quarter of the page), which
+    // the loader would refuse with a bare RangeError after writing part of the new file.
+    const limit = Math.min(MAX_KEY_SIZE, maxKeySize(pager.pageSize));
+    const limitName =
+      limit === MAX_KEY_SIZE ? "MAX_KEY_SIZE" : `a quarter of the ${pager.pageSize}-byte page`;
     let n = 0;
     scan = readLegacyEach(
       dbPath,
       (bytes, ks, ke, vs, ve, expiresAt) => {
-        if (ke - ks > MAX_KEY_SIZE) {
+        if (ke - ks > limit) {
           throw new EmdbError(
             "EMDB_KEY_TOO_LARGE",
-            `the emdb-rs file holds a key of ${ke - ks} bytes; emdb's maximum is ${MAX_KEY_SIZE} (MAX_KEY_SIZE). The original file is untouched`,
+            `the emdb-rs file holds a key of ${ke - ks} bytes; emdb's maximum here is ${limit} (${limitName}). The original file is untouched`,
             { file: dbPath },
           );
         }

@@ -205,6 +205,29 @@ describe("byte surgery on legacy logs: the valid prefix is migrated, the origina
     assert.ok(!fs.existsSync(`${file}.migrate.tmp`) && !fs.existsSync(`${file}.v2.bak`));
   });
 
+  test("with pages under 4 KiB, a key over a quarter of the page is refused the same way", () => {
+    // 200 bytes: under MAX_KEY_SIZE, over the 128 that 512-byte pages hold.
+    const log = buildLog({ version: 2 }, [ins("ok", "v", 0), ins("k".repeat(200), "v", 0)]).bytes;
+    const file = writeLog(log);
+    const open = (pageSize: number) =>
+      Emdb.builder()
+        .path(file)
+        .pageSize(pageSize)
+        .clock(() => NOW)
+        .build();
+    assert.throws(() => open(512), {
+      code: "EMDB_KEY_TOO_LARGE",
+      message: /key of 200 bytes; emdb's maximum here is 128 \(a quarter of the 512-byte page\)/,
+    });
+    assert.deepEqual(fs.readFileSync(file), log);
+    assert.ok(!fs.existsSync(`${file}.migrate.tmp`) && !fs.existsSync(`${file}.v2.bak`));
+    // The same file migrates into pages that hold the key.
+    const db = open(1024);
+    assert.deepEqual([...db.keys()].map(String), ["k".repeat(200), "ok"]);
+    assert.deepEqual(db.check(), []);
+    db.close();
+  });
+
   test("an unknown legacy version is EMDB_VERSION_MISMATCH and an unknown magic EMDB_MAGIC_MISMATCH", () => {
     const file = writeLog(buildLog({ version: 9 }, []).bytes);
     assert.throws(() => openAt(file), { code: "EMDB_VERSION_MISMATCH" });
