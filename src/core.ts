@@ -20,6 +20,9 @@ const EMPTY = Buffer.alloc(0);
 /** Entries a forward scan yields from memory before it reads clean keys from the tree. */
 const TREE_SCAN_AFTER = 256;
 
+/** Keys a memory scan reads ahead of the one it serves (`EntryIterator.memoryKey`). */
+const READ_AHEAD = 64;
+
 /** What a batch replaced, to restore it: each key and its previous entry (undefined: none). */
 interface Undo {
   readonly keys: string[];
@@ -228,6 +231,16 @@ class EntryIterator implements IterableIterator<[Buffer, Buffer]> {
   private treeLastLength = -1;
   private treeLast = EMPTY;
   private readonly record: TreeRecord = { key: EMPTY, value: EMPTY, expiresAt: 0 };
+  /** Keys `memoryKey` read ahead: served from `aheadAt` to `aheadEnd` while the view's version is `aheadVersion`. */
+  private readonly ahead: string[] = [];
+  private aheadAt = 0;
+  private aheadEnd = 0;
+  private aheadVersion = -1;
+  private readonly aheadEntries: (Stored | undefined)[] = [];
+  private aheadWrites = -1;
+  /** What `memoryKey` found for the key it returned, when `entryKnown`. */
+  private entry: Stored | undefined;
+  private entryKnown = false;
   private readonly resumeAfter = (): string =>
     this.treeLastLength < 0 ? this.last! : latin1Slice(this.treeLast, 0, this.treeLastLength);
 
@@ -263,13 +276,15 @@ class EntryIterator implements IterableIterator<[Buffer, Buffer]> {
           if (this.treeLast.length < MAX_KEY_SIZE) this.treeLast = Buffer.allocUnsafe(MAX_KEY_SIZE);
           copyBytes(r.key, 0, this.treeLast, 0, r.key.length);
           this.treeLastLength = r.key.length;
+          // Keys read ahead from memory lie behind the tree's position now.
+          this.aheadAt = this.aheadEnd = 0;
           if (r.expiresAt !== 0 && r.expiresAt <= core.clock()) continue;
           this.n++;
           return { done: false, value: [r.key, r.value] };
         }
       }
-      const k = this.nextKey(this.treeLastLength < 0 ? undefined : this.resumeAfter());
-      this.treeLastLength = -1;
+      // Looking ahead in memory pays unless the tree is about to serve most of those keys.
+      const k = this.memoryKey(!long || !storage.readsClean());
       if (k === undefined) break;
       this.last = k;
       const clean = long ? storage.readClean(k, this.hi, this.hiInclusive) : undefined;
@@ -279,12 +294,58 @@ class EntryIterator implements IterableIterator<[Buffer, Buffer]> {
         this.n++;
         return { done: false, value: [keyToBuffer(k), clean] };
       }
-      const e = core.live(k, hashInternalKey(k));
-      if (e === undefined) continue;
+      const e = this.entryKnown ? this.entry : core.ks.shard(hashInternalKey(k)).get(k);
+      if (e === undefined || (e instanceof Timed && e.expiresAt <= core.clock())) continue;
       this.n++;
       return { done: false, value: [keyToBuffer(k), core.ks.out(e)] };
     }
     this.n = this.limit;
     return { done: true, value: undefined };
+  }
+
+  /**
+   * The next key of the in-memory view, with its entry in `entry` when `entryKnown`. With
+   * `batch`, it reads up to `READ_AHEAD` keys past it from the walker and looks them all up
+   * in a tight loop: the hash-table misses of a block overlap, where one lookup per step
+   * waits for each in turn. An entry looked up ahead is served only while the keyspace has
+   * taken no write since (`Keyspace.writes`); after one, each key is looked up again when it
+   * is served. A key added or removed meanwhile changes the view's version, and the keys
+   * still ahead are dropped for a walk resumed after the last one served.
+   */
+  private memoryKey(batch: boolean): string | undefined {
+    const ks = this.core.ks;
+    if (this.aheadAt < this.aheadEnd) {
+      if (ks.sorted.version === this.aheadVersion) {
+        const i = this.aheadAt++;
+        this.entryKnown = ks.writes === this.aheadWrites;
+        this.entry = this.aheadEntries[i];
+        return this.ahead[i];
+      }
+      this.aheadAt = this.aheadEnd = 0;
+      this.entryKnown = false;
+      return this.nextKey(this.last);
+    }
+    this.entryKnown = false;
+    const first = this.nextKey(this.treeLastLength < 0 ? undefined : this.resumeAfter());
+    this.treeLastLength = -1;
+    const room = Math.min(READ_AHEAD, this.limit - this.n - 1);
+    if (first === undefined || !batch || room < 2) return first;
+    const ahead = this.ahead;
+    let end = 0;
+    for (; end < room; end++) {
+      const k = this.nextKey();
+      if (k === undefined) break;
+      ahead[end] = k;
+    }
+    const entries = this.aheadEntries;
+    for (let j = 0; j < end; j++) {
+      const k = ahead[j]!;
+      entries[j] = ks.shard(hashInternalKey(k)).get(k);
+    }
+    this.aheadAt = 0;
+    this.aheadEnd = end;
+    this.aheadVersion = ks.sorted.version;
+    this.aheadWrites = ks.writes;
+    return first;
   }
 }

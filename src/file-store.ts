@@ -232,15 +232,7 @@ export class FileStore implements Persistence {
   }
 
   readClean(k: string, hi: string | undefined, hiInclusive: boolean): Buffer | undefined {
-    const dirty = this.dirty;
-    if (
-      !this.treeServesScans() ||
-      // With many changed keys most reads would fall back to memory after paying for the
-      // dirty lookup too: read memory straight away.
-      (dirty.size !== 0 && (dirty.size * 4 > this.ks.size || dirty.has(k)))
-    ) {
-      return undefined;
-    }
+    if (!this.readsClean() || this.dirty.has(k)) return undefined;
     const value = this.scan.read(this.tree, this.pager.meta.generation, k, hi, hiInclusive);
     this.cleanExpiresAt = this.scan.expiresAt;
     return value;
@@ -256,6 +248,12 @@ export class FileStore implements Persistence {
     if (!this.treeServesScans() || this.dirty.size !== 0) return NOT_CLEAN;
     const gen = this.pager.meta.generation;
     return this.scan.next(this.tree, gen, owner, resumeAfter, hi, hiInclusive, out);
+  }
+
+  readsClean(): boolean {
+    // With many changed keys most reads would fall back to memory after paying for the
+    // dirty lookup too: read memory straight away.
+    return this.treeServesScans() && this.dirty.size * 4 <= this.ks.size;
   }
 
   /** Whether the tree holds every key not in the dirty set as memory does. */

@@ -68,6 +68,8 @@ export interface Persistence {
    */
   readClean(k: string, hi: string | undefined, hiInclusive: boolean): Buffer | undefined;
   readonly cleanExpiresAt: number;
+  /** False when `readClean` would now return undefined for every key. */
+  readsClean(): boolean;
   /**
    * For long forward scans while memory holds no change the storage lacks: the record after
    * `owner`'s last one (or after `resumeAfter()`), within `hi`, read from storage into
@@ -99,6 +101,9 @@ export class MemoryPersistence implements Persistence {
   assertIdle(): void {}
   readClean(): undefined {
     return undefined;
+  }
+  readsClean(): boolean {
+    return false;
   }
   nextClean(): TreeStep {
     return NOT_CLEAN;

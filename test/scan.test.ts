@@ -450,3 +450,60 @@ test("a bounded range through the API reads ahead no further than its bound, cle
     db.close();
   }
 });
+
+test("a scan that looked entries up ahead serves each as it is when served: rewritten, expired, removed, added or no longer loaded", () => {
+  // Memory scans look up a block of keys ahead of the one they serve (core.ts, memoryKey).
+  const clock = new FakeClock();
+  const dir = fs.mkdtempSync(path.join(root, "db-"));
+  const p = path.join(dir, "db.emdb");
+  const open = () => Emdb.builder().path(p).clock(clock.fn).flushPolicy(manual()).build();
+  let db = open();
+  const model = new Map<string, string>();
+  for (let i = 0; i < 1000; i++) {
+    db.insert(key(i), `loaded ${i}`);
+    model.set(key(i), `loaded ${i}`);
+  }
+  db.close();
+  db = open(); // every value is now a ref into a copy of its leaf page
+  assert.ok(db.stats().loadedPageBytes > 0, "values are held as page copies");
+  const it = db.iter()[Symbol.iterator]();
+  const seen: [string, string][] = [];
+  const step = () => {
+    const r = it.next();
+    assert.equal(r.done, false);
+    const [k, v] = r.value as [Buffer, Buffer];
+    seen.push([k.toString(), v.toString()]);
+  };
+  step(); // k00000, with the keys after it looked up ahead
+  // Values rewritten and a key given a deadline that passes, both ahead of the cursor.
+  db.insert(key(2), "rewritten");
+  model.set(key(2), "rewritten");
+  db.insertWithTtl(key(4), "short-lived", Ttl.after(10));
+  model.delete(key(4));
+  clock.advance(20);
+  step();
+  step(); // k00002
+  // Most loaded values replaced, behind the lookahead: their page copies are let go, and the
+  // values still loaded (the ones ahead among them) become strings.
+  for (let i = 200; i < 1000; i++) {
+    db.insert(key(i), `new ${i}`);
+    model.set(key(i), `new ${i}`);
+  }
+  assert.equal(db.stats().loadedPageBytes, 0, "the page copies were let go mid-scan");
+  step();
+  // A key removed and one added, ahead of the cursor: the structure changed.
+  db.remove(key(6));
+  model.delete(key(6));
+  db.insert(`${key(5)}a`, "added");
+  model.set(`${key(5)}a`, "added");
+  for (let r = it.next(); r.done !== true; r = it.next()) {
+    const [k, v] = r.value;
+    seen.push([k.toString(), v.toString()]);
+  }
+  assert.deepEqual(
+    seen,
+    [...model].sort(([a], [b]) => (a < b ? -1 : 1)),
+  );
+  assertConsistent(db);
+  db.close();
+});

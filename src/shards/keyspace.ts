@@ -54,6 +54,12 @@ export class Keyspace {
   readonly expiries = new ExpiryHeap();
   /** Number of entries (live and expired-but-not-yet-removed). */
   private total = 0;
+  /**
+   * Counts changes to the shards (every set, delete, clear and load, and a loaded value
+   * turned into a string): a scan that looked entries up ahead serves them only while this
+   * is unchanged.
+   */
+  writes = 0;
   /** Entries that carry a deadline (for heap maintenance). */
   private timed = 0;
   /** Entries between `loadEntry` and `finishLoad`, by shard. */
@@ -90,6 +96,7 @@ export class Keyspace {
     const shard = this.shard(hash);
     const prev = shard.get(k);
     shard.set(k, entry);
+    this.writes++;
     if (typeof entry === "number") this.arena.retain(entry);
     if (typeof prev === "number") this.arena.release(prev);
     else if (prev === undefined) {
@@ -113,6 +120,7 @@ export class Keyspace {
     const prev = shard.get(k);
     if (prev === undefined) return undefined;
     shard.delete(k);
+    this.writes++;
     this.total--;
     if (prev instanceof Timed) this.timed--;
     else if (typeof prev === "number") this.arena.release(prev);
@@ -144,6 +152,7 @@ export class Keyspace {
   finishLoad(sortedKeys: string[]): void {
     const buckets = this.loadBuckets;
     this.loadBuckets = undefined;
+    this.writes++;
     if (buckets !== undefined) {
       for (let i = 0; i < SHARD_COUNT; i++) {
         const { keys, entries } = buckets[i]!;
@@ -164,6 +173,7 @@ export class Keyspace {
    */
   adopt(maps: readonly (Map<string, Entry> | undefined)[]): void {
     if (this.total !== 0) throw new Error("internal: adopt into a keyspace that holds keys");
+    this.writes++;
     let n = 0;
     for (const m of maps) if (m !== undefined) n += m.size;
     const keys = new Array<string>(n);
@@ -213,12 +223,14 @@ export class Keyspace {
       const shard = this.shard(hashOf(k));
       if (shard.get(k) !== ref) return false;
       shard.set(k, this.arena.str(ref));
+      this.writes++;
       return true;
     });
   }
 
   clear(): void {
     for (const s of this.shards) s.clear();
+    this.writes++;
     this.arena.clear();
     this.sorted.clear();
     this.expiries.clear();

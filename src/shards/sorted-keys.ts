@@ -205,11 +205,11 @@ export class SortedKeys {
     let last: string | undefined;
     let finished = false;
     return (resumeAfter?: string) => {
-      if (finished) return undefined;
       if (resumeAfter !== undefined) {
         last = resumeAfter;
         version = -1;
-      }
+        finished = false;
+      } else if (finished) return undefined;
       if (version !== this.version) {
         version = this.version;
         // The first step, or the structure changed while the caller held `last`: resume
