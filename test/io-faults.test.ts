@@ -1,6 +1,6 @@
 /**
- * A failed write, sync, truncate, rename or remove, then a power loss, against a Map model
- * (seeded, randomized).
+ * A failed write, sync, truncate, rename, remove or directory sync, then a power loss, against
+ * a Map model (seeded, randomized).
  *
  * The other crash tests cut the power between two successful I/O calls; this one makes one
  * call fail first, the way a full or dying disk does, because the engine then has to decide
@@ -14,9 +14,11 @@
  * close, as after a killed process) on 512-byte pages with a 4 KiB checkpoint threshold, so
  * checkpoints, splits and overflow values are frequent. Every open is `Emdb`'s: the store,
  * then a sweep of what expired meanwhile, whose deletes are logged. A clean run counts the
- * backend calls (writes, syncs, truncates, renames, removes) of every operation, a reopen's
- * and a restart's open included; then, for a few (operation, n-th call) picks, the program is
- * run again up to that operation and that call throws. Then:
+ * backend calls (writes, syncs, truncates, renames, removes, directory syncs) of every
+ * operation, a reopen's and a restart's open included; then, for a few (operation, n-th call)
+ * picks (half of them pick the kind of call first, so that a compaction's rename, remove and
+ * directory syncs, a few calls among dozens of writes, fail too), the program is run again up
+ * to that operation and that call throws. Then:
  *  1. memory shows the model before or after the operation, never a mix;
  *  2. the store refuses writes (EMDB_IO) and still answers reads, except for a compaction
  *     that failed before its rename, which leaves the old files and a usable store, and for
@@ -44,9 +46,15 @@
  * lost the database: the open bound a new WAL to a meta page that was never synced). In a
  * second variant that reopen fails too, at one of its own calls (two faults in one run): an
  * open of what it left, and one after a power loss, must still show one whole state.
- * Not covered: faults in `syncDir` (MemoryBackend does not call the hook there), in a
- * migration, more than two per run, and restarts under `everyN` and `manual()`, where a kill
- * loses the writes the policy had not synced yet and the model would have to follow.
+ * A power loss (`MemoryBackend.crash`) brings every file back to its last sync, and the
+ * directory back to its last `syncDir`: creates, renames and removes since are undone, so a
+ * compaction whose directory sync failed after its rename finds the old page file again. For
+ * half the picks it keeps the directory as it is instead (all of them done): a rename is
+ * atomic, and a real filesystem may leave either.
+ * Not covered: faults in a migration (it renames and syncs the directory on real files),
+ * more than two per run, a power loss that keeps only some of the directory changes not yet
+ * synced, and restarts under `everyN` and `manual()`, where a kill loses the writes the
+ * policy had not synced yet and the model would have to follow.
  * Comparisons read live entries at the clock of the failing operation; the model keeps
  * deadlines, so entries expired by then are left out on both sides.
  */

@@ -278,18 +278,8 @@ test("a crash during create leaves no WAL, the previous one, or the new one", ()
       };
       // create issues: truncate, fdatasync, write header, fdatasync, directory fsync
       mem.hook = step;
-      const backend: StorageBackend = {
-        open: (n, c) => mem.open(n, c),
-        exists: (n) => mem.exists(n),
-        remove: (n) => mem.remove(n),
-        rename: (a, b) => mem.rename(a, b),
-        syncDir: (d) => {
-          step();
-          mem.syncDir(d);
-        },
-      };
-      if (crashBefore < 5) assert.throws(() => WalWriter.create(backend, WAL, fileId, 2), Crash);
-      else WalWriter.create(backend, WAL, fileId, 2);
+      if (crashBefore < 5) assert.throws(() => WalWriter.create(mem, WAL, fileId, 2), Crash);
+      else WalWriter.create(mem, WAL, fileId, 2);
       mem.crash();
       const label = `previous=${previous} crash before call ${crashBefore}`;
       if (!previous) {

@@ -3,8 +3,8 @@
  *
  * Two implementations: `FileBackend` (real files, positional I/O, fdatasync, directory
  * fsync) and `MemoryBackend` (test double that keeps a durable and a volatile image of
- * every file, so a test can "crash" between any two writes and see exactly what a power
- * loss would leave, and can inject I/O errors at named failpoints).
+ * every file and of the directory, so a test can "crash" between any two writes and see
+ * exactly what a power loss would leave, and can inject I/O errors at named failpoints).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -136,36 +136,42 @@ export function dirOf(file: string): string {
 
 /** A failpoint hook: called before every mutating operation; throw to inject a fault. */
 export type FaultHook = (
-  op: "write" | "sync" | "truncate" | "rename" | "remove",
+  op: "write" | "sync" | "truncate" | "rename" | "remove" | "syncDir",
+  /** The file; for "rename" the source; for "syncDir" the directory. */
   name: string,
 ) => void;
 
+/** A file's contents (an inode): directory entries point at it, open handles hold it. */
 interface MemImage {
   /** What the "disk" holds after the last sync. */
   durable: Buffer;
   /** What reads see now (page cache). */
   live: Buffer;
-  /** Whether the directory entry itself is durable (create/rename followed by syncDir). */
-  entryDurable: boolean;
+}
+
+export interface CrashOptions {
+  /**
+   * Keep the directories as they are now (every create, rename and remove since the last
+   * `syncDir` survives) instead of as of that `syncDir` (the default: all of them undone).
+   * File contents revert to their last sync either way.
+   */
+  readonly keepDirectory?: boolean | undefined;
 }
 
 class MemFile implements StorageFile {
   readonly fd = undefined;
   constructor(
     readonly name: string,
+    private readonly img: MemImage,
     private readonly backend: MemoryBackend,
   ) {}
 
-  private img(): MemImage {
-    return this.backend.image(this.name);
-  }
-
   size(): number {
-    return this.img().live.length;
+    return this.img.live.length;
   }
 
   read(buf: Buffer, offset: number, length: number, position: number): number {
-    const live = this.img().live;
+    const live = this.img.live;
     if (position >= live.length) return 0;
     const n = Math.min(length, live.length - position);
     live.copy(buf, offset, position, position + n);
@@ -174,7 +180,7 @@ class MemFile implements StorageFile {
 
   write(buf: Buffer, offset: number, length: number, position: number): void {
     this.backend.hook?.("write", this.name);
-    const img = this.img();
+    const img = this.img;
     const end = position + length;
     if (end > img.live.length) {
       const grown = Buffer.alloc(end);
@@ -186,7 +192,7 @@ class MemFile implements StorageFile {
 
   truncate(length: number): void {
     this.backend.hook?.("truncate", this.name);
-    const img = this.img();
+    const img = this.img;
     const next = Buffer.alloc(length);
     img.live.copy(next, 0, 0, Math.min(length, img.live.length));
     img.live = next;
@@ -194,21 +200,31 @@ class MemFile implements StorageFile {
 
   sync(): void {
     this.backend.hook?.("sync", this.name);
-    const img = this.img();
-    img.durable = Buffer.from(img.live);
+    this.img.durable = Buffer.from(this.img.live);
   }
 
   close(): void {}
 }
 
 /**
- * In-memory files with a separate durable image. `crash()` throws away everything that was
- * not synced (file contents and directory entries), like a power loss with a volatile cache.
+ * In-memory files with a separate durable image, in directories with a separate durable
+ * state. A file's contents are an image that names point at and open handles hold, as an
+ * inode: a handle keeps its file across a rename or a remove of its name. `sync()` makes a
+ * file's bytes durable; `syncDir(dir)` makes the names in `dir` durable (which image each
+ * points at, and which are gone). `crash()` is a power loss with a volatile cache: every file
+ * is back to the bytes of its last sync, and the directories are back to their last
+ * `syncDir` (unsynced creates, renames and removes undone: a rename leaves its source with
+ * its contents and its target as it was), or, with `keepDirectory`, stay as they are (all of
+ * those done): POSIX rename is atomic, so the names never show half of one.
  */
 export class MemoryBackend implements StorageBackend {
+  /** Each name's image, as `open` and `exists` see it now. */
   private readonly files = new Map<string, MemImage>();
+  /** Each name's image as of the last `syncDir` of its directory (or a `setBytes`). */
+  private readonly durableFiles = new Map<string, MemImage>();
   hook: FaultHook | undefined;
 
+  /** The image `name` points at now: tests read and edit its `live` and `durable` bytes. */
   image(name: string): MemImage {
     const img = this.files.get(name);
     if (img === undefined) throw ioError("open", name, new Error("ENOENT: no such file"));
@@ -216,15 +232,14 @@ export class MemoryBackend implements StorageBackend {
   }
 
   open(name: string, create: boolean): StorageFile {
-    if (!this.files.has(name)) {
+    let img = this.files.get(name);
+    if (img === undefined) {
       if (!create) throw ioError("open", name, new Error("ENOENT: no such file"));
-      this.files.set(name, {
-        durable: Buffer.alloc(0),
-        live: Buffer.alloc(0),
-        entryDurable: false,
-      });
+      // A new name: not durable until its directory is synced.
+      img = { durable: Buffer.alloc(0), live: Buffer.alloc(0) };
+      this.files.set(name, img);
     }
-    return new MemFile(name, this);
+    return new MemFile(name, img, this);
   }
 
   exists(name: string): boolean {
@@ -240,18 +255,32 @@ export class MemoryBackend implements StorageBackend {
     this.hook?.("rename", from);
     const img = this.image(from);
     this.files.delete(from);
-    this.files.set(to, { ...img, entryDurable: false });
+    this.files.set(to, img);
   }
 
-  syncDir(_dir: string): void {
-    for (const img of this.files.values()) img.entryDurable = true;
-  }
-
-  /** Simulates a power loss: unsynced bytes and unsynced directory entries are gone. */
-  crash(): void {
+  syncDir(dir: string): void {
+    this.hook?.("syncDir", dir);
+    const d = path.resolve(dir);
+    for (const name of this.durableFiles.keys()) {
+      if (dirOf(name) === d && !this.files.has(name)) this.durableFiles.delete(name);
+    }
     for (const [name, img] of this.files) {
-      if (!img.entryDurable) this.files.delete(name);
-      else img.live = Buffer.from(img.durable);
+      if (dirOf(name) === d) this.durableFiles.set(name, img);
+    }
+  }
+
+  /**
+   * Simulates a power loss: unsynced bytes are gone, and so are unsynced directory changes
+   * unless `keepDirectory` (see the class comment). Removes the hook.
+   */
+  crash(options: CrashOptions = {}): void {
+    const names = [...(options.keepDirectory === true ? this.files : this.durableFiles)];
+    this.files.clear();
+    this.durableFiles.clear();
+    for (const [name, img] of names) {
+      img.live = Buffer.from(img.durable);
+      this.files.set(name, img);
+      this.durableFiles.set(name, img);
     }
     this.hook = undefined;
   }
@@ -261,14 +290,19 @@ export class MemoryBackend implements StorageBackend {
     return Buffer.from(this.image(name).live);
   }
 
+  /**
+   * Makes `name` hold `data`, durably (bytes and directory entry). An existing file is
+   * rewritten in place, so handles open on it see the new bytes.
+   */
   setBytes(name: string, data: Buffer): void {
-    this.files.set(name, {
-      durable: Buffer.from(data),
-      live: Buffer.from(data),
-      entryDurable: true,
-    });
+    const img = this.files.get(name) ?? { durable: Buffer.alloc(0), live: Buffer.alloc(0) };
+    img.durable = Buffer.from(data);
+    img.live = Buffer.from(data);
+    this.files.set(name, img);
+    this.durableFiles.set(name, img);
   }
 
+  /** The names as they are now. */
   names(): string[] {
     return [...this.files.keys()];
   }

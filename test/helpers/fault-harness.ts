@@ -77,8 +77,11 @@ export class TrackedBackend extends MemoryBackend {
 /** Where the failing call was made: by the op itself, or by the close or the open of a reopen. */
 export type Phase = "op" | "close" | "open" | "sweep at open";
 
+/** A kind of backend call: write, sync, truncate, rename, remove, syncDir. */
+export type CallKind = Parameters<FaultHook>[0];
+
 export interface FailedCall {
-  readonly op: Parameters<FaultHook>[0];
+  readonly op: CallKind;
   readonly name: string;
   readonly n: number;
   readonly phase: Phase;
@@ -94,6 +97,8 @@ class Harness {
   /** Set during the failing op; the hook counts its backend calls. */
   armed = false;
   calls = 0;
+  /** The kind of each backend call, in order (cleared by whoever reads it). */
+  kinds: CallKind[] = [];
   failAt = -1;
   failed: FailedCall | undefined;
   phase: Phase = "op";
@@ -118,6 +123,7 @@ class Harness {
         throw new Error("EIO (injected)");
       }
       this.calls++;
+      this.kinds.push(op);
     };
     const mark = this.be.mark();
     try {
@@ -226,9 +232,12 @@ class Harness {
     return calls;
   }
 
-  /** Power loss, then a reopen that must find a sound file. */
-  crashAndReopen(where: string): string[] {
-    this.be.crash();
+  /**
+   * Power loss, then a reopen that must find a sound file. The directory comes back as last
+   * synced, or with `keepDirectory` as it was (see MemoryBackend.crash).
+   */
+  crashAndReopen(where: string, keepDirectory: boolean): string[] {
+    this.be.crash({ keepDirectory });
     this.armed = false;
     this.core = this.open();
     return inspect(this.core, where);
@@ -282,24 +291,38 @@ export function inspect(core: Core, where: string): string[] {
 }
 
 export interface OpIo {
-  /** Backend calls: writes, syncs, truncates, renames, removes. */
+  /** Backend calls: writes, syncs, truncates, renames, removes, directory syncs. */
   readonly calls: number;
+  /** The kind of each of those calls, in order. */
+  readonly kinds: readonly CallKind[];
   /** Whether it committed a checkpoint (a new generation). */
   readonly checkpointed: boolean;
 }
 
 export const generation = (core: Core) => Number(core.persistence.stats().generation);
 
-/** The clean run: memory follows the model op by op; returns each op's I/O. */
-export function cleanRun(p: Program, policy: FlushPolicy, floors: number[]): OpIo[] {
+/**
+ * The clean run: memory follows the model op by op; returns each op's I/O. It ends with a
+ * crash whose directory outcome is `keepDirectory`'s.
+ */
+export function cleanRun(
+  p: Program,
+  policy: FlushPolicy,
+  floors: number[],
+  keepDirectory = false,
+): OpIo[] {
   const h = new Harness(policy);
   const io: OpIo[] = [];
   p.ops.forEach((op, i) => {
     h.now = p.clocks[i]!;
     const before = h.calls;
     const gen = generation(h.core);
+    h.kinds = [];
     h.run(op);
-    io.push({ calls: h.calls - before, checkpointed: generation(h.core) !== gen });
+    const kinds = h.kinds;
+    h.kinds = [];
+    assert.equal(kinds.length, h.calls - before);
+    io.push({ calls: kinds.length, kinds, checkpointed: generation(h.core) !== gen });
     h.now = p.clocks[i + 1]!;
     const where = `clean run, op #${i} ${op.kind}`;
     if (op.kind === "bigTx")
@@ -311,7 +334,7 @@ export function cleanRun(p: Program, policy: FlushPolicy, floors: number[]): OpI
     }
   });
   const n = p.ops.length;
-  const reopened = h.crashAndReopen("clean run, crash at the end");
+  const reopened = h.crashAndReopen("clean run, crash at the end", keepDirectory);
   assertOneOf(reopened, p, floors[n]!, n, p.clocks[n]!, "clean run, crash at the end");
   return io;
 }
@@ -354,6 +377,8 @@ export interface Fault {
   readonly nth: number;
   /** For "failed reopen, then crash": where in [0, 1) among the reopen's calls the second fails. */
   readonly second: number;
+  /** Whether the power loss keeps the unsynced directory changes (else it undoes them). */
+  readonly keepDirectory: boolean;
 }
 
 /**
@@ -364,7 +389,7 @@ export function faultRun(
   p: Program,
   policy: FlushPolicy,
   floors: number[],
-  { at, nth, second }: Fault,
+  { at, nth, second, keepDirectory }: Fault,
   aftermath: Aftermath,
 ): FailedCall {
   const h = new Harness(policy);
@@ -386,7 +411,7 @@ export function faultRun(
   }
   h.armed = false;
   const failed = h.failed;
-  const where = `op #${at} ${op.kind}, failing ${failed === undefined ? `call #${nth} (never reached)` : describeCall(failed)}`;
+  const where = `op #${at} ${op.kind}, failing ${failed === undefined ? `call #${nth} (never reached)` : describeCall(failed)}${keepDirectory ? ", a crash keeping the directory" : ""}`;
   assert.ok(failed !== undefined, `${where}: the chosen call did not happen`);
   // A commit leaves the page file's free tail to the next one when its truncate fails.
   const tolerated =
@@ -444,7 +469,7 @@ export function faultRun(
         onDisk(h.killAndReopen(`${w}: reopened again`), `${w}: reopened again`);
       }
     }
-    onDisk(h.crashAndReopen(`${w}: then a crash`), `${w}: then a crash`);
+    onDisk(h.crashAndReopen(`${w}: then a crash`, keepDirectory), `${w}: then a crash`);
     return failed;
   }
   // The process dies and the OS writes back everything it was given: one whole state.
@@ -481,7 +506,7 @@ export function faultRun(
       assert.deepEqual(dump(core), shown, `${where}: memory after a refused write`);
     }
   }
-  const reopened = h.crashAndReopen(`${where}: crash after the failure`);
+  const reopened = h.crashAndReopen(`${where}: crash after the failure`, keepDirectory);
   if (shown !== undefined && (policy.kind === "onEachWrite" || shown.includes("probe=p"))) {
     assert.deepEqual(
       reopened,
@@ -498,7 +523,10 @@ export function faultRun(
 
 /**
  * Chooses an op kind (a put that checkpointed counts as its own kind: those are rare and
- * fail differently), then an op of that kind, then one of its backend calls.
+ * fail differently), then an op of that kind, then one of its backend calls: half the time
+ * any call, else a kind of call first (a compaction's renames, removes and directory syncs
+ * are a few among dozens of writes), then a call of that kind. Then whether the power loss
+ * keeps the directory changes that were not synced.
  */
 function pickFault(rng: Prng, p: Program, io: OpIo[]): Fault {
   const byKind = new Map<string, number[]>();
@@ -508,7 +536,13 @@ function pickFault(rng: Prng, p: Program, io: OpIo[]): Fault {
     byKind.set(kind, [...(byKind.get(kind) ?? []), i]);
   });
   const at = rng.pick(rng.pick([...byKind.values()]));
-  return { at, nth: rng.int(io[at]!.calls), second: rng.next() / 0x1_0000_0000 };
+  const kinds = io[at]!.kinds;
+  let nth = rng.int(kinds.length);
+  if (rng.chance(0.5)) {
+    const kind = rng.pick([...new Set(kinds)]);
+    nth = rng.pick(kinds.flatMap((k, i) => (k === kind ? [i] : [])));
+  }
+  return { at, nth, second: rng.next() / 0x1_0000_0000, keepDirectory: rng.chance(0.5) };
 }
 
 export function runSeeds(
@@ -522,7 +556,7 @@ export function runSeeds(
       const rng = new Prng(seed);
       const p = generate(rng, o.ops, policy.kind === "onEachWrite");
       const floors = durableFloors(p, policy);
-      const io = cleanRun(p, policy, floors);
+      const io = cleanRun(p, policy, floors, rng.chance(0.5));
       for (let f = 0; f < o.faultsPerSeed; f++) {
         faultRun(p, policy, floors, pickFault(rng, p, io), o.aftermath);
       }
