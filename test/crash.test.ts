@@ -10,6 +10,7 @@
  * other entry must be there with its value and deadline.
  */
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -210,4 +211,37 @@ test("SIGKILL at every named failpoint, each policy trying each point, every poi
     killed.length >= rounds.length * 0.9,
     `only ${killed.length} of ${rounds.length} failpoint rounds crashed (seed=${seed})`,
   );
+});
+
+test("a child's acknowledgements survive a full stdout pipe made non-blocking (writeLine)", async () => {
+  // Touching process.stdout makes the pipe non-blocking, after which a plain writeSync to a
+  // full pipe throws EAGAIN: that killed a crash child once on a loaded machine. Here the
+  // parent stops reading until the child has written well past a pipe's 64 KiB.
+  const writeLine = new URL("./helpers/write-line.ts", import.meta.url).href;
+  const script = `process.stdout; const { writeLine } = await import(${JSON.stringify(writeLine)});
+process.stderr.write("writing ");
+for (let i = 0; i < 512; i++) writeLine("A " + i + " " + "x".repeat(1000));
+process.stderr.write("done");`;
+  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const closed = new Promise((r) => child.on("close", r));
+  let out = "";
+  let err = "";
+  child.stderr.setEncoding("utf8").on("data", (d: string) => {
+    err += d;
+  });
+  child.stdout.pause();
+  // Read only once the child is writing, and a while after: the pipe is full by then.
+  await new Promise<void>((r) => child.stderr.once("data", () => setTimeout(r, 300)));
+  child.stdout.setEncoding("utf8").on("data", (d: string) => {
+    out += d;
+  });
+  child.stdout.resume();
+  const code = await closed;
+  assert.equal(code, 0, err);
+  assert.equal(err, "writing done");
+  const lines = out.trimEnd().split("\n");
+  assert.equal(lines.length, 512);
+  lines.forEach((l, i) => assert.ok(l.startsWith(`A ${i} `), l.slice(0, 20)));
 });

@@ -11,6 +11,7 @@
 import { writeSync } from "node:fs";
 import { Emdb, everyN, isEmdbError, manual, onEachWrite, Ttl } from "../../src/index.js";
 import { CRASH_EPOCH, type CrashInsert, crashOps } from "./crash-ops.js";
+import { writeLine } from "./write-line.js";
 
 const [path, policyArg, seedArg, countArg, pageArg, cpArg] = process.argv.slice(2);
 const policy =
@@ -41,7 +42,7 @@ const db: Emdb = Emdb.builder()
     process.exit(3);
   })
   .build();
-writeSync(1, "O\n");
+writeLine("O");
 const ops = crashOps(Number(seedArg), Number(countArg));
 const ttl = (o: CrashInsert) => (o.ttl === undefined ? Ttl.never() : Ttl.after(o.ttl));
 for (let i = 0; i < ops.length; i++) {
@@ -64,14 +65,14 @@ for (let i = 0; i < ops.length; i++) {
       break;
     case "flush":
       db.flush();
-      writeSync(1, `F ${i}\n`);
+      writeLine(`F ${i}`);
       break;
     case "compact":
       db.compact();
-      writeSync(1, `F ${i}\n`);
+      writeLine(`F ${i}`);
       break;
   }
-  writeSync(1, `A ${i}\n`);
+  writeLine(`A ${i}`);
 }
 db.close();
-writeSync(1, "C\n");
+writeLine("C");

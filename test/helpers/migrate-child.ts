@@ -1,7 +1,7 @@
 /** Migration kill-test child: opens (and so migrates) the database at argv[2], then closes it. */
-import { writeSync } from "node:fs";
 import { Emdb } from "../../src/index.js";
+import { writeLine } from "./write-line.js";
 
-writeSync(1, "S\n");
+writeLine("S");
 Emdb.open(process.argv[2]!).close();
-writeSync(1, "D\n");
+writeLine("D");
