@@ -243,5 +243,5 @@ process.stderr.write("done");`;
   assert.equal(err, "writing done");
   const lines = out.trimEnd().split("\n");
   assert.equal(lines.length, 512);
-  lines.forEach((l, i) => assert.ok(l.startsWith(`A ${i} `), l.slice(0, 20)));
+  for (const [i, l] of lines.entries()) assert.ok(l.startsWith(`A ${i} `), l.slice(0, 20));
 });
