@@ -20,11 +20,10 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { BulkLoader } from "../src/btree/bulk-load.js";
-import { maxKeySize } from "../src/btree/limits.js";
 import { PROGRESS_EVERY } from "../src/builder.js";
 import { EmdbError } from "../src/errors.js";
 import { failpoint } from "../src/failpoints.js";
-import { MAX_KEY_SIZE } from "../src/keys.js";
+import { keyLimit, MAX_KEY_SIZE } from "../src/keys.js";
 import { FileBackend } from "../src/pager/backend.js";
 import { Pager } from "../src/pager/pager.js";
 import { detectFormat } from "./detect.js";
@@ -97,7 +96,7 @@ export function migrateIfLegacy(
     const progress = opts.onProgress;
     // Pages under 4 KiB hold shorter keys than MAX_KEY_SIZE (a quarter of the page), which
     // the loader would refuse with a bare RangeError after writing part of the new file.
-    const limit = Math.min(MAX_KEY_SIZE, maxKeySize(pager.pageSize));
+    const limit = keyLimit(pager.pageSize);
     const limitName =
       limit === MAX_KEY_SIZE ? "MAX_KEY_SIZE" : `a quarter of the ${pager.pageSize}-byte page`;
     let n = 0;

@@ -28,7 +28,7 @@ import {
 import { EmdbError, isEmdbError } from "./errors.js";
 import { failpoint } from "./failpoints.js";
 import type { FlushPolicy } from "./flush-policy.js";
-import { MAX_KEY_SIZE } from "./keys.js";
+import { keyLimit } from "./keys.js";
 import { damagedBesideOwnWal, isBlankFile, refuseOrphanWal } from "./open-checks.js";
 import { dirOf, FileBackend, type StorageBackend, type StorageFile } from "./pager/backend.js";
 import { acquireLock, type FileLock } from "./pager/lock.js";
@@ -80,7 +80,7 @@ export class FileStore implements Persistence {
   lastTxId = 0;
   /** A quarter of the page size when pages are smaller than 4 KiB (`btree/limits.ts`). */
   get maxKeySize(): number {
-    return Math.min(MAX_KEY_SIZE, this.tree.maxKeySize);
+    return keyLimit(this.pager.pageSize);
   }
   /** The pager takes a new meta page only once it is synced: a checkpoint's commit point. */
   get durableGeneration(): number {

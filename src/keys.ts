@@ -12,10 +12,19 @@
  * no pools for the collector to free. A value is copied in once (`encodeValue`) and out at
  * each read (`valueOut`), as it was with Buffers: the caller never holds stored bytes.
  */
+import { maxKeySize } from "./btree/limits.js";
 import { EmdbError } from "./errors.js";
 
 /** The longest key, in bytes, that emdb accepts (chosen so a 4 KB page holds several). */
 export const MAX_KEY_SIZE = 1024;
+
+/**
+ * The longest key a database with pages of `pageSize` bytes accepts: `MAX_KEY_SIZE`, or a
+ * quarter of the page when pages are under 4 KiB (`btree/limits.ts`).
+ */
+export function keyLimit(pageSize: number): number {
+  return Math.min(MAX_KEY_SIZE, maxKeySize(pageSize));
+}
 /** The largest value, in bytes, that emdb accepts. */
 export const MAX_VALUE_SIZE = 256 * 1024 * 1024;
 

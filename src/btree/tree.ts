@@ -75,11 +75,6 @@ export class BTree {
     this.entryCount = pager.meta.entryCount;
   }
 
-  /** The longest key this tree accepts. */
-  get maxKeySize(): number {
-    return maxKeySize(this.pager.pageSize);
-  }
-
   /**
    * Applies changes sorted ascending by unsigned key bytes, keys unique. Invalid input is a
    * TypeError/RangeError before anything of this call is written. If this call fails (bad
