@@ -17,7 +17,7 @@ export const ERROR_CODES = {
   EMDB_MAGIC_MISMATCH: "the file is not an emdb database",
   /** The magic is known but the format version is not. */
   EMDB_VERSION_MISMATCH: "unsupported format version",
-  /** A key is longer than `MAX_KEY_SIZE` bytes. */
+  /** A key is longer than `MAX_KEY_SIZE` bytes (a quarter of the page, for pages under 4 KiB). */
   EMDB_KEY_TOO_LARGE: "key too large",
   /** A value is longer than `MAX_VALUE_SIZE` bytes. */
   EMDB_VALUE_TOO_LARGE: "value too large",

@@ -19,7 +19,8 @@
  * Only records without an expiry and with an inline value get a ref (`flags` 0: the key
  * length at +1, the value length at +3, the key at +7, then the value); the others are
  * loaded as strings, as before. Below 2^30 (1 GiB of leaf pages) a ref is a V8 small
- * integer; past that it is a boxed number, which is still correct, only less compact.
+ * integer on every build (below 2^31 without pointer compression, as in stock Node); past
+ * that it is a boxed number, which is still correct, only less compact.
  *
  * A chunk counts its live refs and the bytes of their records (header, key and value). A
  * write that replaces or removes a loaded value releases its ref; once the records still

@@ -16,8 +16,9 @@
  *   its WAL had no header, so a stale sidecar was replayed into whatever file sat beside it).
  * - The checksum doubles as the seed of every record checksum (see `record.ts`), so a record
  *   only validates under the header it was written under.
- * - Magic and version are the stable prefix every future version keeps; the version is checked
- *   before the checksum because a later version may lay out (and checksum) the rest differently.
+ * - Magic, version and checksum stay where they are in every future version. The checksum is
+ *   checked before the version, so a flipped version byte reads as damage, not as a newer
+ *   format; a real newer header still checks out and is reported as a version mismatch.
  * - Reserved bytes are covered by the checksum and ignored on read, so they cannot change
  *   silently and a later version can give them a meaning together with a version bump.
  */
