@@ -3,13 +3,15 @@
  * same file, alternating runs, where the full suite's reopen line (3 runs, each on its own
  * freshly loaded file) moves with the machine as much as with the code.
  *
- *   npx tsx bench/open-time.ts [--n 1000000] [--runs 7] [--file PATH] [--wal]
+ *   npx tsx bench/open-time.ts [--n 1000000] [--runs 7] [--file PATH] [--wal | --expired]
  *
  * Without `--file`, it writes one (the workload's keys and values in key order, one
  * transaction, then `flush()`) in a temporary directory and removes it afterwards. With
  * `--wal`, the n records are left in the WAL instead, as after a crash: inserted one by one,
  * in random key order, under `everyN(1000)` with a checkpoint threshold above their size, by a process that exits
- * without `close()`. Each run is a child process timing `Emdb.builder().path(p).build()` plus
+ * without `close()`. With `--expired`, every record has a deadline that has passed by the open
+ * (a cache reopened after a day): the open drops them all, checkpointing that, so each run
+ * opens a fresh copy of the file. Each run is a child process timing `Emdb.builder().path(p).build()` plus
  * one `get`; it exits without closing, so a WAL is replayed by every run. It prints each
  * run's milliseconds, RSS after the open and peak RSS, then the medians. To compare two
  * builds, run it from each checkout, alternately, on the same `--file`.
@@ -20,7 +22,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { Emdb, everyN, manual } from "../src/index.js";
+import { Emdb, everyN, manual, Ttl } from "../src/index.js";
 import { keyOf, prng, VALUE_BYTES } from "./workload.js";
 
 const { values } = parseArgs({
@@ -29,6 +31,7 @@ const { values } = parseArgs({
     runs: { type: "string", default: "7" },
     file: { type: "string" },
     wal: { type: "boolean", default: false },
+    expired: { type: "boolean", default: false },
     child: { type: "string" },
     "write-wal": { type: "string" },
   },
@@ -84,13 +87,18 @@ if (values.child !== undefined) {
     );
     if (out.status !== 0) throw new Error(`WAL writer failed: ${out.stderr}`);
   } else if (values.file === undefined) {
-    const db = Emdb.builder().path(file).flushPolicy(manual()).build();
+    // With --expired, written a day ago with an hour to live.
+    const then = Date.now() - 24 * 3600_000;
+    const builder = Emdb.builder().path(file).flushPolicy(manual());
+    if (values.expired) builder.clock(() => then);
+    const db = builder.build();
     const next = prng(1);
     const v = Buffer.alloc(VALUE_BYTES);
+    const ttl = values.expired ? Ttl.after(3600_000) : Ttl.never();
     db.transaction((tx) => {
       for (let i = 0; i < n; i++) {
         for (let j = 0; j + 4 <= VALUE_BYTES; j += 4) v.writeUInt32LE(next(), j);
-        tx.insert(keyOf(i), v);
+        tx.insertWithTtl(keyOf(i), v, ttl);
       }
     });
     db.flush();
@@ -99,8 +107,14 @@ if (values.child !== undefined) {
   const ms: number[] = [];
   const rss: number[] = [];
   const peaks: number[] = [];
+  // The open of expired records changes the file: each run gets its own copy.
+  const runFile = values.expired ? `${file}.run` : file;
   for (let r = 0; r < runs; r++) {
-    const out = spawnSync(process.execPath, ["--import", "tsx", self, "--child", file], {
+    if (values.expired) {
+      for (const f of [runFile, `${runFile}.wal`]) fs.rmSync(f, { force: true });
+      fs.copyFileSync(file, runFile);
+    }
+    const out = spawnSync(process.execPath, ["--import", "tsx", self, "--child", runFile], {
       encoding: "utf8",
     });
     if (out.status !== 0) throw new Error(`open child failed: ${out.stderr}`);
@@ -116,5 +130,8 @@ if (values.child !== undefined) {
   process.stdout.write(
     `median of ${runs}: ${median(ms).toFixed(0)} ms, RSS ${median(rss).toFixed(0)} MiB, peak ${median(peaks).toFixed(0)} MiB\n`,
   );
+  if (values.expired) {
+    for (const f of [runFile, `${runFile}.wal`, `${runFile}.lock`]) fs.rmSync(f, { force: true });
+  }
   if (dir !== undefined) fs.rmSync(dir, { recursive: true, force: true });
 }

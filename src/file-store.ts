@@ -115,6 +115,7 @@ export class FileStore implements Persistence {
     const backend = opts.backend ?? new FileBackend();
     const lock = opts.backend === undefined ? acquireLock(opts.path) : undefined;
     let pager: Pager | undefined;
+    let wal: WalWriter | undefined;
     try {
       let migration: MigrationReport | undefined;
       if (opts.backend === undefined) {
@@ -133,11 +134,16 @@ export class FileStore implements Persistence {
       // Checked before a new page file is created, so a refusal changes nothing on disk.
       if (isBlankFile(backend, opts.path)) refuseOrphanWal(backend, walPath);
       pager = openPager(backend, opts);
-      loadTree(new BTree(pager), ks, pager.meta.entryCount, opts.onProgress);
+      const expiredAtLoad = loadTree(
+        new BTree(pager),
+        ks,
+        pager.meta.entryCount,
+        opts.onProgress,
+        opts.clock(),
+      );
       const generation = pager.meta.generation;
       const replayed = replayIntoMemory(backend, walPath, { fileId: pager.fileId, generation }, ks);
       const result = replayed.result;
-      let wal: WalWriter;
       switch (result.status) {
         case "ok":
           wal = WalWriter.openAt(backend, walPath, result);
@@ -172,9 +178,21 @@ export class FileStore implements Persistence {
       store.lastTxId = Math.max(pager.meta.lastTxId, result.maxTxId);
       store.cleared = replayed.cleared;
       ks.reclaimDue();
+      // The records that had expired by the load are still in the tree, unless the WAL wrote
+      // them again or cleared everything: removed and logged as the sweep would have.
+      if (!replayed.cleared) {
+        const gone = expiredAtLoad.filter((k) => !ks.has(k));
+        if (gone.length > 0) {
+          store.expired(gone);
+          store.settle();
+        }
+      }
       return store;
     } catch (err) {
       // The open's error is the one to report, whatever closing the files throws.
+      try {
+        wal?.close();
+      } catch {}
       try {
         pager?.close();
       } catch {}

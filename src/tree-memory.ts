@@ -16,14 +16,22 @@ import { type Keyspace, type Stored, Timed } from "./shards/keyspace.js";
  * Fills an empty keyspace from the tree: keys arrive sorted, so this is O(n). With a
  * listener, reports `{ phase: "open", done, total }` every `PROGRESS_EVERY` records read and
  * once at the end, unless the tree is empty; `total` is the record count of the meta page.
+ *
+ * Records whose deadline is `<= now` never enter memory: a file of mostly expired records
+ * (a cache reopened after a day) would otherwise make a value string for each, only for the
+ * sweep after the open to drop them. Their keys are returned, in order; the tree still holds
+ * them, so the caller must mark them dirty and log their removal.
  */
 export function loadTree(
   tree: BTree,
   ks: Keyspace,
   total: number,
   onProgress: ProgressListener | undefined,
-): void {
+  now: number,
+): string[] {
   const keys: string[] = [];
+  const expired: string[] = [];
+  let read = 0;
   const arena = ks.arena;
   // Plain values stay in copies of their pages (see `value-arena.ts`): `page` is the ref of
   // the current leaf's copy; `remaining` bounds the page bytes still to come (every page of
@@ -34,14 +42,19 @@ export function loadTree(
   tree.forEachSpan(
     (kb, ks0, ke, vb, vs, ve, expiresAt, plainAt) => {
       const k = latin1Slice(kb, ks0, ke);
-      keys.push(k);
-      if (plainAt >= 0) ks.loadEntry(k, page + plainAt, PLAIN_KEY_AT + ke - ks0 + ve - vs);
-      else {
+      read++;
+      if (plainAt >= 0) {
+        keys.push(k);
+        ks.loadEntry(k, page + plainAt, PLAIN_KEY_AT + ke - ks0 + ve - vs);
+      } else if (expiresAt !== 0 && expiresAt <= now) {
+        expired.push(k);
+      } else {
+        keys.push(k);
         const v = latin1Slice(vb, vs, ve);
         ks.loadEntry(k, expiresAt === 0 ? v : new Timed(v, expiresAt), 0);
       }
-      if (onProgress !== undefined && keys.length % PROGRESS_EVERY === 0) {
-        onProgress({ phase: "open", done: keys.length, total });
+      if (onProgress !== undefined && read % PROGRESS_EVERY === 0) {
+        onProgress({ phase: "open", done: read, total });
       }
     },
     (leaf) => {
@@ -53,9 +66,9 @@ export function loadTree(
       return room;
     },
   );
-  const done = keys.length;
   ks.finishLoad(keys);
-  if (onProgress !== undefined && done > 0) onProgress({ phase: "open", done, total });
+  if (onProgress !== undefined && read > 0) onProgress({ phase: "open", done: read, total });
+  return expired;
 }
 
 /** Values up to this size are written into `liveEntries`' reused buffer; larger get their own. */

@@ -11,10 +11,18 @@ import { describe, test } from "node:test";
 import { BTree } from "../src/btree/tree.js";
 import type { Core } from "../src/core.js";
 import { EmdbError } from "../src/errors.js";
-import { Emdb, everyN, type FlushPolicy, manual, onEachWrite, Ttl } from "../src/index.js";
+import {
+  Emdb,
+  everyN,
+  type FlushPolicy,
+  manual,
+  onEachWrite,
+  type ProgressListener,
+  Ttl,
+} from "../src/index.js";
 import { hashInternalKey } from "../src/keys.js";
 import { MemoryBackend } from "../src/pager/backend.js";
-import { type Entry, Timed } from "../src/shards/keyspace.js";
+import { type Entry, Keyspace, Timed } from "../src/shards/keyspace.js";
 import { BATCH_RECORD_SIZE, deleteRecordSize } from "../src/wal/record.js";
 import { FakeClock } from "./helpers/db.js";
 import { Prng, testSeed, withPrng, withSeed } from "./helpers/prng.js";
@@ -217,6 +225,135 @@ describe("reopen round trips", () => {
     assert.equal(db.get("t"), undefined);
     assert.deepEqual(db.check(), []);
     db.close();
+  });
+
+  describe("records of the tree that expired before the open", () => {
+    const PATH = "/expired-at-open.emdb";
+    const T = 1_000_000;
+    /** Tree: 300 timed keys (deadline T + 10) and 100 plain ones; then `afterFlush`, synced to the WAL. */
+    function killedWith(afterFlush: (core: Core) => void): MemoryBackend {
+      const be = new MemoryBackend();
+      const core = openCore(
+        be,
+        PATH,
+        opts(() => T),
+      );
+      for (let i = 0; i < 300; i++) core.put(`t${i}`, hashInternalKey(`t${i}`), "old", T + 10);
+      for (let i = 0; i < 100; i++) core.put(`p${i}`, hashInternalKey(`p${i}`), "plain", undefined);
+      core.persistence.flush();
+      afterFlush(core);
+      return be; // killed: no close
+    }
+    function opts(clock: () => number, onProgress?: ProgressListener) {
+      return {
+        clock,
+        flushPolicy: onEachWrite(),
+        pageSize: 512,
+        checkpointBytes: 2 ** 26,
+        onProgress,
+      };
+    }
+    function contentOf(core: Core): string[] {
+      const out: string[] = [];
+      for (const [k, v] of core.entries(undefined, true, undefined, true, false, Infinity)) {
+        out.push(`${k}=${v}`);
+      }
+      return out;
+    }
+    /** Counts the keys that enter memory from the tree during `fn`. */
+    function loadedFromTree(fn: () => void): string[] {
+      const loaded: string[] = [];
+      const original = Keyspace.prototype.loadEntry;
+      Keyspace.prototype.loadEntry = function (this: Keyspace, k, e, bytes) {
+        loaded.push(k);
+        original.call(this, k, e, bytes);
+      };
+      try {
+        fn();
+      } finally {
+        Keyspace.prototype.loadEntry = original;
+      }
+      return loaded;
+    }
+    /** `key=value` lines in key order. */
+    const lines = (m: Record<string, string>) =>
+      Object.keys(m)
+        .sort()
+        .map((k) => `${k}=${m[k]}`);
+    const plain = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`p${i}`, "plain"]));
+
+    test("never enter memory, are removed for good, and the WAL's later writes of them win", () => {
+      const be = killedWith((core) => {
+        core.put("t5", hashInternalKey("t5"), "new", undefined);
+        core.put("t6", hashInternalKey("t6"), "later", T + 10_000);
+        core.remove("t7", hashInternalKey("t7"));
+      });
+      const progress: number[] = [];
+      let core: Core | undefined;
+      const loaded = loadedFromTree(() => {
+        core = openCore(
+          be,
+          PATH,
+          opts(
+            () => T + 10,
+            (p) => progress.push(p.done),
+          ),
+        );
+      });
+      assert.deepEqual(
+        loaded.filter((k) => k.startsWith("t")),
+        [],
+        "expired records loaded",
+      );
+      assert.equal(loaded.length, 100);
+      // Progress counts every record read, the expired ones too.
+      assert.equal(progress.at(-1), 400);
+      const want = lines({ ...plain, t5: "new", t6: "later" });
+      assert.deepEqual(contentOf(core!), want);
+      assert.deepEqual(core!.persistence.check(), []);
+      // Killed again: the removals are not acknowledged writes, so they may be lost, and the
+      // next open finds the same records expired.
+      core = openCore(
+        be,
+        PATH,
+        opts(() => T + 10),
+      );
+      assert.deepEqual(contentOf(core), want);
+      assert.deepEqual(core.persistence.check(), []);
+      // Once checkpointed, the tree no longer holds them: a clock set back shows none.
+      core.persistence.close();
+      core = openCore(
+        be,
+        PATH,
+        opts(() => T),
+      );
+      assert.deepEqual(contentOf(core), want);
+      assert.deepEqual(core.persistence.check(), []);
+      core.persistence.close();
+    });
+
+    test("after a clear in the WAL, nothing of the tree is removed twice", () => {
+      const be = killedWith((core) => {
+        core.clear();
+        core.put("t1", hashInternalKey("t1"), "again", undefined);
+      });
+      let core = openCore(
+        be,
+        PATH,
+        opts(() => T + 10),
+      );
+      assert.deepEqual(contentOf(core), ["t1=again"]);
+      assert.deepEqual(core.persistence.check(), []);
+      core.persistence.close();
+      core = openCore(
+        be,
+        PATH,
+        opts(() => T),
+      );
+      assert.deepEqual(contentOf(core), ["t1=again"]);
+      assert.deepEqual(core.persistence.check(), []);
+      core.persistence.close();
+    });
   });
 
   for (const how of ["flush", "compact"] as const) {

@@ -106,7 +106,13 @@ export function smallCoreOpener(
 export function openCore(
   backend: MemoryBackend,
   path: string,
-  o: { clock: () => number; flushPolicy: FlushPolicy; pageSize: number; checkpointBytes: number },
+  o: {
+    clock: () => number;
+    flushPolicy: FlushPolicy;
+    pageSize: number;
+    checkpointBytes: number;
+    onProgress?: ProgressListener;
+  },
 ): Core {
   const core = new Core(new MemoryPersistence(), o.clock, undefined, path);
   const store = FileStore.open({ path, useMmap: false, cachePages: 16, ...o, backend }, core.ks);
