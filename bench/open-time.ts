@@ -3,7 +3,7 @@
  * same file, alternating runs, where the full suite's reopen line (3 runs, each on its own
  * freshly loaded file) moves with the machine as much as with the code.
  *
- *   npx tsx bench/open-time.ts [--n 1000000] [--runs 7] [--file PATH] [--wal | --expired]
+ *   npx tsx bench/open-time.ts [--n 1000000] [--runs 7] [--file PATH] [--wal | --expired | --ttl]
  *
  * Without `--file`, it writes one (the workload's keys and values in key order, one
  * transaction, then `flush()`) in a temporary directory and removes it afterwards. With
@@ -11,7 +11,8 @@
  * in random key order, under `everyN(1000)` with a checkpoint threshold above their size, by a process that exits
  * without `close()`. With `--expired`, every record has a deadline that has passed by the open
  * (a cache reopened after a day): the open drops them all, checkpointing that, so each run
- * opens a fresh copy of the file. Each run is a child process timing `Emdb.builder().path(p).build()` plus
+ * opens a fresh copy of the file. With `--ttl`, every record has a deadline a day ahead.
+ * Each run is a child process timing `Emdb.builder().path(p).build()` plus
  * one `get`; it exits without closing, so a WAL is replayed by every run. It prints each
  * run's milliseconds, RSS after the open and peak RSS, then the medians. To compare two
  * builds, run it from each checkout, alternately, on the same `--file`.
@@ -32,6 +33,7 @@ const { values } = parseArgs({
     file: { type: "string" },
     wal: { type: "boolean", default: false },
     expired: { type: "boolean", default: false },
+    ttl: { type: "boolean", default: false },
     child: { type: "string" },
     "write-wal": { type: "string" },
   },
@@ -94,7 +96,11 @@ if (values.child !== undefined) {
     const db = builder.build();
     const next = prng(1);
     const v = Buffer.alloc(VALUE_BYTES);
-    const ttl = values.expired ? Ttl.after(3600_000) : Ttl.never();
+    const ttl = values.expired
+      ? Ttl.after(3600_000)
+      : values.ttl
+        ? Ttl.after(24 * 3600_000)
+        : Ttl.never();
     db.transaction((tx) => {
       for (let i = 0; i < n; i++) {
         for (let j = 0; j + 4 <= VALUE_BYTES; j += 4) v.writeUInt32LE(next(), j);

@@ -88,7 +88,7 @@ export function* changeRuns(ks: Keyspace, keys: readonly string[], now: number) 
       if (e === undefined || (e instanceof Timed && e.expiresAt <= now)) {
         c = { key, value: undefined, expiresAt: 0 };
       } else if (e instanceof Timed) {
-        c = { key, value: Buffer.from(e.value, "latin1"), expiresAt: e.expiresAt };
+        c = { key, value: ks.out(e), expiresAt: e.expiresAt };
       } else {
         // A ref only when a failed batch put a loaded value back: the key stays dirty.
         c = { key, value: ks.out(e), expiresAt: 0 };

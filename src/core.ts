@@ -165,8 +165,13 @@ export class Core {
     const removed: string[] = [];
     this.ks.removeExpired(now, (k) => removed.push(k));
     if (removed.length > 0) {
-      this.persistence.expired(removed);
-      this.persistence.settle();
+      try {
+        this.persistence.expired(removed);
+        this.persistence.settle();
+      } finally {
+        // The removed values may be loaded ones: their pages may go now.
+        this.ks.reclaimDue();
+      }
     }
     return removed.length;
   }

@@ -137,7 +137,7 @@ export class Emdb implements Disposable {
     if (typeof e === "string") return valueOut(e);
     if (typeof e === "number") return core.ks.arena.out(e);
     if (e === undefined) return undefined;
-    return e.expiresAt <= core.clock() ? undefined : valueOut(e.value);
+    return e.expiresAt <= core.clock() ? undefined : core.ks.out(e);
   }
 
   containsKey(key: Key): boolean {
@@ -317,7 +317,7 @@ export class Emdb implements Disposable {
     const hash = keyHash;
     const e = core.live(k, hash);
     if (!(e instanceof Timed)) return false;
-    core.put(k, hash, e.value, undefined);
+    core.put(k, hash, core.ks.str(e), undefined);
     return true;
   }
 

@@ -36,7 +36,7 @@ import { MmapSource } from "./pager/mmap-source.js";
 import { PreadSource } from "./pager/page-source.js";
 import { Pager } from "./pager/pager.js";
 import type { Batch, Persistence, PersistenceStats } from "./persistence.js";
-import { entryValue, type Keyspace, Timed } from "./shards/keyspace.js";
+import { type Keyspace, Timed } from "./shards/keyspace.js";
 import { compareTreeWithMemory, liveEntries, loadTree, withProgress } from "./tree-memory.js";
 import { NOT_CLEAN, type TreeRecord, TreeScan, type TreeStep } from "./tree-scan.js";
 import { type Clock, NO_EXPIRY } from "./ttl/ttl.js";
@@ -306,7 +306,7 @@ export class FileStore implements Persistence {
     this.guard();
     if (ops.size >= DIRECT_BATCH_MIN_OPS) {
       let bytes = 0;
-      for (const [key, e] of ops) bytes += key.length + (e === null ? 0 : entryValue(e).length);
+      for (const [key, e] of ops) bytes += key.length + (e === null ? 0 : this.ks.str(e).length);
       if (bytes >= this.opts.checkpointBytes) {
         // Logging it and then checkpointing would write every byte twice: the checkpoint
         // that settle() runs next is atomic and durable on its own (meta switch).
@@ -325,7 +325,7 @@ export class FileStore implements Persistence {
       wal.appendBatchBegin(txId, ops.size);
       for (const [key, e] of ops) {
         if (e === null) wal.appendDelete(key);
-        else if (e instanceof Timed) wal.appendPut(key, e.value, e.expiresAt);
+        else if (e instanceof Timed) wal.appendPut(key, this.ks.str(e), e.expiresAt);
         else wal.appendPut(key, e, NO_EXPIRY);
       }
       wal.appendBatchEnd(txId, ops.size);
@@ -450,7 +450,13 @@ export class FileStore implements Persistence {
   }
 
   flush(): void {
-    this.checkpoint();
+    try {
+      this.checkpoint();
+    } finally {
+      // It dropped expired entries, whose values may be loaded ones. Never inside
+      // `checkpoint`: a failed batch's undo may still put back refs into due chunks.
+      this.ks.reclaimDue();
+    }
   }
 
   /**
@@ -460,6 +466,14 @@ export class FileStore implements Persistence {
    * and removed at the next compaction) or the new one with an empty WAL.
    */
   compact(): void {
+    try {
+      this.compactFile();
+    } finally {
+      this.ks.reclaimDue(); // as in `flush`
+    }
+  }
+
+  private compactFile(): void {
     this.checkpoint();
     const path = this.opts.path;
     const tmp = `${path}.compact.tmp`;

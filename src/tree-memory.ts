@@ -33,23 +33,26 @@ export function loadTree(
   const expired: string[] = [];
   let read = 0;
   const arena = ks.arena;
-  // Plain values stay in copies of their pages (see `value-arena.ts`): `page` is the ref of
+  // Inline values stay in copies of their pages (see `value-arena.ts`): `page` is the ref of
   // the current leaf's copy; `remaining` bounds the page bytes still to come (every page of
   // the file counts, so it overshoots the leaves: the arena cuts its last chunk at the end).
   let page = 0;
   const P = tree.pager.pageSize;
   let remaining = tree.pager.pageCount * P;
   tree.forEachSpan(
-    (kb, ks0, ke, vb, vs, ve, expiresAt, plainAt) => {
+    (kb, ks0, ke, vb, vs, ve, expiresAt, inlineAt) => {
       const k = latin1Slice(kb, ks0, ke);
       read++;
-      if (plainAt >= 0) {
-        keys.push(k);
-        ks.loadEntry(k, page + plainAt, PLAIN_KEY_AT + ke - ks0 + ve - vs);
-      } else if (expiresAt !== 0 && expiresAt <= now) {
+      if (expiresAt !== 0 && expiresAt <= now) {
         expired.push(k);
+        return;
+      }
+      keys.push(k);
+      if (inlineAt >= 0) {
+        // The record's bytes run from its offset to the end of its value, which follows the key.
+        const ref = page + inlineAt;
+        ks.loadEntry(k, expiresAt === 0 ? ref : new Timed(ref, expiresAt), ve - inlineAt);
       } else {
-        keys.push(k);
         const v = latin1Slice(vb, vs, ve);
         ks.loadEntry(k, expiresAt === 0 ? v : new Timed(v, expiresAt), 0);
       }
@@ -118,8 +121,13 @@ export function* liveEntries(ks: Keyspace, now: number): Generator<BulkEntry, vo
       let v: string;
       if (e instanceof Timed) {
         if (e.expiresAt <= now) continue;
-        v = e.value;
         entry.expiresAt = e.expiresAt;
+        if (typeof e.value === "number") {
+          entry.value = valueScratch.subarray(0, ks.arena.copyInto(e.value, valueScratch));
+          yield entry;
+          continue;
+        }
+        v = e.value;
       } else {
         v = e;
         entry.expiresAt = 0;

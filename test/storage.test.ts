@@ -742,7 +742,7 @@ describe("large transactions", () => {
       const model = new Map(before.map((line) => line.split("=") as [string, string]));
       for (const [k, e] of batch) {
         if (e === null) model.delete(k);
-        else model.set(k, typeof e === "string" ? e : e.value);
+        else model.set(k, typeof e === "string" ? e : String(e.value));
       }
       const after = [...model].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${k}=${v}`);
       let ops = 0;

@@ -11,6 +11,7 @@ import type { Core } from "../src/core.js";
 import { type Emdb, everyN, manual, type Transaction, Ttl } from "../src/index.js";
 import { hashInternalKey } from "../src/keys.js";
 import { MemoryBackend } from "../src/pager/backend.js";
+import { Timed } from "../src/shards/keyspace.js";
 import { StagedWrites } from "../src/shards/staged-writes.js";
 import { CHUNK_BYTES } from "../src/shards/value-arena.js";
 import { assertConsistent, FakeClock } from "./helpers/db.js";
@@ -97,17 +98,27 @@ describe("values loaded at open", () => {
       db.close();
       return openFile(p, manual());
     };
-    // Records that load as strings (expiring ones) around a few plain ones: their pages
-    // are not kept for the plain ones' sake.
+    // Expiring values stay in the pages too, each in a Timed with its deadline; overwriting
+    // all of them but a few plain ones lets the pages go.
     let db = reopened((tx) => {
       for (let i = 0; i < 20_000; i++) {
         if (i % 100 === 0) tx.insert(key(i), `p${i}`);
         else tx.insertWithTtl(key(i), `t${i}`, Ttl.after(3_600_000));
       }
     });
-    assert.equal(db.stats().loadedPageBytes, 0);
+    assert.ok(db.stats().loadedPageBytes > 0);
+    const timed = (db as unknown as { core: Core }).core.ks.shard(hashInternalKey(key(501)));
+    const e = timed.get(key(501));
+    assert.ok(e instanceof Timed && typeof e.value === "number", "a ref in a Timed");
     assert.equal(db.get(key(500))?.toString(), "p500");
     assert.equal(db.get(key(501))?.toString(), "t501");
+    assert.ok(db.ttl(key(501))! > 3_500_000);
+    db.transaction((tx) => {
+      for (let i = 0; i < 20_000; i++) if (i % 100 !== 0) tx.insert(key(i), "n");
+    });
+    assert.equal(db.stats().loadedPageBytes, 0);
+    assert.equal(db.get(key(500))?.toString(), "p500");
+    assert.equal(db.ttl(key(501)), Number.POSITIVE_INFINITY);
     assertConsistent(db);
     db.close();
     // Plain values beside 1,000 overflow pages, which count in the estimate a chunk is
@@ -140,7 +151,7 @@ describe("values loaded at open", () => {
     db.close();
   });
 
-  test("check() reports a ref into a chunk let go (without throwing) or to a record not plain", () => {
+  test("check() reports a ref into a chunk let go (without throwing), to a record not inline, or with another deadline", () => {
     const p = freshPath();
     let db = openFile(p, manual());
     db.transaction((tx) => {
@@ -159,16 +170,23 @@ describe("values loaded at open", () => {
       problems.join("\n"),
     );
     shard.set("k7", ref as number);
-    // A ref must name a plain record: mark its record as having an expiry.
+    // A ref must name a record whose value is inline: mark its record as an overflow one.
     const chunks = (ks.arena as unknown as { chunks: Buffer[] }).chunks;
     const chunk = chunks[Math.floor((ref as number) / CHUNK_BYTES)]!;
     const at = (ref as number) % CHUNK_BYTES;
-    chunk[at] = 1;
+    chunk[at] = 2;
     assert.ok(
-      db.check().some((p) => p.includes("expiry or overflow")),
-      "a ref to a record that is not plain is reported",
+      db.check().some((p) => p.includes("not inline")),
+      "a ref to a record that is not inline is reported",
     );
     chunk[at] = 0;
+    // And the deadline of its entry must be the record's: none for a bare ref.
+    shard.set("k7", new Timed(ref as number, 123));
+    assert.ok(
+      db.check().some((p) => p.includes("expires at 123 but its record at 0")),
+      "a deadline its record does not have is reported",
+    );
+    shard.set("k7", ref as number);
     assertConsistent(db);
     db.close();
   });

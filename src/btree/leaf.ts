@@ -206,10 +206,16 @@ export function recordOffset(page: Buffer, i: number): number {
 }
 
 /**
- * A plain record (flags 0: no expiry, value inline) has its key length at +1, its value
- * length at +3, its key at `PLAIN_KEY_AT` and its value right after the key.
+ * A record with an inline value (flags 0, or 1 with an expiry) has its key length at +1,
+ * its value length at +3, its key at `inlineKeyAt(flags)` (after the expiry when there is
+ * one) and its value right after the key.
  */
 export const PLAIN_KEY_AT = REC_FIXED;
+
+/** Where an inline record's key starts, from its flags byte (0 or `REC_EXPIRES`). */
+export function inlineKeyAt(flags: number): number {
+  return flags === REC_EXPIRES ? REC_FIXED + 8 : REC_FIXED;
+}
 
 /** Record `i`'s parsed header (bounds-checked). */
 export function leafRecordAt(page: Buffer, i: number, base: number, file: string): RecordInfo {
@@ -273,8 +279,8 @@ export type RecordSpans = (
   vs: number,
   ve: number,
   expiresAt: number,
-  /** The record's page offset when it is plain (no expiry, value inline: flags 0), else -1. */
-  plainAt: number,
+  /** The record's page offset when its value is inline (flags 0 or 1), else -1. */
+  inlineAt: number,
 ) => void;
 
 /**
@@ -314,7 +320,7 @@ export function scanLeaf(
     }
     const v = p + keyLength;
     if (v + valueLength > end) parseRecord(page, off, lo, end, base, file);
-    cb(page, p, v, page, v, v + valueLength, expiresAt, flags === 0 ? off : -1);
+    cb(page, p, v, page, v, v + valueLength, expiresAt, off);
   }
   return n;
 }

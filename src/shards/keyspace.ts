@@ -9,8 +9,9 @@
  *
  * An entry is the value itself, a latin1 string (see `keys.ts`), when it never expires (no
  * wrapper object per key: memory is the cost of an in-memory index), or a `Timed` when it
- * has a deadline. A value loaded at open and not written since is a number instead: a ref
- * into the page copies of `value-arena.ts`, which spares the collector a string per value.
+ * has a deadline. A value loaded at open and not written since is a number instead (in a
+ * `Timed`, when it has a deadline): a ref into the page copies of `value-arena.ts`, which
+ * spares the collector a string per value.
  */
 import { hashInternalKey as hashOf, valueOut } from "../keys.js";
 import { ExpiryHeap } from "../ttl/expiry-heap.js";
@@ -27,7 +28,8 @@ export function shardIndex(hash: number): number {
 
 export class Timed {
   constructor(
-    readonly value: string,
+    /** The value, or a ref to it when it was loaded at open (only in the index). */
+    readonly value: string | number,
     readonly expiresAt: number,
   ) {}
 }
@@ -38,8 +40,10 @@ export type Entry = string | Timed;
 /** What the index holds for a key: an `Entry`, or a ref to a value loaded at open. */
 export type Stored = Entry | number;
 
-export function entryValue(e: Entry): string {
-  return e instanceof Timed ? e.value : e;
+/** The arena ref an entry holds, or -1. */
+function refOf(e: Stored): number {
+  if (typeof e === "number") return e;
+  return e instanceof Timed && typeof e.value === "number" ? e.value : -1;
 }
 
 /** Deadline of an entry, or undefined when it never expires. */
@@ -97,14 +101,16 @@ export class Keyspace {
     const prev = shard.get(k);
     shard.set(k, entry);
     this.writes++;
-    if (typeof entry === "number") this.arena.retain(entry);
-    if (typeof prev === "number") this.arena.release(prev);
-    else if (prev === undefined) {
+    const ref = refOf(entry);
+    if (ref >= 0) this.arena.retain(ref);
+    if (prev === undefined) {
       this.total++;
       if (newKeys === undefined) this.sorted.insertNew(k);
       else newKeys.push(k);
-    } else if (prev instanceof Timed) {
-      this.timed--;
+    } else {
+      const prevRef = refOf(prev);
+      if (prevRef >= 0) this.arena.release(prevRef);
+      if (prev instanceof Timed) this.timed--;
     }
     if (entry instanceof Timed) {
       this.timed++;
@@ -123,7 +129,8 @@ export class Keyspace {
     this.writes++;
     this.total--;
     if (prev instanceof Timed) this.timed--;
-    else if (typeof prev === "number") this.arena.release(prev);
+    const ref = refOf(prev);
+    if (ref >= 0) this.arena.release(ref);
     this.sorted.delete(k);
     return prev;
   }
@@ -134,8 +141,9 @@ export class Keyspace {
    * search of the ordered view. Entries are bucketed by shard first, and each shard's Map is
    * filled in one go at `finishLoad`: filling the 32 Maps side by side, each growing in
    * turn, misses the cache on nearly every insert, and a million keys load about 1.7× faster
-   * this way (16 bytes per entry of transient buckets). `recordBytes`: for a ref, the length
-   * of its record as the scan found it (the arena weighs chunks by it); else unused.
+   * this way (16 bytes per entry of transient buckets). `recordBytes`: for a ref (alone or
+   * in a `Timed`), the length of its record as the scan found it (the arena weighs chunks by
+   * it); else unused.
    */
   loadEntry(k: string, e: Stored, recordBytes: number): void {
     this.loadBuckets ??= Array.from({ length: SHARD_COUNT }, () => ({ keys: [], entries: [] }));
@@ -144,6 +152,7 @@ export class Keyspace {
     b.entries.push(e);
     if (typeof e === "number") this.arena.loaded(e, recordBytes);
     else if (e instanceof Timed) {
+      if (typeof e.value === "number") this.arena.loaded(e.value, recordBytes);
       this.timed++;
       this.expiries.push(e.expiresAt, k);
     }
@@ -203,14 +212,16 @@ export class Keyspace {
   out(e: Stored): Buffer {
     if (typeof e === "string") return valueOut(e);
     if (typeof e === "number") return this.arena.out(e);
-    return valueOut(e.value);
+    const v = e.value;
+    return typeof v === "string" ? valueOut(v) : this.arena.out(v);
   }
 
   /** A stored value as an internal (latin1) string. */
   str(e: Stored): string {
     if (typeof e === "string") return e;
     if (typeof e === "number") return this.arena.str(e);
-    return e.value;
+    const v = e.value;
+    return typeof v === "string" ? v : this.arena.str(v);
   }
 
   /**
@@ -221,8 +232,12 @@ export class Keyspace {
   reclaimDue(): void {
     this.arena.reclaimDue((k, ref) => {
       const shard = this.shard(hashOf(k));
-      if (shard.get(k) !== ref) return false;
-      shard.set(k, this.arena.str(ref));
+      const e = shard.get(k);
+      if (e === ref) shard.set(k, this.arena.str(ref));
+      // The same deadline: the expiry heap's pair for the key stays valid.
+      else if (e instanceof Timed && e.value === ref) {
+        shard.set(k, new Timed(this.arena.str(ref), e.expiresAt));
+      } else return false;
       this.writes++;
       return true;
     });
@@ -285,18 +300,23 @@ export class Keyspace {
       for (const [k, e] of this.shards[i]!) {
         n++;
         if (e instanceof Timed) timed++;
-        else if (typeof e === "number") {
-          if (!this.arena.holds(e)) {
-            problems.push(`key ${JSON.stringify(k)} refers to a released value`);
+        const ref = refOf(e);
+        if (ref >= 0) {
+          const name = `key ${JSON.stringify(k)}`;
+          if (!this.arena.holds(ref)) {
+            problems.push(`${name} refers to a released value`);
           } else {
-            if (!this.arena.plain(e)) {
+            const deadline = e instanceof Timed ? e.expiresAt : 0;
+            if (!this.arena.inline(ref)) {
+              problems.push(`${name} refers to a record whose value is not inline`);
+            } else if (this.arena.key(ref) !== k) {
+              problems.push(`${name} refers to the value of another key`);
+            } else if (this.arena.expiresAt(ref) !== deadline) {
               problems.push(
-                `key ${JSON.stringify(k)} refers to a record with an expiry or overflow`,
+                `${name} expires at ${deadline} but its record at ${this.arena.expiresAt(ref)}`,
               );
-            } else if (this.arena.key(e) !== k) {
-              problems.push(`key ${JSON.stringify(k)} refers to the value of another key`);
             }
-            refs.push(e);
+            refs.push(ref);
           }
         }
         if (this.shard(hashOf(k)) !== this.shards[i])

@@ -16,9 +16,10 @@
  * | ref / CHUNK_BYTES (integer)   | chunk index                               |
  * | ref mod CHUNK_BYTES           | byte offset of the record in that chunk   |
  *
- * Only records without an expiry and with an inline value get a ref (`flags` 0: the key
- * length at +1, the value length at +3, the key at +7, then the value); the others are
- * loaded as strings, as before. Below 2^30 (1 GiB of leaf pages) a ref is a V8 small
+ * Only records with an inline value get a ref (`flags` 0 or 1: the key length at +1, the
+ * value length at +3, the expiry at +7 when flag 1 is set, then the key, then the value);
+ * overflow values are loaded as strings, as before. A ref to a record with an expiry is
+ * held in a `Timed`, which carries the same deadline. Below 2^30 (1 GiB of leaf pages) a ref is a V8 small
  * integer on every build (below 2^31 without pointer compression, as in stock Node); past
  * that it is a boxed number, which is still correct, only less compact.
  *
@@ -27,12 +28,13 @@
  * referred to fill a quarter of the chunk or less, it is *due*: at the next safe point
  * (`Keyspace.reclaimDue`, after a write has settled) its remaining live values become
  * strings and the chunk is let go. The same test runs when the load ends, so a chunk of
- * leaves whose records mostly loaded as strings (expiring or overflow values) goes at once. So the copies never hold more than four times
+ * leaves whose records mostly loaded as strings (overflow values) goes at once. So the copies never hold more than four times
  * the bytes of the loaded records still in use, and overwriting everything once frees them
  * all. The reclaim cannot run in the middle of a write: a failed batch puts back the refs it
  * replaced, which must still point at their chunk.
  */
-import { leafCount, PLAIN_KEY_AT, recordOffset } from "../btree/leaf.js";
+import { inlineKeyAt, leafCount, PLAIN_KEY_AT, REC_EXPIRES, recordOffset } from "../btree/leaf.js";
+import { readU64 } from "../codec.js";
 import { latin1Slice } from "../keys.js";
 
 /** The stride of chunk indexes in a ref, and the largest chunk. */
@@ -180,14 +182,21 @@ export class ValueArena {
   key(ref: number): string {
     const chunk = this.chunkOf(ref);
     const at = ref % CHUNK_BYTES;
-    const start = at + PLAIN_KEY_AT;
+    const start = at + inlineKeyAt(chunk[at]!);
     return latin1Slice(chunk, start, start + chunk.readUInt16LE(at + 1));
+  }
+
+  /** The deadline a ref's record holds, 0 when it has none. */
+  expiresAt(ref: number): number {
+    const chunk = this.chunkOf(ref);
+    const at = ref % CHUNK_BYTES;
+    return chunk[at] === REC_EXPIRES ? readU64(chunk, at + PLAIN_KEY_AT) : 0;
   }
 
   /**
    * Lets go of the due chunks. `materialize(k, ref)` is called for every record of such a
-   * chunk that may still be in the index (flags 0); it must replace the entry with a string
-   * when the index still holds that very ref, and return whether it did.
+   * chunk that may still be in the index (an inline value); it must replace the entry's ref
+   * with a string when the index still holds that very ref, and return whether it did.
    */
   reclaimDue(materialize: (k: string, ref: number) => boolean): void {
     if (this.due.size === 0) return;
@@ -202,7 +211,7 @@ export class ValueArena {
           const n = leafCount(page);
           for (let i = 0; i < n; i++) {
             const off = recordOffset(page, i);
-            if (page[off] !== 0) continue; // not plain: loaded as a string
+            if (page[off]! > REC_EXPIRES) continue; // an overflow value: loaded as a string
             const ref = c * CHUNK_BYTES + at + off;
             if (materialize(this.key(ref), ref)) this.live[c]!--;
           }
@@ -258,9 +267,9 @@ export class ValueArena {
     return problems;
   }
 
-  /** Whether a ref's record has neither an expiry nor an overflow value (flags 0). */
-  plain(ref: number): boolean {
-    return this.chunkOf(ref)[ref % CHUNK_BYTES] === 0;
+  /** Whether a ref's record has its value inline (flags 0 or 1, no overflow chain). */
+  inline(ref: number): boolean {
+    return this.chunkOf(ref)[ref % CHUNK_BYTES]! <= REC_EXPIRES;
   }
 
   /** Whether a ref points into a chunk still held, within its pages. */
@@ -277,7 +286,7 @@ export class ValueArena {
   private locate(ref: number): Buffer {
     const chunk = this.chunkOf(ref);
     const at = ref % CHUNK_BYTES;
-    this.start = at + PLAIN_KEY_AT + chunk.readUInt16LE(at + 1);
+    this.start = at + inlineKeyAt(chunk[at]!) + chunk.readUInt16LE(at + 1);
     this.end = this.start + chunk.readUInt32LE(at + 3);
     return chunk;
   }
