@@ -188,9 +188,11 @@ export class SortedKeys {
 
   /**
    * `range` as a function that returns the next key (undefined at the end, and from then
-   * on): a plain call per step where a generator pays for a resumption, which a full scan
-   * of a million keys notices. Given `resumeAfter`, it continues after that key instead of
-   * its own last one (the caller went on without it, and returns to it).
+   * on while the view is unchanged: a key added since past the last one returned is still
+   * found, which a caller that read ahead to the end and served those keys afterwards
+   * needs): a plain call per step where a generator pays for a resumption, which a full
+   * scan of a million keys notices. Given `resumeAfter`, it continues after that key
+   * instead of its own last one (the caller went on without it, and returns to it).
    */
   walker(
     lo: string | undefined,
@@ -209,7 +211,7 @@ export class SortedKeys {
         last = resumeAfter;
         version = -1;
         finished = false;
-      } else if (finished) return undefined;
+      } else if (finished && version === this.version) return undefined;
       if (version !== this.version) {
         version = this.version;
         // The first step, or the structure changed while the caller held `last`: resume
