@@ -34,6 +34,7 @@
  */
 import { crc32 } from "node:zlib";
 import { readU64 } from "../src/codec.js";
+import { clampExpiry } from "../src/ttl/ttl.js";
 
 /** Local alias: tsx, which runs the tests, compiles each use of an import into a getter call. */
 const u64 = readU64;
@@ -51,9 +52,6 @@ export type OpKind = 0 | 1 | 2 | 3 | 4 | 5;
 export const RECORD_OVERHEAD = 8;
 /** kind + timestamp: the smallest legal payload (a Clear). */
 export const MIN_PAYLOAD = 9;
-
-/** Largest expiry emdb can carry; larger legacy deadlines are clamped to it (still "never" in practice). */
-const MAX_EXPIRY = Number.MAX_SAFE_INTEGER;
 
 /**
  * Why a record does not decode. Every one of them is "corruption" to emdb-rs; the replay
@@ -161,7 +159,7 @@ export function decodeRecord(
       } else if (rest === 8) {
         out.hasExpiry = true;
         const e = u64(buf, p);
-        out.expiresAt = e < 0 ? MAX_EXPIRY : e;
+        out.expiresAt = clampExpiry(e);
       } else {
         return rest < 8 ? "field-overrun" : "trailing-bytes";
       }

@@ -68,6 +68,7 @@ import * as path from "node:path";
 import { crc32 } from "node:zlib";
 import { ByteReader, readU64 } from "../src/codec.js";
 import { corrupted, EmdbError } from "../src/errors.js";
+import { clampExpiry } from "../src/ttl/ttl.js";
 import {
   type PositionalReader,
   type ReplayOptions,
@@ -302,7 +303,9 @@ function readValue(
   const r = pages.reader(page, id);
   r.pos = PREFIX_SIZE;
   const totalLen = r.u32("value total length");
-  const expiresAt = r.u64("value expires_at");
+  r.need(8, "value expires_at");
+  const expiresAt = clampExpiry(readU64(page, r.pos));
+  r.pos += 8;
   const overflowAt = id * PAGE_SIZE + r.pos;
   let next = r.u64("value overflow link");
   const inlineAt = id * PAGE_SIZE + r.pos;

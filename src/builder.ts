@@ -7,7 +7,7 @@ import { EmdbError } from "./errors.js";
 import { DEFAULT_FLUSH_POLICY, type FlushPolicy, isFlushPolicy } from "./flush-policy.js";
 import { DEFAULT_PAGE_SIZE, isValidPageSize, MAX_PAGE_SIZE, MIN_PAGE_SIZE } from "./pager/page.js";
 import { DEFAULT_CACHE_PAGES } from "./pager/page-cache.js";
-import { type Clock, systemClock } from "./ttl/ttl.js";
+import { type Clock, checkedClock, systemClock } from "./ttl/ttl.js";
 
 export interface EmdbConfig {
   readonly path: string | undefined;
@@ -116,7 +116,7 @@ export class EmdbBuilder {
   /** The time source for TTLs, in ms since the Unix epoch (default `Date.now`). */
   clock(clock: () => number): this {
     if (typeof clock !== "function") throw new TypeError("clock must be a function returning ms");
-    this.cfg.clock = clock;
+    this.cfg.clock = checkedClock(clock);
     return this;
   }
 

@@ -56,7 +56,9 @@ export class Core {
 
   put(k: string, hash: number, value: string, expiresAt: number | undefined): void {
     if (k.length > this.maxKeySize) throw keyTooLarge(k.length, this.maxKeySize);
-    this.persistence.put(k, value, expiresAt ?? NO_EXPIRY);
+    // A deadline of 0 is expired at once, and 0 is "never" in the log: it is a removal.
+    if (expiresAt === NO_EXPIRY) this.persistence.delete(k);
+    else this.persistence.put(k, value, expiresAt ?? NO_EXPIRY);
     this.ks.set(k, hash, value, expiresAt);
     try {
       this.persistence.settle();

@@ -6,6 +6,7 @@
 import { type MigrationReport, prepareDatabaseFile } from "../migrations/migrate.js";
 import { EmdbBuilder, type EmdbConfig, type ProgressListener } from "./builder.js";
 import { Core } from "./core.js";
+import { EmdbError } from "./errors.js";
 import { FileStore } from "./file-store.js";
 import type { FlushPolicy } from "./flush-policy.js";
 import { Focus } from "./focus.js";
@@ -20,12 +21,13 @@ import {
   type Value,
   valueOut,
 } from "./keys.js";
+import { canonicalPath } from "./pager/db-path.js";
 import { acquireLock } from "./pager/lock.js";
 import { DEFAULT_PAGE_SIZE } from "./pager/page.js";
 import { MemoryPersistence, type PersistenceStats } from "./persistence.js";
 import { SHARD_COUNT, Timed } from "./shards/keyspace.js";
 import { Transaction } from "./transaction.js";
-import { resolveExpiry, systemClock, Ttl } from "./ttl/ttl.js";
+import { checkedClock, MAX_EXPIRY_MS, resolveExpiry, systemClock, Ttl } from "./ttl/ttl.js";
 
 export interface RangeOptions {
   gt?: Key;
@@ -81,7 +83,7 @@ export class Emdb implements Disposable {
     if (config.path !== undefined) {
       const store = FileStore.open(
         {
-          path: config.path,
+          path: resolvePath(config.path),
           flushPolicy: config.flushPolicy,
           useMmap: config.useMmap,
           pageSize: config.pageSize,
@@ -303,7 +305,8 @@ export class Emdb implements Disposable {
     const core = this.core;
     core.assertOpen();
     const e = core.live(encodeKey(key), keyHash);
-    return e instanceof Timed ? new Date(e.expiresAt) : undefined;
+    // Capped: a file may hold a later deadline (emdb-rs allowed any u64), past what a Date holds.
+    return e instanceof Timed ? new Date(Math.min(e.expiresAt, MAX_EXPIRY_MS)) : undefined;
   }
 
   /**
@@ -393,11 +396,14 @@ export class Emdb implements Disposable {
   ): MigrationReport | undefined {
     if (typeof path !== "string" || path.length === 0)
       throw new TypeError("migrate(path) needs a file path");
-    const lock = acquireLock(path);
+    if (options.clock !== undefined && typeof options.clock !== "function")
+      throw new TypeError("migrate(path, { clock }) needs a function returning ms");
+    const file = resolvePath(path);
+    const lock = acquireLock(file);
     try {
-      return prepareDatabaseFile(path, {
+      return prepareDatabaseFile(file, {
         pageSize: options.pageSize ?? DEFAULT_PAGE_SIZE,
-        now: options.clock ?? systemClock,
+        now: options.clock !== undefined ? checkedClock(options.clock) : systemClock,
         onProgress: options.onProgress,
       });
     } finally {
@@ -467,4 +473,17 @@ function isThenable(x: unknown): boolean {
     (typeof x === "object" || typeof x === "function") &&
     typeof (x as { then?: unknown }).then === "function"
   );
+}
+
+/** The page file's one name (`db-path.ts`); a failure to resolve it is an I/O error. */
+function resolvePath(p: string): string {
+  try {
+    return canonicalPath(p);
+  } catch (cause) {
+    const msg = cause instanceof Error ? cause.message : String(cause);
+    throw new EmdbError("EMDB_IO", `resolving the database path failed: ${msg}`, {
+      file: p,
+      cause,
+    });
+  }
 }

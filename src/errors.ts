@@ -21,11 +21,11 @@ export const ERROR_CODES = {
   EMDB_KEY_TOO_LARGE: "key too large",
   /** A value is longer than `MAX_VALUE_SIZE` bytes. */
   EMDB_VALUE_TOO_LARGE: "value too large",
-  /** A builder option or flush policy is invalid. */
+  /** A builder option or flush policy is invalid, or an injected clock gave a bad reading. */
   EMDB_INVALID_CONFIG: "invalid configuration",
   /** A group prefix or focus key is empty or has an empty dotted segment. */
   EMDB_INVALID_PATH: "invalid dotted path",
-  /** An expiry time does not fit in the range emdb stores (2^53 - 1 ms). */
+  /** An expiry time is past the latest a JS Date holds (8.64e15 ms since 1970). */
   EMDB_TTL_OVERFLOW: "ttl overflow",
   /** Thrown by user code to roll a transaction back; emdb rethrows it unchanged. */
   EMDB_TRANSACTION_ABORTED: "transaction aborted",

@@ -325,6 +325,8 @@ export class FileStore implements Persistence {
       wal.appendBatchBegin(txId, ops.size);
       for (const [key, e] of ops) {
         if (e === null) wal.appendDelete(key);
+        // A deadline of 0 is expired at once, and 0 is "never" in the log (see `Core.put`).
+        else if (e instanceof Timed && e.expiresAt === NO_EXPIRY) wal.appendDelete(key);
         else if (e instanceof Timed) wal.appendPut(key, this.ks.str(e), e.expiresAt);
         else wal.appendPut(key, e, NO_EXPIRY);
       }

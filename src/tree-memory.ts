@@ -6,7 +6,6 @@
  */
 
 import type { BulkEntry } from "./btree/bulk-load.js";
-import { PLAIN_KEY_AT } from "./btree/leaf.js";
 import type { BTree } from "./btree/tree.js";
 import { PROGRESS_EVERY, type ProgressListener } from "./builder.js";
 import { hashInternalKey, latin1Slice, MAX_KEY_SIZE, writeLatin1 } from "./keys.js";

@@ -174,6 +174,55 @@ describe("locking", () => {
     again.close();
   });
 
+  test("a symlink to the page file or to its directory, and a relative path, are the same database and the same lock", () => {
+    const p = freshPath();
+    const dir = path.dirname(p);
+    const linkedDir = path.join(root, `linked-dir-${path.basename(p)}`);
+    fs.symlinkSync(dir, linkedDir);
+    const fileLink = `${p}.link`;
+    fs.symlinkSync(p, fileLink); // dangling until the first open creates the page file
+    const db = openFile(fileLink, onEachWrite());
+    db.insert("a", "1");
+    for (const other of [p, path.join(linkedDir, path.basename(p)), path.relative(".", p)]) {
+      assert.throws(() => openFile(other), { code: "EMDB_LOCK_BUSY" }, other);
+    }
+    db.close();
+    // The sidecars are named after the page file, whichever name opened it.
+    assert.ok(fs.lstatSync(p).isFile());
+    assert.ok(fs.existsSync(`${p}.wal`) && fs.existsSync(`${p}.lock`));
+    assert.ok(!fs.existsSync(`${fileLink}.wal`) && !fs.existsSync(`${fileLink}.lock`));
+    const again = openFile(path.join(linkedDir, path.basename(p)));
+    assert.equal(again.get("a")?.toString(), "1");
+    assert.throws(() => openFile(fileLink), { code: "EMDB_LOCK_BUSY" });
+    assert.deepEqual(again.check(), []);
+    again.close();
+  });
+
+  test("a database opened by a relative path stays where it was opened after process.chdir()", () => {
+    const p = freshPath();
+    const elsewhere = fs.mkdtempSync(path.join(root, "cwd-"));
+    const cwd = process.cwd();
+    try {
+      process.chdir(path.dirname(p));
+      const db = openFile(path.basename(p), onEachWrite());
+      process.chdir(elsewhere);
+      db.insert("a", "1");
+      db.compact(); // renames a new page file over the old one, by name
+      db.insert("b", "2");
+      db.close();
+    } finally {
+      process.chdir(cwd);
+    }
+    assert.deepEqual(fs.readdirSync(elsewhere), [], "nothing written relative to the new cwd");
+    const again = openFile(p);
+    assert.deepEqual(
+      [...again.iter()].map(([k, v]) => `${k}=${v}`),
+      ["a=1", "b=2"],
+    );
+    assert.deepEqual(again.check(), []);
+    again.close();
+  });
+
   test("a database held by another process is EMDB_LOCK_BUSY; once that process is killed it opens", async () => {
     const p = freshPath();
     const child = spawn(process.execPath, [

@@ -12,6 +12,7 @@ import { crc32 } from "node:zlib";
 import type { StopReason } from "../migrations/legacy-log.js";
 import { type LegacyContent, readLegacy } from "../migrations/read-legacy.js";
 import { isEmdbError } from "../src/errors.js";
+import { MAX_EXPIRY_MS } from "../src/ttl/ttl.js";
 import { EMDB_RS_FIXTURES } from "./helpers/emdb-rs-fixtures.js";
 import {
   begin,
@@ -90,14 +91,17 @@ describe("record framing", () => {
     }
   });
 
-  test("an expires_at beyond 2^53 is clamped to the largest safe integer", () => {
+  test("an expires_at beyond the latest Date (8.64e15 ms) is clamped to it", () => {
     const rec = encodeRecord(ins("k", "v", 0));
     // Patch the expiry to 2^60 and fix the CRC.
     const withBig = Buffer.concat([encodeLogHeader(), rec]);
     const expAt = 64 + rec.length - 4 - 8;
     withBig.writeBigUInt64LE(1n << 60n, expAt);
     setCrc(withBig, 64);
-    assert.deepEqual(state(read(withBig)), { k: ["v", Number.MAX_SAFE_INTEGER] });
+    assert.deepEqual(state(read(withBig)), { k: ["v", MAX_EXPIRY_MS] });
+    withBig.writeBigUInt64LE(BigInt(MAX_EXPIRY_MS) + 1n, expAt);
+    setCrc(withBig, 64);
+    assert.deepEqual(state(read(withBig)), { k: ["v", MAX_EXPIRY_MS] });
   });
 
   test("Remove, Clear and Checkpoint are applied in order; Checkpoint changes nothing", () => {

@@ -13,6 +13,7 @@ import { crc32 } from "node:zlib";
 import { parsePageHeader, readPageFileV3, walPathFor } from "../migrations/page-v3.js";
 import { type LegacyContent, readLegacy } from "../migrations/read-legacy.js";
 import { type EmdbError, isEmdbError } from "../src/errors.js";
+import { MAX_EXPIRY_MS } from "../src/ttl/ttl.js";
 import { EMDB_RS_FIXTURES } from "./helpers/emdb-rs-fixtures.js";
 import { encodeRecord, type LogOp } from "./helpers/legacy-writer.js";
 
@@ -125,6 +126,24 @@ describe("damaged pages", () => {
       }
     });
   }
+
+  test("an expires_at past the latest Date (8.64e15 ms, any u64 in emdb-rs) is clamped to it, not corruption", () => {
+    const before = dump(read(copy()));
+    assert.ok(!before.some(([, , at]) => at === MAX_EXPIRY_MS));
+    for (const big of [2 ** 60, MAX_EXPIRY_MS + 1]) {
+      const file = copy((b) => {
+        for (const v of layout.values) {
+          b.writeBigUInt64LE(BigInt(big), v.id * P + 20);
+          fixPageCrc(b, v.id);
+        }
+      });
+      const after = dump(read(file));
+      // Every record the WAL does not rewrite now carries the clamped deadline.
+      const clamped = after.filter(([, , at]) => at === MAX_EXPIRY_MS);
+      assert.ok(clamped.length > 0, String(big));
+      assert.equal(after.length, before.length);
+    }
+  });
 
   test("a page type changed in the (unchecksummed) prefix is caught as a type mismatch", () => {
     const id = layout.values[0]!.id;

@@ -1,8 +1,17 @@
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { describe, test } from "node:test";
 import type { Core } from "../src/core.js";
-import { Emdb, EmdbError, Ttl } from "../src/index.js";
+import { Emdb, EmdbError, onEachWrite, Ttl } from "../src/index.js";
+import { hashInternalKey } from "../src/keys.js";
+import { MemoryBackend } from "../src/pager/backend.js";
+import { Timed } from "../src/shards/keyspace.js";
+import { StagedWrites } from "../src/shards/staged-writes.js";
+import { MAX_EXPIRY_MS } from "../src/ttl/ttl.js";
 import { assertConsistent, FakeClock, memDb, str } from "./helpers/db.js";
+import { openCore } from "./helpers/storage.js";
 
 describe("TTL (emdb-rs ttl.rs)", () => {
   test("Ttl.default() without a builder default never expires", () => {
@@ -57,13 +66,16 @@ describe("TTL (emdb-rs ttl.rs)", () => {
     assert.equal(db.ttl("k"), 86_400_000);
   });
 
-  test("an expiry past 2^53 - 1 ms is EMDB_TTL_OVERFLOW and changes nothing", () => {
-    const db = memDb(new FakeClock());
-    assert.throws(
-      () => db.insertWithTtl("k", "v", Ttl.after(Number.MAX_SAFE_INTEGER)),
-      (e: unknown) => e instanceof EmdbError && e.code === "EMDB_TTL_OVERFLOW",
-    );
+  test("an expiry past the latest Date (8.64e15 ms) is EMDB_TTL_OVERFLOW and changes nothing; up to it, expiresAt is that Date", () => {
+    const clock = new FakeClock();
+    const db = memDb(clock);
+    const overflow = (e: unknown) => e instanceof EmdbError && e.code === "EMDB_TTL_OVERFLOW";
+    for (const ms of [Number.MAX_SAFE_INTEGER, MAX_EXPIRY_MS - clock.now + 1]) {
+      assert.throws(() => db.insertWithTtl("k", "v", Ttl.after(ms)), overflow);
+    }
     assert.equal(db.containsKey("k"), false);
+    db.insertWithTtl("k", "v", Ttl.after(MAX_EXPIRY_MS - clock.now));
+    assert.equal(db.expiresAt("k")?.getTime(), MAX_EXPIRY_MS);
   });
 
   test("Ttl.after rejects negative, fractional and non-number durations", () => {
@@ -176,6 +188,69 @@ describe("TTL semantics emdb improves on", () => {
     // 20,000 deadlines were pushed for 10 live ones; stale pairs must have been shed.
     const heap = (db as unknown as { core: Core }).core.ks.expiries;
     assert.ok(heap.size <= 1024, `expiry heap holds ${heap.size} pairs for 10 live deadlines`);
+  });
+
+  test("a clock reading that is negative, fractional or not a number is EMDB_INVALID_CONFIG, at open for a file", () => {
+    const invalid = (e: unknown) =>
+      e instanceof EmdbError &&
+      e.code === "EMDB_INVALID_CONFIG" &&
+      /the clock returned/.test(e.message);
+    for (const reading of [-1, 1.5, Number.NaN, "5", MAX_EXPIRY_MS + 1]) {
+      let t: unknown = 0;
+      const db = Emdb.builder()
+        .clock(() => t as number)
+        .build();
+      db.insertWithTtl("k", "v", Ttl.after(10));
+      t = reading;
+      assert.throws(() => db.get("k"), invalid, String(reading));
+      assert.throws(() => db.insertWithTtl("j", "v", Ttl.after(10)), invalid, String(reading));
+      t = 5;
+      assert.equal(db.ttl("k"), 5);
+      assert.equal(db.containsKey("j"), false);
+    }
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "emdb-ttl-"));
+    try {
+      const open = () =>
+        Emdb.builder()
+          .path(path.join(dir, "db"))
+          .clock(() => -1)
+          .build();
+      assert.throws(open, invalid);
+      assert.throws(
+        () => Emdb.migrate(path.join(dir, "db"), { clock: 5 as never }),
+        (e: unknown) => e instanceof TypeError && /clock/.test(String(e)),
+      );
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a deadline of 0 (a clock at 0, Ttl.after(0)) stays expired after a kill and a reopen", () => {
+    // 0 is also "never expires" in the log: such a write is logged as the removal it is.
+    const be = new MemoryBackend();
+    const open = () =>
+      openCore(be, "/zero.emdb", {
+        clock: () => 0,
+        flushPolicy: onEachWrite(),
+        pageSize: 4096,
+        checkpointBytes: 2 ** 26,
+      });
+    let core = open();
+    core.put("live", hashInternalKey("live"), "1", undefined);
+    core.put("k", hashInternalKey("k"), "old", undefined);
+    core.put("k", hashInternalKey("k"), "v", 0);
+    core.put("n", hashInternalKey("n"), "v", 0);
+    const batch = new StagedWrites();
+    batch.set("t", hashInternalKey("t"), new Timed("v", 0));
+    batch.set("u", hashInternalKey("u"), "1");
+    core.applyBatch(batch);
+    const keys = (c: Core) =>
+      [...c.entries(undefined, true, undefined, true, false, Infinity)].map(([k]) => String(k));
+    assert.deepEqual(keys(core), ["live", "u"]);
+    core = open(); // killed: no close, the WAL is replayed
+    assert.deepEqual(keys(core), ["live", "u"]);
+    assert.deepEqual(core.persistence.check(), []);
+    core.persistence.close();
   });
 
   test("an injected clock is the only time source", () => {

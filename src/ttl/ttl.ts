@@ -12,8 +12,40 @@ export type Clock = () => number;
 
 export const systemClock: Clock = () => Date.now();
 
-/** Sentinel meaning "this entry never expires". */
+/**
+ * Sentinel meaning "this entry never expires", on disk as in memory. A deadline of 0 itself
+ * (a clock reading 0 and `Ttl.after(0)`) is expired at once, so it is logged as a removal.
+ */
 export const NO_EXPIRY = 0;
+
+/** The latest deadline: the largest time a JS `Date` holds (8.64e15 ms, in the year 275760). */
+export const MAX_EXPIRY_MS = 8_640_000_000_000_000;
+
+/**
+ * A deadline read from an emdb-rs file, which allowed any u64: one past `MAX_EXPIRY_MS`
+ * (`readU64` gives -1 past 2^53) is clamped to it, still "never" in practice.
+ */
+export function clampExpiry(at: number): number {
+  return at < 0 || at > MAX_EXPIRY_MS ? MAX_EXPIRY_MS : at;
+}
+
+/**
+ * An injected clock, checked at every reading: deadlines are whole milliseconds since 1970,
+ * stored as unsigned integers, so a reading that is negative, fractional or not a number
+ * would make deadlines that cannot be stored, or compare wrongly.
+ */
+export function checkedClock(clock: () => number): Clock {
+  return () => {
+    const now = clock();
+    if (!Number.isSafeInteger(now) || now < 0 || now > MAX_EXPIRY_MS) {
+      throw new EmdbError(
+        "EMDB_INVALID_CONFIG",
+        `the clock returned ${typeof now === "number" ? now : typeof now}; it must return whole milliseconds since 1970 (an integer from 0 to ${MAX_EXPIRY_MS})`,
+      );
+    }
+    return now;
+  };
+}
 
 export class Ttl {
   private constructor(
@@ -63,10 +95,10 @@ export function resolveExpiry(
   else if (ttl.kind === "default" && defaultTtlMs !== undefined) ms = defaultTtlMs;
   else return undefined;
   const at = now + ms;
-  if (!Number.isSafeInteger(at)) {
+  if (!(at <= MAX_EXPIRY_MS)) {
     throw new EmdbError(
       "EMDB_TTL_OVERFLOW",
-      `expiry ${now} + ${ms} ms does not fit in 2^53 - 1 ms`,
+      `expiry ${now} + ${ms} ms is past ${MAX_EXPIRY_MS} ms since 1970, the latest a Date holds`,
     );
   }
   return at;
