@@ -96,8 +96,7 @@ export class EmdbBuilder {
 
   /** TTL in milliseconds for writes that use `Ttl.default()` (plain `insert` does). */
   defaultTtl(ms: number): this {
-    if (typeof ms !== "number")
-      throw new TypeError(`defaultTtl(ms) needs a number, got ${typeof ms}`);
+    needNumber(ms, "defaultTtl(ms)");
     if (!Number.isSafeInteger(ms) || ms <= 0) {
       throw invalid(`defaultTtl(ms) needs a positive integer of milliseconds, got ${ms}`);
     }
@@ -125,7 +124,8 @@ export class EmdbBuilder {
    * An existing file keeps its own. Small pages are for tests that want deep trees.
    */
   pageSize(bytes: number): this {
-    if (typeof bytes !== "number" || !isValidPageSize(bytes)) {
+    needNumber(bytes, "pageSize(bytes)");
+    if (!isValidPageSize(bytes)) {
       throw invalid(
         `pageSize needs a power of two from ${MIN_PAGE_SIZE} to ${MAX_PAGE_SIZE}, got ${String(bytes)}`,
       );
@@ -136,6 +136,7 @@ export class EmdbBuilder {
 
   /** How many pages the page cache keeps (default 2048, i.e. 8 MiB of 4 KB pages). */
   cacheSize(pages: number): this {
+    needNumber(pages, "cacheSize(pages)");
     if (!Number.isSafeInteger(pages) || pages < 16) {
       throw invalid(`cacheSize needs an integer of at least 16 pages, got ${String(pages)}`);
     }
@@ -148,6 +149,7 @@ export class EmdbBuilder {
    * size instead when that is larger, so a growing database does not rewrite itself often).
    */
   checkpointThreshold(bytes: number): this {
+    needNumber(bytes, "checkpointThreshold(bytes)");
     if (!Number.isSafeInteger(bytes) || bytes < 1) {
       throw invalid(`checkpointThreshold needs a positive integer of bytes, got ${String(bytes)}`);
     }
@@ -171,4 +173,8 @@ export class EmdbBuilder {
   config(): EmdbConfig {
     return { ...this.cfg };
   }
+}
+
+function needNumber(v: unknown, what: string): void {
+  if (typeof v !== "number") throw new TypeError(`${what} needs a number, got ${typeof v}`);
 }

@@ -43,8 +43,25 @@ export class Core {
     readonly dbPath: string | undefined,
   ) {}
 
+  /**
+   * A transaction's callback is running (`Emdb.transaction`). A write through the database
+   * itself then would not be part of the transaction, and would stay applied if the callback
+   * threw: refused, so the mistake shows instead of breaking atomicity. (lmdb-js counts such
+   * writes in the transaction, so users coming from it would expect them to roll back.)
+   */
+  inTransaction = false;
+
   assertOpen(): void {
     if (this.closed) throw new EmdbError("EMDB_CLOSED", "the database has been closed");
+  }
+
+  private assertNotInTransaction(): void {
+    if (this.inTransaction) {
+      throw new EmdbError(
+        "EMDB_BUSY",
+        "a transaction's callback is running: write through its handle (tx.insert, tx.remove), not through the database",
+      );
+    }
   }
 
   /** The live entry for a key, or undefined when absent or expired. */
@@ -55,6 +72,7 @@ export class Core {
   }
 
   put(k: string, hash: number, value: string, expiresAt: number | undefined): void {
+    this.assertNotInTransaction();
     if (k.length > this.maxKeySize) throw keyTooLarge(k.length, this.maxKeySize);
     // A deadline of 0 is expired at once, and 0 is "never" in the log: it is a removal.
     if (expiresAt === NO_EXPIRY) this.persistence.delete(k);
@@ -69,6 +87,7 @@ export class Core {
 
   /** Removes a key; returns the previous *live* value (a copy). */
   remove(k: string, hash: number): Buffer | undefined {
+    this.assertNotInTransaction();
     const e = this.ks.shard(hash).get(k);
     // Nothing to log for a key that is not there (emdb-rs logged it anyway, §9.3 S5).
     if (e === undefined) return undefined;
@@ -84,6 +103,7 @@ export class Core {
   }
 
   clear(): void {
+    this.assertNotInTransaction();
     if (this.ks.size === 0) return;
     this.persistence.clear();
     this.ks.clear();
@@ -96,6 +116,7 @@ export class Core {
    * taken over as its shards) before the checkpoint it may trigger.
    */
   applyBatch(ops: Batch & { clear(): void }): void {
+    this.assertNotInTransaction();
     const size = ops.size;
     if (size === 0) return;
     const txId = this.lastTxId + 1;

@@ -10,7 +10,7 @@ import { EmdbError } from "./errors.js";
 import { FileStore } from "./file-store.js";
 import type { FlushPolicy } from "./flush-policy.js";
 import { Focus } from "./focus.js";
-import { groupBounds, validatePath } from "./groups.js";
+import { groupBounds } from "./groups.js";
 import {
   encodeBound,
   encodeKey,
@@ -194,13 +194,13 @@ export class Emdb implements Disposable {
         : o.lte !== undefined
           ? encodeBound(o.lte, "lte")
           : undefined;
-    const limit = o.limit ?? Number.POSITIVE_INFINITY;
-    if (
-      typeof limit !== "number" ||
-      Number.isNaN(limit) ||
-      limit < 0 ||
-      (Number.isFinite(limit) && !Number.isInteger(limit))
-    ) {
+    const limit = o.limit === undefined ? Number.POSITIVE_INFINITY : o.limit;
+    if (typeof limit !== "number") {
+      throw new TypeError(
+        `range: limit must be a number, got ${limit === null ? "null" : typeof limit}`,
+      );
+    }
+    if (Number.isNaN(limit) || limit < 0 || (Number.isFinite(limit) && !Number.isInteger(limit))) {
       throw new RangeError(
         `range: limit must be a non-negative integer or Infinity, got ${String(limit)}`,
       );
@@ -265,13 +265,23 @@ export class Emdb implements Disposable {
   transaction<T>(fn: (tx: Transaction) => T): T {
     this.core.assertOpen();
     if (typeof fn !== "function") throw new TypeError("transaction(fn) needs a function");
-    const tx = new Transaction(this.core);
+    const core = this.core;
+    if (core.inTransaction) {
+      throw new EmdbError(
+        "EMDB_BUSY",
+        "a transaction's callback is running: transactions do not nest; use its handle",
+      );
+    }
+    const tx = new Transaction(core);
     let result: T;
+    core.inTransaction = true;
     try {
       result = fn(tx);
     } catch (err) {
       tx.abort();
       throw err;
+    } finally {
+      core.inTransaction = false;
     }
     if (isThenable(result)) {
       tx.abort();
@@ -335,7 +345,9 @@ export class Emdb implements Disposable {
   /** A handle on the dotted-prefix group `prefix` (keys `prefix.*`). */
   focus(prefix: string): Focus {
     this.core.assertOpen();
-    return new Focus(this, validatePath(prefix, "focus prefix"));
+    // As `group(prefix)` checks it: a prefix over MAX_KEY_SIZE could hold no key.
+    groupBounds(prefix);
+    return new Focus(this, prefix);
   }
 
   /** The live entries whose keys start with `prefix.`, in key order. */

@@ -35,9 +35,11 @@ export const ERROR_CODES = {
   EMDB_IO: "i/o error",
   /**
    * A write, `flush`, `compact` or `close` was called while `compact()` runs, from its
-   * `onProgress` listener: a write then could be lost in a crash. Reads are allowed.
+   * `onProgress` listener: a write then could be lost in a crash. Or a write through the
+   * database, or a nested `transaction`, inside a transaction's callback: it would not be
+   * part of the transaction. Reads are allowed in both.
    */
-  EMDB_BUSY: "the database is compacting",
+  EMDB_BUSY: "the database is busy (compacting, or in a transaction's callback)",
 } as const;
 
 export type EmdbErrorCode = keyof typeof ERROR_CODES;

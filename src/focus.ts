@@ -43,7 +43,7 @@ export class Focus {
 
   /** A handle on the sub-group `prefix.sub`. */
   focus(sub: string): Focus {
-    return new Focus(this.db, this.full(sub));
+    return this.db.focus(this.full(sub));
   }
 
   /** The live entries of this group, with full keys, in key order. */

@@ -77,5 +77,9 @@ describe("builder options", () => {
     assert.throws(() => Emdb.builder().cacheSize(1), invalidConfig);
     assert.throws(() => Emdb.builder().checkpointThreshold(0), invalidConfig);
     assert.throws(() => Emdb.builder().onProgress(5 as never), TypeError);
+    // A wrong type is a TypeError, as for every option.
+    assert.throws(() => Emdb.builder().pageSize("4096" as never), TypeError);
+    assert.throws(() => Emdb.builder().cacheSize("20" as never), TypeError);
+    assert.throws(() => Emdb.builder().checkpointThreshold(null as never), TypeError);
   });
 });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { Core } from "../src/core.js";
-import { Emdb, Ttl } from "../src/index.js";
+import { Emdb, EmdbError, MAX_KEY_SIZE, Ttl } from "../src/index.js";
 import { assertConsistent, entriesAsStrings, FakeClock, memDb, str } from "./helpers/db.js";
 
 const invalidPath = { code: "EMDB_INVALID_PATH" };
@@ -123,6 +123,26 @@ describe("path validation is the same everywhere", () => {
     assert.throws(() => db.group(5 as never), TypeError);
     assert.throws(() => f.set(Buffer.from("x") as never, "v"), TypeError);
     assert.deepEqual([...db.keys()].map(String), ["a.b"]);
+  });
+
+  test("a focus prefix too long for any key is refused at focus(), as group() refuses it", () => {
+    const db = Emdb.openInMemory();
+    const long = "p".repeat(MAX_KEY_SIZE + 1);
+    const tooLarge = (e: unknown) => e instanceof EmdbError && e.code === "EMDB_KEY_TOO_LARGE";
+    assert.throws(() => db.group(long), tooLarge);
+    assert.throws(() => db.focus(long), tooLarge);
+    assert.throws(() => db.focus("p").focus("q".repeat(MAX_KEY_SIZE)), tooLarge);
+    db.focus("p".repeat(MAX_KEY_SIZE - 2)).set("k", "v");
+    assert.equal(db.len(), 1);
+  });
+
+  test("a focus handle's focus() after close() is EMDB_CLOSED, as every other call", () => {
+    const db = Emdb.openInMemory();
+    const f = db.focus("a");
+    db.close();
+    const closed = (e: unknown) => e instanceof EmdbError && e.code === "EMDB_CLOSED";
+    assert.throws(() => f.focus("b"), closed);
+    assert.throws(() => f.get("b"), closed);
   });
 });
 

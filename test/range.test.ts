@@ -60,6 +60,8 @@ describe("range()", () => {
     assert.throws(() => db.range({ limit: -1 }), RangeError);
     assert.throws(() => db.range({ limit: 1.5 }), RangeError);
     assert.throws(() => db.range({ reverse: "yes" as never }), TypeError);
+    assert.throws(() => db.range({ limit: null as never }), TypeError);
+    assert.throws(() => db.range({ limit: "3" as never }), TypeError);
     assert.throws(() => db.range(null as never), TypeError);
   });
 

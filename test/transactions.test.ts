@@ -140,15 +140,40 @@ describe("transaction handles", () => {
     assert.equal(db.len(), 0);
   });
 
-  test("transactions nest as independent units; direct writes inside apply at once", () => {
+  test("inside the callback, writes through the database and nested transactions are EMDB_BUSY; reads work", () => {
+    // Such a write would not be part of the transaction and would survive its rollback.
     const db = Emdb.openInMemory();
-    db.transaction((outer) => {
-      outer.insert("outer", "1");
-      db.transaction((inner) => inner.insert("inner", "2"));
-      db.insert("direct", "3");
-      assert.equal(str(outer.get("inner")), "2", "committed inner write is visible");
+    db.insert("a.x", "old");
+    db.insertWithTtl("t", "v", Ttl.after(60_000));
+    const busy = (e: unknown) => e instanceof EmdbError && e.code === "EMDB_BUSY";
+    const writes: [string, () => unknown][] = [
+      ["insert", () => db.insert("direct", "1")],
+      ["insertWithTtl", () => db.insertWithTtl("direct", "1", Ttl.after(5))],
+      ["remove", () => db.remove("a.x")],
+      ["clear", () => db.clear()],
+      ["deleteGroup", () => db.deleteGroup("a")],
+      ["persist", () => db.persist("t")],
+      ["focus().set", () => db.focus("a").set("y", "1")],
+      ["transaction", () => db.transaction((inner) => inner.insert("inner", "2"))],
+    ];
+    const result = db.transaction((tx) => {
+      tx.insert("outer", "1");
+      for (const [name, write] of writes) assert.throws(write, busy, name);
+      assert.equal(str(db.get("a.x")), "old", "reads through the database work");
+      assert.equal(db.get("outer"), undefined, "and see what is committed");
+      return db.len();
     });
-    assert.deepEqual([...db.keys()].map(String), ["direct", "inner", "outer"]);
+    assert.equal(result, 2);
+    assert.deepEqual([...db.keys()].map(String), ["a.x", "outer", "t"]);
+    // After the callback, writes go through again, thrown callbacks included.
+    assert.throws(() =>
+      db.transaction(() => {
+        throw new Error("no");
+      }),
+    );
+    db.insert("direct", "1");
+    assert.equal(str(db.get("direct")), "1");
+    assertConsistent(db);
   });
 
   test("insertWithTtl in a transaction uses the injected clock", () => {
