@@ -7,7 +7,7 @@ import { EmdbError } from "./errors.js";
 import { DEFAULT_FLUSH_POLICY, type FlushPolicy, isFlushPolicy } from "./flush-policy.js";
 import { DEFAULT_PAGE_SIZE, isValidPageSize, MAX_PAGE_SIZE, MIN_PAGE_SIZE } from "./pager/page.js";
 import { DEFAULT_CACHE_PAGES } from "./pager/page-cache.js";
-import { type Clock, checkedClock, systemClock } from "./ttl/ttl.js";
+import { type Clock, checkedClock, MAX_EXPIRY_MS, systemClock } from "./ttl/ttl.js";
 
 export interface EmdbConfig {
   readonly path: string | undefined;
@@ -97,8 +97,10 @@ export class EmdbBuilder {
   /** TTL in milliseconds for writes that use `Ttl.default()` (plain `insert` does). */
   defaultTtl(ms: number): this {
     needNumber(ms, "defaultTtl(ms)");
-    if (!Number.isSafeInteger(ms) || ms <= 0) {
-      throw invalid(`defaultTtl(ms) needs a positive integer of milliseconds, got ${ms}`);
+    if (!Number.isSafeInteger(ms) || ms <= 0 || ms > MAX_EXPIRY_MS) {
+      throw invalid(
+        `defaultTtl(ms) needs a positive integer of milliseconds up to ${MAX_EXPIRY_MS}, got ${ms}`,
+      );
     }
     this.cfg.defaultTtlMs = ms;
     return this;

@@ -44,6 +44,8 @@ describe("builder options", () => {
       assert.throws(() => Emdb.builder().defaultTtl(ms), invalidConfig, `defaultTtl(${ms})`);
     }
     assert.throws(() => Emdb.builder().defaultTtl("10" as never), TypeError);
+    // Past the latest Date: no insert could ever succeed.
+    assert.throws(() => Emdb.builder().defaultTtl(2 ** 53 - 1), invalidConfig);
   });
 
   test("clock must be a function, useMmap a boolean, path a non-empty string", () => {
