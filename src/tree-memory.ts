@@ -17,8 +17,8 @@ import { type Keyspace, type Stored, Timed } from "./shards/keyspace.js";
  * once at the end, unless the tree is empty; `total` is the record count of the meta page.
  *
  * Records whose deadline is `<= now` never enter memory: a file of mostly expired records
- * (a cache reopened after a day) would otherwise make a value string for each, only for the
- * sweep after the open to drop them. Their keys are returned, in order; the tree still holds
+ * (a cache reopened after a day) would otherwise load every one, only for the sweep after
+ * the open to drop them. Their keys are returned, in order; the tree still holds
  * them, so the caller must mark them dirty and log their removal.
  */
 export function loadTree(
@@ -42,6 +42,9 @@ export function loadTree(
     (kb, ks0, ke, vb, vs, ve, expiresAt, inlineAt) => {
       const k = latin1Slice(kb, ks0, ke);
       read++;
+      if (onProgress !== undefined && read % PROGRESS_EVERY === 0) {
+        onProgress({ phase: "open", done: read, total });
+      }
       if (expiresAt !== 0 && expiresAt <= now) {
         expired.push(k);
         return;
@@ -54,9 +57,6 @@ export function loadTree(
       } else {
         const v = latin1Slice(vb, vs, ve);
         ks.loadEntry(k, expiresAt === 0 ? v : new Timed(v, expiresAt), 0);
-      }
-      if (onProgress !== undefined && read % PROGRESS_EVERY === 0) {
-        onProgress({ phase: "open", done: read, total });
       }
     },
     (leaf) => {

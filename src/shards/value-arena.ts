@@ -19,19 +19,20 @@
  * Only records with an inline value get a ref (`flags` 0 or 1: the key length at +1, the
  * value length at +3, the expiry at +7 when flag 1 is set, then the key, then the value);
  * overflow values are loaded as strings, as before. A ref to a record with an expiry is
- * held in a `Timed`, which carries the same deadline. Below 2^30 (1 GiB of leaf pages) a ref is a V8 small
- * integer on every build (below 2^31 without pointer compression, as in stock Node); past
- * that it is a boxed number, which is still correct, only less compact.
+ * held in a `Timed`, which carries the same deadline. Below 2^30 (1 GiB of leaf pages) a
+ * ref is a V8 small integer on every build (below 2^31 without pointer compression, as in
+ * stock Node); past that it is a boxed number, which is still correct, only less compact.
  *
  * A chunk counts its live refs and the bytes of their records (header, key and value). A
- * write that replaces or removes a loaded value releases its ref; once the records still
- * referred to fill a quarter of the chunk or less, it is *due*: at the next safe point
- * (`Keyspace.reclaimDue`, after a write has settled) its remaining live values become
- * strings and the chunk is let go. The same test runs when the load ends, so a chunk of
- * leaves whose records mostly loaded as strings (overflow values) goes at once. So the copies never hold more than four times
- * the bytes of the loaded records still in use, and overwriting everything once frees them
- * all. The reclaim cannot run in the middle of a write: a failed batch puts back the refs it
- * replaced, which must still point at their chunk.
+ * write, a removal or an expiry that replaces or removes a loaded value releases its ref;
+ * once the records still referred to fill a quarter of the chunk or less, it is *due*: at
+ * the next safe point (`Keyspace.reclaimDue`, after a write has settled, a sweep, a
+ * `flush()` or a `compact()`) its remaining live values become strings and the chunk is let
+ * go. The same test runs when the load ends, so a chunk of leaves whose records mostly
+ * loaded as strings (overflow values) goes at once. So the copies never hold more than four
+ * times the bytes of the loaded records still in use, and overwriting everything once frees
+ * them all. The reclaim cannot run in the middle of a write or a checkpoint: a failed batch
+ * puts back the refs it replaced, which must still point at their chunk.
  */
 import { inlineKeyAt, leafCount, PLAIN_KEY_AT, REC_EXPIRES, recordOffset } from "../btree/leaf.js";
 import { readU64 } from "../codec.js";
