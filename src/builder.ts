@@ -81,6 +81,7 @@ export class EmdbBuilder {
     if (typeof path !== "string") throw new TypeError(`path must be a string, got ${typeof path}`);
     if (path.length === 0) throw invalid("path must not be empty");
     if (path.includes("\0")) throw invalid("path must not contain NUL bytes");
+    if (path.endsWith("/")) throw invalid(`path must name a file, not end with "/": ${path}`);
     this.cfg.path = path;
     return this;
   }

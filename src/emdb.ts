@@ -283,7 +283,14 @@ export class Emdb implements Disposable {
     } finally {
       core.inTransaction = false;
     }
-    if (isThenable(result)) {
+    let thenable: boolean;
+    try {
+      thenable = isThenable(result);
+    } catch (err) {
+      tx.abort(); // a `then` getter that throws: nothing is applied, as for a throwing callback
+      throw err;
+    }
+    if (thenable) {
       tx.abort();
       // The promise is the caller's, but nobody can await it now: keep its rejection quiet.
       (result as PromiseLike<unknown>).then(undefined, () => {});
@@ -406,7 +413,7 @@ export class Emdb implements Disposable {
     path: string,
     options: { pageSize?: number; clock?: () => number; onProgress?: ProgressListener } = {},
   ): MigrationReport | undefined {
-    if (typeof path !== "string" || path.length === 0)
+    if (typeof path !== "string" || path.length === 0 || path.endsWith("/"))
       throw new TypeError("migrate(path) needs a file path");
     if (options.clock !== undefined && typeof options.clock !== "function")
       throw new TypeError("migrate(path, { clock }) needs a function returning ms");

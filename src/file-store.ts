@@ -184,7 +184,12 @@ export class FileStore implements Persistence {
         const gone = expiredAtLoad.filter((k) => !ks.has(k));
         if (gone.length > 0) {
           store.expired(gone);
-          store.settle();
+          try {
+            store.settle();
+          } finally {
+            // Its checkpoint may have dropped entries expired since the load, loaded ones too.
+            ks.reclaimDue();
+          }
         }
       }
       return store;
@@ -413,9 +418,12 @@ export class FileStore implements Persistence {
       this.unsyncedWrites = 0;
       return;
     }
+    // Read before the store can stop: a bad reading of an injected clock (EMDB_INVALID_CONFIG)
+    // is the caller's error, not a failed checkpoint.
+    const now = this.opts.clock();
     try {
       failpoint("checkpoint:before");
-      const now = this.dropExpired();
+      this.dropExpired(now);
       if (this.allDirty || rebuildPays(this.dirty, this.ks)) {
         this.tree.rebuild(liveEntries(this.ks, now));
       } else {
@@ -440,15 +448,13 @@ export class FileStore implements Persistence {
   }
 
   /**
-   * Removes from memory the entries expired at the clock's current reading, which it returns,
-   * and marks them dirty. A tree write leaves out what has expired by then; were memory to
+   * Removes from memory the entries expired at `now`, the clock's current reading, and marks
+   * them dirty. A tree write leaves out what has expired by then; were memory to
    * keep those entries until a sweep, a clock set back afterwards would show them to `get`
    * but not to scans of the tree, and `check()` would find the two apart.
    */
-  private dropExpired(): number {
-    const now = this.opts.clock();
+  private dropExpired(now: number): void {
     this.ks.removeExpired(now, (k) => this.dirty.add(k));
-    return now;
   }
 
   flush(): void {
@@ -492,8 +498,16 @@ export class FileStore implements Persistence {
       });
       try {
         const tree = new BTree(next);
-        const now = this.dropExpired();
-        tree.rebuild(withProgress(liveEntries(this.ks, now), this.ks.size, this.opts.onProgress));
+        const now = this.opts.clock();
+        this.dropExpired(now);
+        // Its progress listener may read (a sweep) or try to flush: no page copy may go while
+        // the rewrite holds refs it looked up ahead.
+        this.ks.holdReclaims = true;
+        try {
+          tree.rebuild(withProgress(liveEntries(this.ks, now), this.ks.size, this.opts.onProgress));
+        } finally {
+          this.ks.holdReclaims = false;
+        }
         tree.commit(this.lastTxId);
       } finally {
         next.close();

@@ -181,7 +181,8 @@ export function compareTreeWithMemory(
       return;
     }
     // A ref into a chunk let go has no value to compare: the keyspace's check reports it.
-    if (typeof e === "number" && !ks.arena.holds(e)) return;
+    const ref = typeof e === "number" ? e : e instanceof Timed ? e.value : undefined;
+    if (typeof ref === "number" && !ks.arena.holds(ref)) return;
     const at = e instanceof Timed ? e.expiresAt : 0;
     if (ks.str(e) !== latin1Slice(vb, vs, ve) || at !== expiresAt) {
       problems.push(`tree and memory differ for ${JSON.stringify(k)}`);

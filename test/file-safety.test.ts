@@ -198,6 +198,26 @@ describe("locking", () => {
     again.close();
   });
 
+  test("`..` after a symlinked directory is its target's parent, as the kernel reads it; a path ending in / is refused", () => {
+    const p = freshPath();
+    const db = openFile(p, onEachWrite());
+    db.insert("k", "v");
+    db.close();
+    // link -> <dir of p>/sub, so link/.. is the directory of p, not the directory of link.
+    const sub = path.join(path.dirname(p), `sub-${path.basename(p)}`);
+    fs.mkdirSync(sub);
+    const other = fs.mkdtempSync(path.join(root, "links-"));
+    const link = path.join(other, "link");
+    fs.symlinkSync(sub, link);
+    const through = `${link}/../${path.basename(p)}`;
+    const again = openFile(through);
+    assert.equal(again.get("k")?.toString(), "v");
+    assert.throws(() => openFile(p), { code: "EMDB_LOCK_BUSY" });
+    again.close();
+    assert.ok(!fs.existsSync(path.join(other, path.basename(p))), "no new database beside link");
+    assert.throws(() => openFile(`${p}/`), { code: "EMDB_INVALID_CONFIG" });
+  });
+
   test("a database opened by a relative path stays where it was opened after process.chdir()", () => {
     const p = freshPath();
     const elsewhere = fs.mkdtempSync(path.join(root, "cwd-"));

@@ -332,6 +332,46 @@ describe("reopen round trips", () => {
       core.persistence.close();
     });
 
+    test("an open whose removals checkpoint lets go of the page copies that checkpoint emptied", () => {
+      // Keys expired by the load log enough deletes to checkpoint inside the open; the clock
+      // has moved on by then, so the checkpoint also drops loaded values that expired since.
+      const be = new MemoryBackend();
+      // Long keys (4 KiB pages): their deletes must pass half the page file to checkpoint.
+      const big = (clock: () => number) => ({
+        ...opts(clock),
+        pageSize: 4096,
+        checkpointBytes: 1 << 16,
+      });
+      const setup = openCore(
+        be,
+        PATH,
+        big(() => T),
+      );
+      for (let i = 0; i < 1000; i++) {
+        const k = `a${String(i).padStart(500, "0")}`;
+        setup.put(k, hashInternalKey(k), "", T + 10);
+      }
+      for (let i = 0; i < 2000; i++) {
+        const k = `b${String(i).padStart(6, "0")}`;
+        setup.put(k, hashInternalKey(k), "y".repeat(100), T + 100);
+      }
+      setup.put("c", hashInternalKey("c"), "live", undefined);
+      setup.persistence.close();
+      const generation = (c: Core) => Number(c.persistence.stats().generation);
+      const before = generation(setup);
+      let reads = 0;
+      const core = openCore(
+        be,
+        PATH,
+        big(() => (reads++ === 0 ? T + 50 : T + 200)),
+      );
+      assert.ok(generation(core) > before, "the open checkpointed");
+      assert.deepEqual(contentOf(core), ["c=live"]);
+      assert.equal(core.ks.arena.bytes, 0, "no page copy is held for the dropped values");
+      assert.deepEqual(core.persistence.check(), []);
+      core.persistence.close();
+    });
+
     test("after a clear in the WAL, nothing of the tree is removed twice", () => {
       const be = killedWith((core) => {
         core.clear();

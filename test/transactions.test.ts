@@ -140,6 +140,29 @@ describe("transaction handles", () => {
     assert.equal(db.len(), 0);
   });
 
+  test("a result whose `then` getter throws rolls back and closes the handle", () => {
+    const db = Emdb.openInMemory();
+    let handle: Transaction | undefined;
+    const result = {
+      // biome-ignore lint/suspicious/noThenProperty: the test needs a `then` that throws
+      get then(): never {
+        throw new Error("then getter");
+      },
+    };
+    assert.throws(
+      () =>
+        db.transaction((tx) => {
+          handle = tx;
+          tx.insert("k", "v");
+          return result;
+        }),
+      /then getter/,
+    );
+    assert.equal(db.get("k"), undefined);
+    assert.throws(() => handle!.insert("j", "v"), { code: "EMDB_TRANSACTION_CLOSED" });
+    assertConsistent(db);
+  });
+
   test("inside the callback, writes through the database and nested transactions are EMDB_BUSY; reads work", () => {
     // Such a write would not be part of the transaction and would survive its rollback.
     const db = Emdb.openInMemory();

@@ -225,6 +225,28 @@ describe("TTL semantics emdb improves on", () => {
     }
   });
 
+  test("a bad clock reading during a checkpoint is refused without stopping the store", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "emdb-ttl-"));
+    try {
+      let now: number = 1_700_000_000_000;
+      const db = Emdb.builder()
+        .path(path.join(dir, "db"))
+        .clock(() => now)
+        .build();
+      db.insert("a", "1");
+      now = 1_700_000_000_000.5; // say, performance.timeOrigin + performance.now()
+      assert.throws(() => db.flush(), { code: "EMDB_INVALID_CONFIG" });
+      now = 1_700_000_000_001;
+      db.insert("b", "2");
+      db.flush();
+      assert.deepEqual([...db.keys()].map(String), ["a", "b"]);
+      assert.deepEqual(db.check(), []);
+      db.close();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("a deadline of 0 (a clock at 0, Ttl.after(0)) stays expired after a kill and a reopen", () => {
     // 0 is also "never expires" in the log: such a write is logged as the removal it is.
     const be = new MemoryBackend();

@@ -18,35 +18,38 @@ import * as path from "node:path";
 const MAX_LINKS = 40;
 
 /**
- * `p` absolute, with every symlink resolved. A page file that does not exist yet (or a
- * symlink to one that does not) resolves through its directory, so the first open and
- * every later one use the same name. A directory that does not exist is left as given:
- * opening the file there fails with its own error.
+ * `p` absolute, with every symlink resolved as the kernel would: `realpath(3)`, never a
+ * lexical `path.resolve` first, which would read `link/..` as the directory holding the
+ * link instead of the parent of its target. A page file that does not exist yet (or a
+ * symlink to one that does not) resolves through its directory, so the first open and every
+ * later one use the same name. A directory that does not exist is left as given: opening
+ * the file there fails with its own error.
  */
 export function canonicalPath(p: string): string {
-  let abs = path.resolve(p);
+  let cur = p;
   for (let hops = 0; hops <= MAX_LINKS; hops++) {
     try {
-      return fs.realpathSync(abs);
+      return fs.realpathSync.native(cur);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
     }
     // The file is missing, or is a symlink to a missing file: resolve its directory, and
     // follow the link ourselves, since the open would create the file at its target.
-    let dir = path.dirname(abs);
+    let dir: string;
     try {
-      dir = fs.realpathSync(dir);
+      dir = fs.realpathSync.native(path.dirname(cur));
     } catch {
-      return abs;
+      return path.resolve(cur);
     }
-    const name = path.join(dir, path.basename(abs));
+    const name = path.join(dir, path.basename(cur));
     let target: string;
     try {
       target = fs.readlinkSync(name);
     } catch {
       return name; // not a symlink: a file still to be created
     }
-    abs = path.resolve(dir, target);
+    // Joined as text, so the next round resolves any `..` in the target through the kernel.
+    cur = path.isAbsolute(target) ? target : `${dir}${path.sep}${target}`;
   }
   const err = new Error(`too many levels of symbolic links: ${p}`) as NodeJS.ErrnoException;
   err.code = "ELOOP";

@@ -241,10 +241,10 @@ export class ValueArena {
   /**
    * Problems between the arena and `refs`, the refs the index holds into chunks still held
    * (the caller checked each against its key): each chunk's count and bytes must match
-   * them, and no chunk may be held that the reclaim should have let go (called between
-   * writes, when every due chunk has been reclaimed).
+   * them, and, with `reclaimed`, no chunk may be held that the reclaim should have let go
+   * (called between writes, when every due chunk has been reclaimed).
    */
-  check(refs: readonly number[]): string[] {
+  check(refs: readonly number[], reclaimed: boolean): string[] {
     const problems: string[] = [];
     const count: number[] = [];
     const bytes: number[] = [];
@@ -259,7 +259,7 @@ export class ValueArena {
         problems.push(
           `value arena: chunk ${c} counts ${this.live[c]} refs of ${this.liveBytes[c]} bytes but the index holds ${count[c] ?? 0} of ${bytes[c] ?? 0}`,
         );
-      } else if (this.sparse(c)) {
+      } else if (reclaimed && this.sparse(c)) {
         problems.push(
           `value arena: chunk ${c} is held for ${this.liveBytes[c]} bytes of records in use (of ${this.chunks[c]!.length})`,
         );
