@@ -260,6 +260,17 @@ describe("reopen round trips", () => {
       }
       return out;
     }
+    /** Opens at clock `t` and checks it holds `want`, consistently; returns it open. */
+    function openedAt(be: MemoryBackend, t: number, want: string[]): Core {
+      const core = openCore(
+        be,
+        PATH,
+        opts(() => t),
+      );
+      assert.deepEqual(contentOf(core), want);
+      assert.deepEqual(core.persistence.check(), []);
+      return core;
+    }
     /** Counts the keys that enter memory from the tree during `fn`. */
     function loadedFromTree(fn: () => void): string[] {
       const loaded: string[] = [];
@@ -313,23 +324,9 @@ describe("reopen round trips", () => {
       assert.deepEqual(core!.persistence.check(), []);
       // Killed again: the removals are not acknowledged writes, so they may be lost, and the
       // next open finds the same records expired.
-      core = openCore(
-        be,
-        PATH,
-        opts(() => T + 10),
-      );
-      assert.deepEqual(contentOf(core), want);
-      assert.deepEqual(core.persistence.check(), []);
+      openedAt(be, T + 10, want).persistence.close();
       // Once checkpointed, the tree no longer holds them: a clock set back shows none.
-      core.persistence.close();
-      core = openCore(
-        be,
-        PATH,
-        opts(() => T),
-      );
-      assert.deepEqual(contentOf(core), want);
-      assert.deepEqual(core.persistence.check(), []);
-      core.persistence.close();
+      openedAt(be, T, want).persistence.close();
     });
 
     test("an open whose removals checkpoint lets go of the page copies that checkpoint emptied", () => {
@@ -372,27 +369,13 @@ describe("reopen round trips", () => {
       core.persistence.close();
     });
 
-    test("after a clear in the WAL, nothing of the tree is removed twice", () => {
+    test("after a clear in the WAL, only what followed it is there, with the clock set back too", () => {
       const be = killedWith((core) => {
         core.clear();
         core.put("t1", hashInternalKey("t1"), "again", undefined);
       });
-      let core = openCore(
-        be,
-        PATH,
-        opts(() => T + 10),
-      );
-      assert.deepEqual(contentOf(core), ["t1=again"]);
-      assert.deepEqual(core.persistence.check(), []);
-      core.persistence.close();
-      core = openCore(
-        be,
-        PATH,
-        opts(() => T),
-      );
-      assert.deepEqual(contentOf(core), ["t1=again"]);
-      assert.deepEqual(core.persistence.check(), []);
-      core.persistence.close();
+      openedAt(be, T + 10, ["t1=again"]).persistence.close();
+      openedAt(be, T, ["t1=again"]).persistence.close();
     });
   });
 
