@@ -30,10 +30,9 @@ import { failpoint } from "./failpoints.js";
 import type { FlushPolicy } from "./flush-policy.js";
 import { keyLimit } from "./keys.js";
 import { damagedBesideOwnWal, isBlankFile, refuseOrphanWal } from "./open-checks.js";
-import { dirOf, FileBackend, type StorageBackend, type StorageFile } from "./pager/backend.js";
+import { openPager, readsThroughMmap } from "./open-pager.js";
+import { dirOf, FileBackend, type StorageBackend } from "./pager/backend.js";
 import { acquireLock, type FileLock } from "./pager/lock.js";
-import { MmapSource } from "./pager/mmap-source.js";
-import { PreadSource } from "./pager/page-source.js";
 import { Pager } from "./pager/pager.js";
 import type { Batch, Persistence, PersistenceStats } from "./persistence.js";
 import { type Keyspace, Timed } from "./shards/keyspace.js";
@@ -134,6 +133,7 @@ export class FileStore implements Persistence {
       // Checked before a new page file is created, so a refusal changes nothing on disk.
       if (isBlankFile(backend, opts.path)) refuseOrphanWal(backend, walPath);
       pager = openPager(backend, opts);
+      lock?.guardPageFile(opts.path);
       const expiredAtLoad = loadTree(
         new BTree(pager),
         ks,
@@ -520,6 +520,7 @@ export class FileStore implements Persistence {
       this.scan.reset();
       this.pager.close();
       this.pager = openPager(backend, this.opts);
+      this.lock?.guardPageFile(path);
       this.tree = new BTree(this.pager);
       this.wal.close();
       this.wal = WalWriter.create(
@@ -573,7 +574,7 @@ export class FileStore implements Persistence {
     const p = this.pager.stats();
     return {
       storage: "file",
-      reads: mapped.has(this.pager) ? "mmap" : "pread",
+      reads: readsThroughMmap(this.pager) ? "mmap" : "pread",
       pageSize: p.pageSize,
       pageCount: p.pageCount,
       freePages: p.freePages + p.pendingPages,
@@ -598,31 +599,8 @@ export class FileStore implements Persistence {
   }
 }
 
-/** Pagers whose reads go through a memory map (for `stats()`). */
-const mapped = new WeakSet<Pager>();
-
 /** A batch at least this long whose bytes pass the checkpoint threshold skips the WAL. */
 const DIRECT_BATCH_MIN_OPS = 64;
-function openPager(backend: StorageBackend, opts: FileStoreOptions): Pager {
-  let viaMmap = false;
-  const pager = Pager.open(backend, opts.path, {
-    pageSize: opts.pageSize,
-    cachePages: opts.cachePages,
-    now: opts.clock,
-    failpoint,
-    ...(opts.useMmap
-      ? {
-          source: (file: StorageFile) => {
-            const m = MmapSource.open(file);
-            viaMmap = m !== undefined;
-            return m ?? new PreadSource(file);
-          },
-        }
-      : {}),
-  });
-  if (viaMmap) mapped.add(pager);
-  return pager;
-}
 
 /**
  * A new, empty WAL following the pager's meta page, made durable first: a WAL that follows a

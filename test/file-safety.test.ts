@@ -10,6 +10,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, test } from "node:test";
 import { onEachWrite } from "../src/index.js";
+import { native } from "../src/pager/native.js";
 import { EMDB_RS_FIXTURES } from "./helpers/emdb-rs-fixtures.js";
 import { openFile, scratchDir } from "./helpers/storage.js";
 
@@ -216,6 +217,29 @@ describe("locking", () => {
     again.close();
     assert.ok(!fs.existsSync(path.join(other, path.basename(p))), "no new database beside link");
     assert.throws(() => openFile(`${p}/`), { code: "EMDB_INVALID_CONFIG" });
+  });
+
+  test("a hard link to an open database's page file is EMDB_LOCK_BUSY, both ways (with the native addon)", {
+    skip: native === undefined ? "no native addon: no flock" : false,
+  }, () => {
+    const p = freshPath();
+    const link = `${p}.hardlink`;
+    let db = openFile(p, onEachWrite());
+    db.insert("a", "1");
+    fs.linkSync(p, link);
+    assert.throws(() => openFile(link), { code: "EMDB_LOCK_BUSY" });
+    assert.ok(!fs.existsSync(`${link}.wal`), "the refused open created no WAL");
+    db.close();
+    db = openFile(link);
+    assert.equal(db.get("a")?.toString(), "1");
+    assert.throws(() => openFile(p), { code: "EMDB_LOCK_BUSY" });
+    // compact() renames a new page file over the old one: the lock moves to the new file.
+    db.compact();
+    const second = `${p}.hardlink2`;
+    fs.linkSync(link, second);
+    assert.throws(() => openFile(second), { code: "EMDB_LOCK_BUSY" });
+    assert.deepEqual(db.check(), []);
+    db.close();
   });
 
   test("a database opened by a relative path stays where it was opened after process.chdir()", () => {

@@ -37,7 +37,16 @@ export interface FileLock {
   readonly file: string;
   /** How the lock is held: a kernel flock, or the advisory pid-file fallback. */
   readonly kind: LockKind;
-  /** Releases the lock; the file stays. Calling it again does nothing. */
+  /**
+   * Also locks the page file itself (again after a compaction replaced it): a hard link is
+   * another name for the same page file, with a lock file and a WAL of its own, and only a
+   * lock on the file itself sees that it is already open, in this process or another. A
+   * flock on a descriptor of its own, which nothing maps: a memory map holds its open file
+   * description, and with it any flock taken through it, until the map is collected. Without
+   * the native addon there is no flock, and hard links go unnoticed (the README says so).
+   */
+  guardPageFile(path: string): void;
+  /** Releases the lock (the page file's too); the file stays. Calling it again does nothing. */
   release(): void;
 }
 
@@ -137,6 +146,8 @@ function ioError(op: string, file: string, cause: unknown): EmdbError {
 
 class HeldLock implements FileLock {
   private released = false;
+  /** The descriptor holding the page file's flock (`guardPageFile`). */
+  private pageFd: number | undefined;
 
   constructor(
     readonly file: string,
@@ -145,10 +156,48 @@ class HeldLock implements FileLock {
     private readonly key: string,
   ) {}
 
+  guardPageFile(path: string): void {
+    if (native === undefined) return;
+    this.unguardPageFile();
+    let fd: number;
+    try {
+      fd = fs.openSync(path, "r");
+    } catch (err) {
+      throw ioError("open page file to lock it", path, err);
+    }
+    let locked = false;
+    try {
+      locked = native.flock(fd, true, true);
+    } catch (err) {
+      throw ioError("lock of the page file", path, err);
+    } finally {
+      if (!locked) fs.closeSync(fd);
+    }
+    if (!locked) {
+      throw new EmdbError(
+        "EMDB_LOCK_BUSY",
+        "the page file is already open under another name (a hard link to it), by this process or another",
+        { file: path },
+      );
+    }
+    this.pageFd = fd;
+  }
+
+  private unguardPageFile(): void {
+    const fd = this.pageFd;
+    this.pageFd = undefined;
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+
   release(): void {
     if (this.released) return;
     this.released = true;
     held.delete(this.key);
+    try {
+      this.unguardPageFile();
+    } catch {
+      // Closing a read-only descriptor does not fail in a way that matters here.
+    }
     try {
       // Emptied while still held, so a pid-file reader never sees our (living) pid as a
       // holder after we are done.
