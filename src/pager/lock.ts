@@ -21,6 +21,9 @@
  *   it), a recycled pid makes a dead holder look alive, and a holder on another host cannot
  *   be checked at all, so it counts as alive until someone deletes the file.
  *
+ * With the addon, the page file itself is flocked too (`guardPageFile`), so that a hard link,
+ * another name with a lock file of its own, cannot open the same database a second time.
+ *
  * In both modes the file holds one JSON line naming the holder (pid, host, since, kind):
  * diagnostics for "who holds it" in the EMDB_LOCK_BUSY message, and the lock itself in
  * pidfile mode. Node opens files with O_CLOEXEC, so child processes never inherit the lock.
