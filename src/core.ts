@@ -13,7 +13,7 @@ import type { Batch, Persistence } from "./persistence.js";
 import { Keyspace, type Stored, Timed } from "./shards/keyspace.js";
 import { StagedWrites } from "./shards/staged-writes.js";
 import { END, RECORD, type TreeRecord } from "./tree-scan.js";
-import { type Clock, NO_EXPIRY } from "./ttl/ttl.js";
+import type { Clock } from "./ttl/ttl.js";
 
 const EMPTY = Buffer.alloc(0);
 
@@ -74,9 +74,7 @@ export class Core {
   put(k: string, hash: number, value: string, expiresAt: number | undefined): void {
     this.assertNotInTransaction();
     if (k.length > this.maxKeySize) throw keyTooLarge(k.length, this.maxKeySize);
-    // A deadline of 0 is expired at once, and 0 is "never" in the log: it is a removal.
-    if (expiresAt === NO_EXPIRY) this.persistence.delete(k);
-    else this.persistence.put(k, value, expiresAt ?? NO_EXPIRY);
+    this.persistence.put(k, value, expiresAt);
     this.ks.set(k, hash, value, expiresAt);
     try {
       this.persistence.settle();

@@ -25,6 +25,7 @@ import { canonicalPath } from "./pager/db-path.js";
 import { acquireLock } from "./pager/lock.js";
 import { DEFAULT_PAGE_SIZE } from "./pager/page.js";
 import { MemoryPersistence, type PersistenceStats } from "./persistence.js";
+import { openFileStore } from "./recovery.js";
 import { SHARD_COUNT, Timed } from "./shards/keyspace.js";
 import { Transaction } from "./transaction.js";
 import { checkedClock, MAX_EXPIRY_MS, resolveExpiry, systemClock, Ttl } from "./ttl/ttl.js";
@@ -81,7 +82,7 @@ export class Emdb implements Disposable {
     this.config = config;
     this.core = new Core(new MemoryPersistence(), config.clock, config.defaultTtlMs, config.path);
     if (config.path !== undefined) {
-      const store = FileStore.open(
+      const store = openFileStore(
         {
           path: resolvePath(config.path),
           flushPolicy: config.flushPolicy,

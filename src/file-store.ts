@@ -1,7 +1,7 @@
 /**
  * Durable storage under the keyspace: the page file (copy-on-write B+tree), the WAL
- * sidecar, the lock, checkpoints, recovery and compaction. See docs/design.md for the
- * formats and the crash points.
+ * sidecar, the lock, checkpoints and compaction. The open that recovers them is
+ * `recovery.ts`. See docs/design.md for the formats and the crash points.
  *
  * Write path: the record is appended to the WAL buffer and synced as the flush policy says
  * *before* memory changes (Core applies it after this returns). Checkpoints run in
@@ -11,11 +11,10 @@
  * written and synced; the other meta slot is written and synced; the WAL is reset to
  * "empty, follows this generation"; only then may the pages freed by this checkpoint be
  * reused (the previous meta still reached them until the WAL stopped pointing at it).
- * Which keys, and whether to rebuild the tree instead: `checkpoint-plan.ts`. The WAL's
- * records enter memory at open through `wal-memory.ts`.
+ * Which keys, and whether to rebuild the tree instead: `checkpoint-plan.ts`.
  */
 
-import { type MigrationReport, prepareDatabaseFile } from "../migrations/migrate.js";
+import type { MigrationReport } from "../migrations/migrate.js";
 import { BTree } from "./btree/tree.js";
 import type { ProgressListener } from "./builder.js";
 import {
@@ -29,18 +28,16 @@ import { EmdbError, isEmdbError } from "./errors.js";
 import { failpoint } from "./failpoints.js";
 import type { FlushPolicy } from "./flush-policy.js";
 import { keyLimit } from "./keys.js";
-import { damagedBesideOwnWal, isBlankFile, refuseOrphanWal } from "./open-checks.js";
 import { openPager, readsThroughMmap } from "./open-pager.js";
-import { dirOf, FileBackend, type StorageBackend } from "./pager/backend.js";
-import { acquireLock, type FileLock } from "./pager/lock.js";
+import { dirOf, type StorageBackend } from "./pager/backend.js";
+import type { FileLock } from "./pager/lock.js";
 import { Pager } from "./pager/pager.js";
 import type { Batch, Persistence, PersistenceStats } from "./persistence.js";
 import { type Keyspace, Timed } from "./shards/keyspace.js";
-import { compareTreeWithMemory, liveEntries, loadTree, withProgress } from "./tree-memory.js";
+import { compareTreeWithMemory, liveEntries, withProgress } from "./tree-memory.js";
 import { NOT_CLEAN, type TreeRecord, TreeScan, type TreeStep } from "./tree-scan.js";
 import { type Clock, NO_EXPIRY } from "./ttl/ttl.js";
 import { WalWriter } from "./wal/writer.js";
-import { replayIntoMemory } from "./wal-memory.js";
 
 export interface FileStoreOptions {
   readonly path: string;
@@ -53,6 +50,19 @@ export interface FileStoreOptions {
   readonly onProgress?: ProgressListener | undefined;
   /** Tests inject a MemoryBackend; real databases use files. */
   readonly backend?: StorageBackend;
+}
+
+/** What an open hands the store: its files, and what the WAL's replay left to checkpoint. */
+export interface RecoveredFiles {
+  readonly pager: Pager;
+  readonly wal: WalWriter;
+  readonly lock: FileLock | undefined;
+  /** Keys the replay changed. */
+  readonly dirty: Set<string>;
+  /** The replay met a Clear. */
+  readonly cleared: boolean;
+  readonly lastTxId: number;
+  readonly migration: MigrationReport | undefined;
 }
 
 export class FileStore implements Persistence {
@@ -88,124 +98,23 @@ export class FileStore implements Persistence {
   /** What the open migrated from an emdb-rs file, if it did. */
   migration: MigrationReport | undefined;
 
-  private constructor(
+  /** @internal Made by `openFileStore` (`recovery.ts`), once the files are recovered. */
+  constructor(
     private readonly opts: FileStoreOptions,
     private readonly backend: StorageBackend,
     private readonly ks: Keyspace,
-    pager: Pager,
-    wal: WalWriter,
-    lock: FileLock | undefined,
-    dirty: Set<string>,
+    files: RecoveredFiles,
   ) {
-    this.dirty = dirty;
+    this.dirty = files.dirty;
     this.walPath = `${opts.path}.wal`;
-    this.pager = pager;
-    this.tree = new BTree(pager);
-    this.wal = wal;
-    this.lock = lock;
+    this.pager = files.pager;
+    this.tree = new BTree(files.pager);
+    this.wal = files.wal;
+    this.lock = files.lock;
+    this.cleared = files.cleared;
+    this.lastTxId = files.lastTxId;
+    this.migration = files.migration;
     this.wireFailpoints();
-  }
-
-  /**
-   * Opens (or creates) the database at `opts.path` and loads it into `ks`: the newest valid
-   * meta's tree, then the WAL records that follow that checkpoint.
-   */
-  static open(opts: FileStoreOptions, ks: Keyspace): FileStore {
-    const backend = opts.backend ?? new FileBackend();
-    const lock = opts.backend === undefined ? acquireLock(opts.path) : undefined;
-    let pager: Pager | undefined;
-    let wal: WalWriter | undefined;
-    try {
-      let migration: MigrationReport | undefined;
-      if (opts.backend === undefined) {
-        // Under the lock, before anything reads the file as ours.
-        try {
-          migration = prepareDatabaseFile(opts.path, {
-            pageSize: opts.pageSize,
-            now: opts.clock,
-            onProgress: opts.onProgress,
-          });
-        } catch (err) {
-          throw damagedBesideOwnWal(err, backend, opts.path);
-        }
-      }
-      const walPath = `${opts.path}.wal`;
-      // Checked before a new page file is created, so a refusal changes nothing on disk.
-      if (isBlankFile(backend, opts.path)) refuseOrphanWal(backend, walPath);
-      pager = openPager(backend, opts);
-      lock?.guardPageFile(opts.path);
-      const expiredAtLoad = loadTree(
-        new BTree(pager),
-        ks,
-        pager.meta.entryCount,
-        opts.onProgress,
-        opts.clock(),
-      );
-      const generation = pager.meta.generation;
-      const replayed = replayIntoMemory(backend, walPath, { fileId: pager.fileId, generation }, ks);
-      const result = replayed.result;
-      switch (result.status) {
-        case "ok":
-          wal = WalWriter.openAt(backend, walPath, result);
-          break;
-        case "newer-generation":
-          // The WAL is only reset to generation G after meta G is durable: meta G existed
-          // and is now unreadable. Falling back to older data would lose committed writes.
-          throw new EmdbError(
-            "EMDB_CORRUPTED",
-            `the WAL follows checkpoint ${result.header?.generation} but the newest readable meta page is ${generation}: ${pager.metaStatus.otherError ?? "the newer meta page is damaged"}`,
-            { file: opts.path, offset: 0 },
-          );
-        case "foreign":
-          if (result.holdsRecords === true) {
-            throw new EmdbError(
-              "EMDB_CORRUPTED",
-              "the WAL sidecar belongs to another page file and holds records; it is never replayed into this one. Move it away to open the database",
-              { file: walPath, offset: 0 },
-            );
-          }
-          wal = bindNewWal(backend, walPath, pager);
-          break;
-        default:
-          // missing, empty-unbound, older-generation: nothing in it follows this checkpoint.
-          wal = bindNewWal(backend, walPath, pager);
-      }
-      // The WAL is now durably bound to this meta's generation, so the open can never fall
-      // back to the previous meta: the pages its commit freed may be reused.
-      pager.releasePending();
-      const store = new FileStore(opts, backend, ks, pager, wal, lock, replayed.dirty);
-      store.migration = migration;
-      store.lastTxId = Math.max(pager.meta.lastTxId, result.maxTxId);
-      store.cleared = replayed.cleared;
-      ks.reclaimDue();
-      // The records that had expired by the load are still in the tree, unless the WAL wrote
-      // them again or cleared everything: removed and logged as the sweep would have.
-      if (!replayed.cleared) {
-        const gone = expiredAtLoad.filter((k) => !ks.has(k));
-        if (gone.length > 0) {
-          store.expired(gone);
-          try {
-            store.settle();
-          } finally {
-            // Its checkpoint may have dropped entries expired since the load, loaded ones too.
-            ks.reclaimDue();
-          }
-        }
-      }
-      return store;
-    } catch (err) {
-      // The open's error is the one to report, whatever closing the files throws.
-      try {
-        wal?.close();
-      } catch {}
-      try {
-        pager?.close();
-      } catch {}
-      try {
-        lock?.release();
-      } catch {}
-      throw err;
-    }
   }
 
   private wireFailpoints(): void {
@@ -243,15 +152,24 @@ export class FileStore implements Persistence {
     }
   }
 
-  put(key: string, value: string, expiresAt: number): void {
+  put(key: string, value: string, expiresAt: number | undefined): void {
     this.guard();
     try {
-      this.wal.appendPut(key, value, expiresAt);
+      this.logPut(key, value, expiresAt);
     } catch (err) {
       this.latch(err);
     }
     this.dirty.add(key);
     this.acknowledge();
+  }
+
+  /**
+   * Logs a write. In the log a deadline of 0 means "never", and a write whose deadline is 0
+   * (a clock at 0, `Ttl.after(0)`) is expired at once: it is logged as the removal it is.
+   */
+  private logPut(key: string, value: string, expiresAt: number | undefined): void {
+    if (expiresAt === NO_EXPIRY) this.wal.appendDelete(key);
+    else this.wal.appendPut(key, value, expiresAt ?? NO_EXPIRY);
   }
 
   readClean(k: string, hi: string | undefined, hiInclusive: boolean): Buffer | undefined {
@@ -330,10 +248,8 @@ export class FileStore implements Persistence {
       wal.appendBatchBegin(txId, ops.size);
       for (const [key, e] of ops) {
         if (e === null) wal.appendDelete(key);
-        // A deadline of 0 is expired at once, and 0 is "never" in the log (see `Core.put`).
-        else if (e instanceof Timed && e.expiresAt === NO_EXPIRY) wal.appendDelete(key);
-        else if (e instanceof Timed) wal.appendPut(key, this.ks.str(e), e.expiresAt);
-        else wal.appendPut(key, e, NO_EXPIRY);
+        else if (e instanceof Timed) this.logPut(key, this.ks.str(e), e.expiresAt);
+        else this.logPut(key, e, undefined);
       }
       wal.appendBatchEnd(txId, ops.size);
     } catch (err) {
@@ -601,12 +517,3 @@ export class FileStore implements Persistence {
 
 /** A batch at least this long whose bytes pass the checkpoint threshold skips the WAL. */
 const DIRECT_BATCH_MIN_OPS = 64;
-
-/**
- * A new, empty WAL following the pager's meta page, made durable first: a WAL that follows a
- * generation the disk could still lose makes the file unopenable after a power cut.
- */
-function bindNewWal(backend: StorageBackend, walPath: string, pager: Pager): WalWriter {
-  pager.persistMeta();
-  return WalWriter.create(backend, walPath, pager.fileId, pager.meta.generation, failpoint);
-}

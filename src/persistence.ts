@@ -28,7 +28,8 @@ export interface PersistenceStats {
 
 export interface Persistence {
   readonly durable: boolean;
-  put(key: string, value: string, expiresAt: number): void;
+  /** `expiresAt` undefined: never expires. */
+  put(key: string, value: string, expiresAt: number | undefined): void;
   delete(key: string): void;
   clear(): void;
   /**

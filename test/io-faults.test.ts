@@ -100,7 +100,7 @@ describe("a failed backend call, a reopen, then a crash", () => {
     core = open();
     assert.deepEqual(inspect(core, "reopened"), ["a=1"]);
     be.crash();
-    // Before FileStore.open wrote and synced the meta page it adopted, this reopen found a
+    // Before openFileStore wrote and synced the meta page it adopted, this reopen found a
     // WAL following checkpoint 1 beside meta 0 (EMDB_CORRUPTED), and the write was lost.
     core = open();
     assert.deepEqual(inspect(core, "reopened after a crash"), ["a=1"]);

@@ -9,7 +9,6 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { after } from "node:test";
 import { Core } from "../../src/core.js";
-import { FileStore } from "../../src/file-store.js";
 import {
   Emdb,
   everyN,
@@ -21,6 +20,7 @@ import {
 } from "../../src/index.js";
 import type { MemoryBackend } from "../../src/pager/backend.js";
 import { MemoryPersistence } from "../../src/persistence.js";
+import { openFileStore } from "../../src/recovery.js";
 import type { FakeClock } from "./db.js";
 
 /** A directory for this test file's databases, removed when its tests are done. */
@@ -115,7 +115,7 @@ export function openCore(
   },
 ): Core {
   const core = new Core(new MemoryPersistence(), o.clock, undefined, path);
-  const store = FileStore.open({ path, useMmap: false, cachePages: 16, ...o, backend }, core.ks);
+  const store = openFileStore({ path, useMmap: false, cachePages: 16, ...o, backend }, core.ks);
   core.persistence = store;
   core.lastTxId = store.lastTxId; // as Emdb's open does
   return core;
