@@ -91,6 +91,7 @@ try {
 }
 
 const file = path.join(values.out, `${line}-${engine.name}-${n}.cpuprofile`);
+fs.mkdirSync(values.out, { recursive: true });
 fs.writeFileSync(file, JSON.stringify(profile!));
 process.stdout.write(`wrote ${file}\n`);
 for (const row of topSelfTimes(profile!, Number(values.top))) process.stdout.write(formatRow(row));

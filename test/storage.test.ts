@@ -23,7 +23,7 @@ import {
 import { hashInternalKey } from "../src/keys.js";
 import { MemoryBackend } from "../src/pager/backend.js";
 import { type Entry, Keyspace, Timed } from "../src/shards/keyspace.js";
-import { BATCH_RECORD_SIZE, deleteRecordSize } from "../src/wal/record.js";
+import { BATCH_RECORD_SIZE, deleteRecordSize, SYNCED_RECORD_SIZE } from "../src/wal/record.js";
 import { FakeClock } from "./helpers/db.js";
 import { Prng, testSeed, withPrng, withSeed } from "./helpers/prng.js";
 import {
@@ -702,8 +702,11 @@ describe("bad input never reaches the log", () => {
       tx.remove("present");
       tx.remove("absent");
     });
-    // BatchBegin, one Delete, BatchEnd.
-    assert.equal(walBytes(), before + 2 * BATCH_RECORD_SIZE + deleteRecordSize("present".length));
+    // A Synced record (the insert was synced), BatchBegin, one Delete, BatchEnd.
+    assert.equal(
+      walBytes(),
+      before + SYNCED_RECORD_SIZE + 2 * BATCH_RECORD_SIZE + deleteRecordSize("present".length),
+    );
     assert.equal(db.len(), 0);
     assert.deepEqual(db.check(), []);
     db.close();

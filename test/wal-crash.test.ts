@@ -2,8 +2,9 @@
  * Power-loss tests over MemoryBackend. What MemoryBackend models: `sync()` makes a file's
  * current bytes durable; `crash()` brings back exactly the bytes of the last sync (every
  * write since is lost, even a completed one) and forgets files whose directory entry was never
- * synced. A real filesystem may also keep any prefix of unsynced writes, or reorder them; the
- * tests marked "beyond MemoryBackend" build those images by hand.
+ * synced. A real filesystem may also keep any prefix of unsynced writes, or any subset of
+ * their sectors (`crash({ keepSector })`); the tests marked "beyond MemoryBackend" build the
+ * other images by hand.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -87,6 +88,41 @@ test("beyond MemoryBackend: any prefix of the unsynced writes surviving yields t
       assert.deepEqual(ops.slice(0, syncedOps.length), syncedOps);
     }
   });
+});
+
+test("a power loss that keeps any subset of the unsynced sectors: the synced records, then the complete ones before the first sector lost", () => {
+  let holes = 0;
+  forSeeds(300, 80, (seed) => {
+    const rand = prng(seed);
+    const mem = new MemoryBackend();
+    const w = WalWriter.create(mem, WAL, fileId, 1);
+    // A WAL reused after a checkpoint: records of the older generation lie under the new ones.
+    for (const s of randomSteps(rand, randInt(rand, 0, 40))) appendStep(w, s);
+    w.sync();
+    w.reset(2);
+    const written: Written[] = [];
+    for (const s of randomSteps(rand, randInt(rand, 0, 12))) {
+      written.push(appendStep(w, s));
+      if (rand() < 0.4) w.sync();
+    }
+    w.sync();
+    const syncedSize = w.size;
+    for (const s of randomSteps(rand, randInt(rand, 1, 30), 100)) written.push(appendStep(w, s));
+    w.writeOut();
+    const live = mem.bytes(WAL);
+    mem.crash({ keepSector: () => rand() < 0.6 });
+
+    const left = mem.bytes(WAL);
+    const lost = left.findIndex((b, i) => b !== live[i]);
+    assert.ok(lost === -1 || lost >= syncedSize, "synced bytes survive");
+    const e = expectedPrefix(written, lost === -1 ? live.length : lost);
+    const { result, ops } = replayAll(mem, WAL, { fileId, generation: 2 });
+    assert.deepEqual(ops, e.ops, `seed ${seed}`);
+    assert.equal(result.validEnd, e.validEnd);
+    assert.ok(result.validEnd >= syncedSize);
+    if ((result.tornTail?.validAfter ?? 0) > 0) holes++;
+  });
+  assert.ok(holes > 20, `${holes} crashes kept records after a lost sector`);
 });
 
 test("a crash at each failpoint of sync(): the records are durable only once after-sync is reached", () => {

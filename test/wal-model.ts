@@ -3,7 +3,7 @@
  * replay of any byte prefix of a written WAL must deliver. Not a test file itself.
  */
 import type { StorageBackend } from "../src/pager/backend.js";
-import type { WalDataOp } from "../src/wal/record.js";
+import { SYNCED_RECORD_SIZE, type WalDataOp } from "../src/wal/record.js";
 import {
   replayWal,
   type WalExpectation,
@@ -34,6 +34,8 @@ export interface WrittenRecord {
   offset: number;
   end: number;
   lsn: number;
+  /** A Synced record the writer put before the step's first record (after a sync). */
+  synced?: true;
 }
 
 export interface Written {
@@ -67,8 +69,19 @@ export function randomSteps(rand: () => number, n: number, txBase = 0): Step[] {
   return steps;
 }
 
-function appendOp(w: WalWriter, op: WalDataOp): WrittenRecord {
+/** The record just appended over `[offset, w.size)`, after the Synced record it may start with. */
+function landed(w: WalWriter, offset: number, before: number, lsn: number): WrittenRecord[] {
+  if (lsn === before + 1) return [{ offset, end: w.size, lsn }];
+  const end = offset + SYNCED_RECORD_SIZE;
+  return [
+    { offset, end, lsn: lsn - 1, synced: true },
+    { offset: end, end: w.size, lsn },
+  ];
+}
+
+function appendOp(w: WalWriter, op: WalDataOp): WrittenRecord[] {
   const offset = w.size;
+  const before = w.lastLsn;
   let lsn: number;
   switch (op.kind) {
     case "put":
@@ -81,17 +94,17 @@ function appendOp(w: WalWriter, op: WalDataOp): WrittenRecord {
       lsn = w.appendClear();
       break;
   }
-  return { offset, end: w.size, lsn };
+  return landed(w, offset, before, lsn);
 }
 
 /** Appends one step (no writeOut or sync) and records where its records landed. */
 export function appendStep(w: WalWriter, step: Step): Written {
-  if (step.kind !== "batch") return { step, records: [appendOp(w, step)] };
-  const records: WrittenRecord[] = [];
+  if (step.kind !== "batch") return { step, records: appendOp(w, step) };
   let offset = w.size;
+  const before = w.lastLsn;
   let lsn = w.appendBatchBegin(step.txId, step.ops.length);
-  records.push({ offset, end: w.size, lsn });
-  for (const op of step.ops) records.push(appendOp(w, op));
+  const records = landed(w, offset, before, lsn);
+  for (const op of step.ops) records.push(...appendOp(w, op));
   if (!step.unfinished) {
     offset = w.size;
     lsn = w.appendBatchEnd(step.txId, step.ops.length);
@@ -114,14 +127,23 @@ export interface Expected {
 
 /**
  * What replaying the first `cut` bytes of the WAL must give: every standalone op whose record
- * is complete and every batch whose BatchEnd is complete, stopping at the first that is not.
+ * is complete and every batch whose BatchEnd is complete, stopping at the first that is not
+ * (whose leading Synced record, when complete, is kept: it stands outside any batch).
  */
 export function expectedPrefix(written: Written[], cut: number, headerEnd = 64): Expected {
   const e: Expected = { ops: [], validEnd: headerEnd, lastLsn: 0, records: 0, maxTxId: 0 };
   for (const { step, records } of written) {
     const last = records[records.length - 1]!;
     const complete = !(step.kind === "batch" && step.unfinished) && last.end <= cut;
-    if (!complete) break;
+    if (!complete) {
+      const first = records[0];
+      if (first?.synced && first.end <= cut) {
+        e.validEnd = first.end;
+        e.lastLsn = first.lsn;
+        e.records++;
+      }
+      break;
+    }
     e.ops.push(toOp(step));
     e.validEnd = last.end;
     e.lastLsn = last.lsn;

@@ -48,11 +48,13 @@ const samples: { entry: WalEntry; size: number }[] = [
   { entry: { kind: "batch-begin", txId: 7, opCount: 3 }, size: 29 },
   { entry: { kind: "batch-begin", txId: 2 ** 53 - 1, opCount: 0xffff_ffff }, size: 29 },
   { entry: { kind: "batch-end", txId: 7, opCount: 3 }, size: 29 },
+  // Every test below writes samples at LSN 2 or later: a Synced record names an earlier one.
+  { entry: { kind: "synced", upTo: 1 }, size: 25 },
 ];
 
 test("every kind round-trips at its documented size", () => {
   for (const { entry, size } of samples) {
-    for (const lsn of [1, 2 ** 32 + 5, 2 ** 53 - 1]) {
+    for (const lsn of [2, 2 ** 32 + 5, 2 ** 53 - 1]) {
       const bytes = encodeRecord(lsn, entry, SEED);
       assert.equal(bytes.length, size, entry.kind);
       assert.equal(bytes.readUInt32LE(0), size - RECORD_OVERHEAD);
@@ -140,7 +142,7 @@ test("decoding a record inside a larger buffer reports absolute offsets", () => 
 
 test("every truncation of every kind is rejected", () => {
   for (const { entry } of samples) {
-    const bytes = encodeRecord(1, entry, SEED);
+    const bytes = encodeRecord(2, entry, SEED);
     for (let n = 0; n < bytes.length; n++) {
       assert.throws(
         () => decodeRecord(bytes, 0, n, SEED),
@@ -153,7 +155,8 @@ test("every truncation of every kind is rejected", () => {
 
 test("every single-bit flip of every kind is rejected", () => {
   for (const { entry } of samples.slice(0, 1).concat(samples.slice(3))) {
-    const good = encodeRecord(1, entry, SEED);
+    const good = encodeRecord(2, entry, SEED);
+    decodeRecord(good, 0, good.length, SEED);
     for (let i = 0; i < good.length * 8; i++) {
       const bad = Buffer.from(good);
       bad[i >> 3]! ^= 1 << (i & 7);
@@ -168,12 +171,27 @@ test("a record checksummed under another header's seed is rejected", () => {
 });
 
 test("an unknown kind is rejected even under a valid checksum", () => {
-  for (const kind of [0, 6, 0x7f, 0xff]) {
+  for (const kind of [0, 7, 0x7f, 0xff]) {
     const bytes = encodeRecord(1, { kind: "clear" }, SEED);
     bytes[12] = kind;
     assert.throws(
       () => decodeRecord(reseal(bytes), 0, bytes.length, SEED, 100),
       isCorrupted(112, /unknown record kind/),
+    );
+  }
+});
+
+test("a Synced record under a valid checksum must name an earlier LSN", () => {
+  const at = (lsn: number, upTo: number) => encodeRecord(lsn, { kind: "synced", upTo }, SEED);
+  assert.deepEqual(decodeRecord(at(9, 8), 0, 25, SEED).entry, { kind: "synced", upTo: 8 });
+  for (const [lsn, upTo] of [
+    [9, 9],
+    [9, 10],
+    [9, 0],
+  ] as const) {
+    assert.throws(
+      () => decodeRecord(at(lsn, upTo), 0, 25, SEED),
+      isCorrupted(undefined, new RegExp(`Synced record \\(LSN ${lsn}\\) names LSN ${upTo}`)),
     );
   }
 });

@@ -35,11 +35,22 @@ function isCorrupted(offset?: number, message?: RegExp) {
     (message === undefined || message.test(err.message));
 }
 
-/** Writes `steps` into a fresh WAL, syncs, and returns the backend and the record map. */
-function writeWal(steps: Step[]): { mem: MemoryBackend; written: Written[]; bytes: Buffer } {
+/**
+ * Writes `steps` into a fresh WAL, syncs, and returns the backend and the record map.
+ * `syncEach`: a sync after every step, as `onEachWrite()` does, so every step after the first
+ * starts with a Synced record covering the steps before it.
+ */
+function writeWal(
+  steps: Step[],
+  syncEach = false,
+): { mem: MemoryBackend; written: Written[]; bytes: Buffer } {
   const mem = new MemoryBackend();
   const w = WalWriter.create(mem, WAL, fileId, GEN);
-  const written = steps.map((s) => appendStep(w, s));
+  const written = steps.map((s) => {
+    const step = appendStep(w, s);
+    if (syncEach) w.sync();
+    return step;
+  });
   w.sync();
   w.close();
   return { mem, written, bytes: mem.bytes(WAL) };
@@ -105,7 +116,11 @@ test("torn at every byte offset (including inside an unfinished batch): exactly 
       ops: [{ kind: "put", key: "k4", value: Buffer.from("v4"), expiresAt: 0 }, { kind: "clear" }],
     },
   ];
-  const { written, bytes } = writeWal(steps);
+  const { written, bytes } = writeWal(steps, true);
+  assert.ok(
+    written.slice(1).every((w) => w.records[0]?.synced),
+    "Synced records are cut too",
+  );
   let torn = 0;
   for (let cut = 0; cut <= bytes.length; cut++) {
     const mem = withBytes(bytes.subarray(0, cut));
@@ -149,12 +164,12 @@ test("torn at every byte offset (including inside an unfinished batch): exactly 
   assert.ok(torn > 100, "most cuts fall inside a record");
 });
 
-test("random single-byte damage: the exact prefix when the last record is hit, EMDB_CORRUPTED at the damaged record otherwise", () => {
+test("random single-byte damage under a sync per step: the exact prefix when the last step is hit, EMDB_CORRUPTED at the damaged record otherwise", () => {
   let tornCount = 0;
   let corruptCount = 0;
   forSeeds(1, 600, (seed) => {
     const rand = prng(seed);
-    const { written, bytes } = writeWal(randomSteps(rand, randInt(rand, 1, 10)));
+    const { written, bytes } = writeWal(randomSteps(rand, randInt(rand, 1, 10)), true);
     const pos = rand() < 0.05 ? randInt(rand, 0, 63) : randInt(rand, 64, bytes.length - 1);
     const damaged = Buffer.from(bytes);
     damaged[pos]! ^= randInt(rand, 1, 255);
@@ -166,7 +181,8 @@ test("random single-byte damage: the exact prefix when the last record is hit, E
       assert.throws(run, (err) => isEmdbError(err, "EMDB_CORRUPTED"));
       return;
     }
-    if (hit === records[records.length - 1]) {
+    if (written[written.length - 1]!.records.includes(hit)) {
+      // No Synced record follows to prove the last step was synced: a torn tail.
       tornCount++;
       const { result, ops } = run();
       const e = expectedPrefix(written, hit.offset);
@@ -175,10 +191,64 @@ test("random single-byte damage: the exact prefix when the last record is hit, E
       assert.equal(result.tornTail?.offset, hit.offset);
     } else {
       corruptCount++;
-      assert.throws(run, isCorrupted(hit.offset));
+      assert.throws(run, isCorrupted(hit.offset, /had been synced/));
     }
   });
   assert.ok(tornCount > 50 && corruptCount > 200, `${tornCount} torn, ${corruptCount} corrupt`);
+});
+
+test("damage before records that no Synced record covers is a torn tail: a power loss keeps unsynced sectors in any order", () => {
+  let dropped = 0;
+  let corrupt = 0;
+  forSeeds(2000, 300, (seed) => {
+    const rand = prng(seed);
+    const mem = new MemoryBackend();
+    const w = WalWriter.create(mem, WAL, fileId, GEN);
+    const written: Written[] = [];
+    for (const s of randomSteps(rand, randInt(rand, 1, 6))) {
+      written.push(appendStep(w, s));
+      if (rand() < 0.5) w.sync();
+    }
+    w.sync();
+    const synced = w.size;
+    for (const s of randomSteps(rand, randInt(rand, 1, 8), 100)) written.push(appendStep(w, s));
+    w.writeOut();
+    const bytes = mem.bytes(WAL).subarray(0, w.size);
+    const pos = randInt(rand, 64, w.size - 1);
+    const damaged = Buffer.from(bytes);
+    // Lost (zeros, as preallocated) or damaged.
+    if (rand() < 0.5) damaged.fill(0, pos, Math.min(pos + randInt(rand, 1, 600), w.size));
+    else damaged[pos]! ^= randInt(rand, 1, 255);
+    const first = damaged.findIndex((b, i) => b !== bytes[i]);
+    if (first < 0) return;
+    const records = written.flatMap((x) => x.records);
+    const hit = records.find((r) => r.offset <= first && first < r.end)!;
+    // Proof that the damaged record had been synced: an intact later Synced record reaching it.
+    const proof = records.some(
+      (r) =>
+        r.synced &&
+        r.offset >= hit.end &&
+        damaged.subarray(r.offset, r.end).equals(bytes.subarray(r.offset, r.end)) &&
+        bytes.readUInt32LE(r.offset + 13) >= hit.lsn,
+    );
+    // Damage to synced bytes is proven unless it also took every later Synced record.
+    if (first < synced && first + 600 < synced) assert.ok(proof, `seed ${seed}`);
+    if (proof) {
+      corrupt++;
+      assert.throws(
+        () => replayAll(withBytes(damaged), WAL, expect),
+        isCorrupted(hit.offset, /had been synced/),
+      );
+      return;
+    }
+    const { result, ops } = replayAll(withBytes(damaged), WAL, expect);
+    const e = expectedPrefix(written, hit.offset);
+    assert.deepEqual(ops, e.ops, `seed ${seed}`);
+    assert.equal(result.validEnd, e.validEnd);
+    if (first >= synced) assert.ok(e.validEnd >= synced, "every synced record is kept");
+    if ((result.tornTail?.validAfter ?? 0) > 0) dropped++;
+  });
+  assert.ok(dropped > 50 && corrupt > 50, `${dropped} dropped valid records, ${corrupt} corrupt`);
 });
 
 test("random garbage after the last record is a torn tail; zeros are the end of the log", () => {
@@ -205,7 +275,7 @@ test("damage in the middle is found past any amount of garbage", () => {
     value: Buffer.alloc(i * 50, i),
     expiresAt: 0,
   }));
-  const { written, bytes } = writeWal(steps);
+  const { written, bytes } = writeWal(steps, true);
   const r5 = written[5]!.records[0]!;
   const r15 = written[15]!.records[0]!;
   // Zero everything from record 5 up to record 15: the records after still decode.
@@ -213,17 +283,19 @@ test("damage in the middle is found past any amount of garbage", () => {
   zeroed.fill(0, r5.offset, r15.offset);
   assert.throws(
     () => replayAll(withBytes(zeroed), WAL, expect),
-    isCorrupted(r5.offset, /follows at offset/),
+    isCorrupted(r5.offset, new RegExp(`record at offset ${r15.offset} .* had been synced`)),
   );
   // A length field claiming a record past the end of file.
   const longLength = Buffer.from(bytes);
   longLength.writeUInt32LE(0x00ff_ffff, r5.offset);
   assert.throws(() => replayAll(withBytes(longLength), WAL, expect), isCorrupted(r5.offset));
-  // A record cut out of the middle (the file shifts): the next one has the wrong position.
-  const spliced = Buffer.concat([bytes.subarray(0, r5.offset), bytes.subarray(r5.end)]);
+  // A step's records cut out of the middle (the file shifts): the next one has the wrong LSN.
+  const step5End = written[5]!.records.at(-1)!.end;
+  const spliced = Buffer.concat([bytes.subarray(0, r5.offset), bytes.subarray(step5End)]);
+  const r6 = written[6]!.records[0]!;
   assert.throws(
     () => replayAll(withBytes(spliced), WAL, expect),
-    isCorrupted(r5.offset, /LSN 7 where 6/),
+    isCorrupted(r5.offset, new RegExp(`LSN ${r6.lsn} where ${r5.lsn}`)),
   );
 });
 
@@ -470,7 +542,7 @@ test("with transientValues, puts outside a batch are views valid during the call
   assert.deepEqual(kept.flatMap(show), want.filter((op) => op.kind === "batch").flatMap(show));
 });
 
-test("a 64 MiB value round-trips; torn inside it is dropped, damaged inside it is corruption", () => {
+test("a 64 MiB value round-trips; torn inside it is dropped, damaged inside it is corruption once synced", () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "emdb-wal-"));
   try {
     const backend = new FileBackend();
@@ -502,20 +574,34 @@ test("a 64 MiB value round-trips; torn inside it is dropped, damaged inside it i
     assert.equal(torn.tornTail?.offset, bigAt);
     assert.equal(torn.records, 1);
 
-    // rewrite it, then flip one byte inside the value: the record after it still decodes
-    fs.rmSync(walPath);
-    const w2 = WalWriter.create(backend, walPath, fileId, GEN);
-    w2.appendPut("before", Buffer.from("small"), 0);
-    w2.appendPut("big", value, 123);
-    w2.appendDelete("before");
-    w2.sync();
-    w2.close();
-    const fd = fs.openSync(walPath, "r+");
-    fs.writeSync(fd, Buffer.from([value[1000]! ^ 0xff]), 0, 1, bigEnd - 5000);
-    fs.closeSync(fd);
+    // one byte flipped inside the value: the record after it still decodes, but nothing says
+    // the big one had been synced when it was written, so this is a torn tail
+    const flip = (at: number) => {
+      const fd = fs.openSync(walPath, "r+");
+      fs.writeSync(fd, Buffer.from([value[1000]! ^ 0xff]), 0, 1, at);
+      fs.closeSync(fd);
+    };
+    const write = (syncAfterBig: boolean) => {
+      fs.rmSync(walPath);
+      const w2 = WalWriter.create(backend, walPath, fileId, GEN);
+      w2.appendPut("before", Buffer.from("small"), 0);
+      w2.appendPut("big", value, 123);
+      if (syncAfterBig) w2.sync();
+      w2.appendDelete("before");
+      w2.sync();
+      w2.close();
+    };
+    write(false);
+    flip(bigEnd - 5000);
+    const dropped = replayWal(backend, walPath, expect, () => {});
+    assert.equal(dropped.validEnd, bigAt);
+    assert.equal(dropped.tornTail?.validAfter, 1);
+    // synced before the delete was written: the Synced record after it proves the damage
+    write(true);
+    flip(bigEnd - 5000);
     assert.throws(
       () => replayWal(backend, walPath, expect, () => {}),
-      isCorrupted(bigAt, /follows/),
+      isCorrupted(bigAt, /had been synced/),
     );
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -156,6 +156,31 @@ export interface CrashOptions {
    * File contents revert to their last sync either way.
    */
   readonly keepDirectory?: boolean | undefined;
+  /**
+   * A disk whose volatile cache writes sectors back in any order: asked once for each
+   * 512-byte sector a file's unsynced writes changed (and once for a changed length), keeps
+   * the unsynced bytes where it returns true. Without it every unsynced byte is lost. A kept
+   * length with its sectors lost reads as zeros, as an unwritten extent does.
+   */
+  readonly keepSector?: (() => boolean) | undefined;
+}
+
+const SECTOR = 512;
+
+/** What a power loss leaves of a file: its durable bytes, plus the unsynced sectors `keep` picks. */
+function survivingBytes(img: MemImage, keep: (() => boolean) | undefined): Buffer {
+  const { durable, live } = img;
+  if (keep === undefined) return Buffer.from(durable);
+  const length = live.length !== durable.length && keep() ? live.length : durable.length;
+  const out = Buffer.alloc(length);
+  durable.copy(out, 0, 0, Math.min(length, durable.length));
+  for (let at = 0; at < length; at += SECTOR) {
+    const end = Math.min(at + SECTOR, length);
+    const next = live.subarray(at, Math.min(end, live.length));
+    if (next.length === 0) break;
+    if (!next.equals(out.subarray(at, at + next.length)) && keep()) next.copy(out, at);
+  }
+  return out;
 }
 
 class MemFile implements StorageFile {
@@ -270,19 +295,41 @@ export class MemoryBackend implements StorageBackend {
   }
 
   /**
-   * Simulates a power loss: unsynced bytes are gone, and so are unsynced directory changes
-   * unless `keepDirectory` (see the class comment). Removes the hook.
+   * Simulates a power loss: unsynced bytes are gone (or some of their sectors stay, with
+   * `keepSector`), and so are unsynced directory changes unless `keepDirectory` (see the
+   * class comment). Removes the hook.
    */
   crash(options: CrashOptions = {}): void {
     const names = [...(options.keepDirectory === true ? this.files : this.durableFiles)];
     this.files.clear();
     this.durableFiles.clear();
     for (const [name, img] of names) {
-      img.live = Buffer.from(img.durable);
+      img.live = survivingBytes(img, options.keepSector);
+      img.durable = Buffer.from(img.live);
       this.files.set(name, img);
       this.durableFiles.set(name, img);
     }
     this.hook = undefined;
+  }
+
+  /**
+   * An independent copy, durable and unsynced state alike: a power loss can be tried on it
+   * while this one goes on. Open handles and the hook are not copied.
+   */
+  clone(): MemoryBackend {
+    const c = new MemoryBackend();
+    const copies = new Map<MemImage, MemImage>();
+    const copy = (img: MemImage): MemImage => {
+      let x = copies.get(img);
+      if (x === undefined) {
+        x = { durable: Buffer.from(img.durable), live: Buffer.from(img.live) };
+        copies.set(img, x);
+      }
+      return x;
+    };
+    for (const [name, img] of this.files) c.files.set(name, copy(img));
+    for (const [name, img] of this.durableFiles) c.durableFiles.set(name, copy(img));
+    return c;
   }
 
   /** A copy of the current (live) bytes of a file, for byte-surgery tests. */

@@ -21,6 +21,7 @@
  * |    3 | Clear      | (empty)                                                        | 0          |
  * |    4 | BatchBegin | u64 txId, u32 opCount                                          | 12         |
  * |    5 | BatchEnd   | u64 txId, u32 opCount                                          | 12         |
+ * |    6 | Synced     | u64 upTo: the last LSN synced before this record was written   | 8          |
  *
  * Why it looks like this (compare emdb-rs, reference §1.2 and §9.2):
  * - The checksum covers the length too, so a damaged length cannot send the reader to a
@@ -32,6 +33,11 @@
  *   a torn tail (nothing valid follows) from damage in the middle (a later LSN decodes).
  * - One layout for every build: `expiresAt` is always present (D14); no write timestamp (P14).
  * - BatchEnd repeats the opCount so a batch is checked from both ends.
+ * - Synced records let the replay tell damage from a power loss. A power loss can keep any
+ *   subset of the bytes written since the last fdatasync, not only a prefix (the disk's
+ *   cache writes sectors back in any order), so a hole followed by valid records is no proof
+ *   of damage by itself. It is when a later Synced record says the hole's LSN had been synced.
+ *   The writer puts one before the first record it appends after each fdatasync.
  * - Kind 0 is unused so a zero-filled region never frames a record.
  * - Keys are capped at 1024 bytes and values at 256 MiB; a decoder rejects anything larger,
  *   which also bounds what a damaged length field can make the reader allocate.
@@ -53,6 +59,7 @@ export const RECORD_OVERHEAD = 17;
 /** Body of a Put without its key and value. */
 const PUT_FIXED = 14;
 const BATCH_BODY = 12;
+const SYNCED_BODY = 8;
 export const MAX_BODY_LENGTH = PUT_FIXED + WAL_MAX_KEY_BYTES + WAL_MAX_VALUE_BYTES;
 /** How many bytes from a record's start the frame check may need to look at. */
 export const FRAME_LOOKAHEAD = RECORD_PREFIX_SIZE + PUT_FIXED + WAL_MAX_KEY_BYTES;
@@ -62,6 +69,7 @@ export const KIND_DELETE = 2;
 export const KIND_CLEAR = 3;
 export const KIND_BATCH_BEGIN = 4;
 export const KIND_BATCH_END = 5;
+export const KIND_SYNCED = 6;
 
 /** A data operation. Keys are latin1 strings: one char per key byte. */
 export type WalDataOp =
@@ -72,7 +80,8 @@ export type WalDataOp =
 export type WalEntry =
   | WalDataOp
   | { kind: "batch-begin"; txId: number; opCount: number }
-  | { kind: "batch-end"; txId: number; opCount: number };
+  | { kind: "batch-end"; txId: number; opCount: number }
+  | { kind: "synced"; upTo: number };
 
 export interface WalRecord {
   lsn: number;
@@ -118,6 +127,7 @@ export function deleteRecordSize(keyLength: number): number {
 
 export const CLEAR_RECORD_SIZE = RECORD_OVERHEAD;
 export const BATCH_RECORD_SIZE = RECORD_OVERHEAD + BATCH_BODY;
+export const SYNCED_RECORD_SIZE = RECORD_OVERHEAD + SYNCED_BODY;
 
 /**
  * Writes everything of a Put record that precedes the value; returns where the value goes.
@@ -189,6 +199,19 @@ export function encodeBatchMarker(
   return seal(buf, p, p + RECORD_PREFIX_SIZE + BATCH_BODY, seed);
 }
 
+/** Encodes a Synced record saying that every record up to LSN `upTo` is durable. */
+export function encodeSynced(
+  buf: Buffer,
+  p: number,
+  lsn: number,
+  upTo: number,
+  seed: number,
+): number {
+  writeU64(buf, upTo, p + RECORD_PREFIX_SIZE);
+  writePrefix(buf, p, SYNCED_BODY, lsn, KIND_SYNCED);
+  return seal(buf, p, p + RECORD_PREFIX_SIZE + SYNCED_BODY, seed);
+}
+
 /** Encodes one entry as a standalone record (tests and tools; the writer encodes in place). */
 export function encodeRecord(lsn: number, entry: WalEntry, seed: number): Buffer {
   switch (entry.kind) {
@@ -212,6 +235,11 @@ export function encodeRecord(lsn: number, entry: WalEntry, seed: number): Buffer
       const buf = Buffer.alloc(BATCH_RECORD_SIZE);
       const kind = entry.kind === "batch-begin" ? KIND_BATCH_BEGIN : KIND_BATCH_END;
       encodeBatchMarker(buf, 0, lsn, kind, entry.txId, entry.opCount, seed);
+      return buf;
+    }
+    case "synced": {
+      const buf = Buffer.alloc(SYNCED_RECORD_SIZE);
+      encodeSynced(buf, 0, lsn, entry.upTo, seed);
       return buf;
     }
   }
@@ -292,6 +320,12 @@ export function decodeVerifiedRecord(
       entry = { kind: kind === KIND_BATCH_BEGIN ? "batch-begin" : "batch-end", txId, opCount };
       break;
     }
+    case KIND_SYNCED: {
+      const upTo = r.u64("upTo");
+      if (upTo < 1 || upTo >= lsn) r.fail(`Synced record (LSN ${lsn}) names LSN ${upTo}`);
+      entry = { kind: "synced", upTo };
+      break;
+    }
     default:
       r.fail(`unknown record kind ${kind}`, start + 12);
   }
@@ -323,7 +357,7 @@ export function plausibleFrame(
 ): number {
   if (avail < RECORD_OVERHEAD) return -1;
   const kind = buf[p + 12]!;
-  if (kind < KIND_PUT || kind > KIND_BATCH_END) return -1;
+  if (kind < KIND_PUT || kind > KIND_SYNCED) return -1;
   const lsn = buf.readUInt32LE(p + 8) * TWO_32 + buf.readUInt32LE(p + 4);
   if (lsn < minLsn || lsn > maxLsn) return -1;
   const bodyLength = buf.readUInt32LE(p);
@@ -345,6 +379,8 @@ export function plausibleFrame(
     }
     case KIND_CLEAR:
       return bodyLength === 0 ? total : -1;
+    case KIND_SYNCED:
+      return bodyLength === SYNCED_BODY ? total : -1;
     default:
       return bodyLength === BATCH_BODY ? total : -1;
   }

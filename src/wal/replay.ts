@@ -23,12 +23,15 @@
  * Record rules (DESIGN §3.6). A record whose frame cannot be read (shorter than 17 bytes,
  * length over the maximum or past the end of file) or whose checksum fails is *bad*. A bad
  * record followed by nothing but zeros is the end of the log: the writer preallocates the
- * file with zeros (`writer.ts`). Otherwise a bad record is a torn tail only if nothing valid
- * follows: the replay scans every later byte offset for a frame that is plausible
- * (`plausibleFrame`), carries an LSN above the last good one, and has a valid checksum. If
- * one exists the bad record is corruption in the middle: `EMDB_CORRUPTED` with its offset.
- * Otherwise everything from the bad record, or from the start of the batch it sits in, is
- * dropped (`tornTail`, `validEnd`).
+ * file with zeros (`writer.ts`). Otherwise the replay scans every later byte offset for the
+ * records that follow: frames that are plausible (`plausibleFrame`), carry an LSN above the
+ * last good one, and have a valid checksum (it hops over each one found). The bad record is
+ * corruption in the middle, `EMDB_CORRUPTED` with its offset, if one of them is a Synced
+ * record whose `upTo` reaches the bad record's LSN: that record had been synced, so no power
+ * loss can have taken it. Otherwise it lies in what was written since the last sync the log
+ * proves, which a power loss may keep any part of, in any order (`record.ts`): a torn tail.
+ * Everything from the bad record, or from the start of the batch it sits in, is dropped
+ * (`tornTail`, `validEnd`), the valid records after it too.
  *
  * A record with a valid checksum was written by our writer under this header, so a torn write
  * cannot explain it: if its fields do not decode, its LSN is not the previous one plus 1, or it
@@ -47,6 +50,7 @@
  * applied (the open fails anyway).
  */
 import { Xxh32 } from "@node-rs/xxhash";
+import { readU64 } from "../codec.js";
 import { corrupted, EmdbError, isEmdbError } from "../errors.js";
 import type { StorageBackend, StorageFile } from "../pager/backend.js";
 import {
@@ -59,8 +63,8 @@ import {
 import {
   decodeVerifiedRecord,
   FRAME_LOOKAHEAD,
-  KIND_BATCH_END,
   KIND_PUT,
+  KIND_SYNCED,
   MAX_BODY_LENGTH,
   plausibleFrame,
   RECORD_OVERHEAD,
@@ -102,8 +106,17 @@ export interface WalReplayResult {
    * deleted or emptied). False when only stale records of older generations follow.
    */
   holdsRecords?: boolean;
-  /** Set when bytes past `validEnd` were dropped: where the damage starts and why. */
-  tornTail?: { offset: number; reason: string };
+  /**
+   * Set when bytes past `validEnd` were dropped: where the damage starts and why, and how many
+   * valid records after it were dropped with it (written since the last sync the log proves).
+   */
+  tornTail?: TornTail;
+}
+
+export interface TornTail {
+  offset: number;
+  reason: string;
+  validAfter?: number;
 }
 
 export interface WalExpectation {
@@ -119,7 +132,7 @@ function notReplayed(
   status: WalStatus,
   header: WalHeader | undefined,
   fileSize: number,
-  tornTail?: { offset: number; reason: string },
+  tornTail?: TornTail,
 ): WalReplayResult {
   const result: WalReplayResult = {
     status,
@@ -244,9 +257,9 @@ function holdsCurrentRecords(file: StorageFile, size: number, expect: WalExpecta
 /**
  * Whether a WAL holds complete records under its own header, read as a replay would read it
  * (nothing is delivered). Records left by older generations fail the header's seed and read
- * as a torn tail; damage followed by valid records is `EMDB_CORRUPTED` in a replay, and
- * means here that records are there. Reads the whole file: only a WAL about to be refused
- * or replaced is probed.
+ * as a torn tail; damage followed by valid records (`EMDB_CORRUPTED` in a replay, or a torn
+ * tail that drops them) means here that records are there. Reads the whole file: only a WAL
+ * about to be refused or replaced is probed.
  */
 function holdsOwnRecords(
   file: StorageFile,
@@ -255,7 +268,9 @@ function holdsOwnRecords(
   header: WalHeader,
 ): boolean {
   try {
-    return new RecordScanner(file, size, walPath, header, true).run(() => {}).records > 0;
+    const r = new RecordScanner(file, size, walPath, header, true).run(() => {});
+    // Records after a hole count: writes of another page file are never dropped unasked.
+    return r.records > 0 || (r.tornTail?.validAfter ?? 0) > 0;
   } catch (err) {
     if (isEmdbError(err, "EMDB_CORRUPTED")) return true;
     throw err;
@@ -310,6 +325,8 @@ class RecordScanner {
   private records = 0;
   private maxTxId = 0;
   private batch: OpenBatch | undefined;
+  /** Bytes the forward scan after a bad record may still checksum (`findValidRecordAfter`). */
+  private budget = 0;
 
   constructor(
     private readonly file: StorageFile,
@@ -417,6 +434,9 @@ class RecordScanner {
           if (batch.txId > this.maxTxId) this.maxTxId = batch.txId;
           onOp({ kind: "batch", txId: batch.txId, ops: batch.ops });
           break;
+        case "synced":
+          // Only the forward scan after a bad record reads these.
+          break;
         default: {
           const view = owned || (batch === undefined && this.transientValues);
           const op =
@@ -449,7 +469,7 @@ class RecordScanner {
     return this.result(pos);
   }
 
-  private result(validEnd: number, tornTail?: { offset: number; reason: string }) {
+  private result(validEnd: number, tornTail?: TornTail) {
     const result: WalReplayResult = {
       status: "ok",
       header: this.header,
@@ -465,19 +485,34 @@ class RecordScanner {
 
   /**
    * The record at `pos` is bad: the end of the log if only zeros follow (the writer
-   * preallocates), a torn tail if nothing valid follows, else corruption.
+   * preallocates); corruption if a later Synced record says it had been synced; else a torn
+   * tail (see the rules at the top of this file).
    */
   private bad(pos: number, reason: string): WalReplayResult {
     if (this.zerosFrom(pos)) return this.endOfLog(pos);
-    const found = this.findValidRecordAfter(pos);
-    if (found !== undefined) {
-      throw corrupted(
-        `${reason}, yet a valid record (LSN ${found.lsn}) follows at offset ${found.offset}`,
-        pos,
-        this.walPath,
-      );
+    const lsn = this.lastLsn + 1;
+    this.budget = 4 * (this.size - pos) + WINDOW_SIZE;
+    let after = 0;
+    let found = this.findValidRecordAfter(pos, pos + 1, lsn);
+    while (found !== undefined) {
+      after++;
+      if (found.syncedUpTo !== undefined && found.syncedUpTo >= lsn) {
+        throw corrupted(
+          `${reason}, yet the record at offset ${found.offset} (LSN ${found.lsn}) says every ` +
+            `record up to LSN ${found.syncedUpTo} had been synced, LSN ${lsn} here included`,
+          pos,
+          this.walPath,
+        );
+      }
+      found = this.findValidRecordAfter(pos, found.end, found.lsn + 1, found.end);
     }
-    return this.torn(pos, reason);
+    if (after === 0) return this.torn(pos, reason);
+    return this.torn(
+      pos,
+      `${reason}; the ${after} valid record(s) after it were written since the last sync the ` +
+        "log proves, which a power loss may keep in part: dropped with it",
+      after,
+    );
   }
 
   private zerosFrom(pos: number): boolean {
@@ -492,25 +527,32 @@ class RecordScanner {
     return true;
   }
 
-  private torn(offset: number, reason: string): WalReplayResult {
+  private torn(offset: number, reason: string, validAfter?: number): WalReplayResult {
     const batch = this.batch;
-    if (batch === undefined) return this.result(offset, { offset, reason });
+    const tail: TornTail = { offset, reason };
+    if (validAfter !== undefined) tail.validAfter = validAfter;
+    if (batch === undefined) return this.result(offset, tail);
     this.lastLsn = batch.lsnBefore;
     this.records = batch.recordsBefore;
     this.batch = undefined;
-    const where = offset === batch.start ? "" : ` (at offset ${offset}, inside the batch)`;
-    return this.result(batch.start, { offset, reason: reason + where });
+    if (offset !== batch.start) tail.reason += ` (at offset ${offset}, inside the batch)`;
+    return this.result(batch.start, tail);
   }
 
   /**
-   * Looks for a record written by our writer after the bad one at `bad`: any byte offset where
-   * a plausible frame with an LSN in (lastLsn, lastLsn + 1 + (p - bad) / 17] has a valid
-   * checksum. The LSN bound holds for any genuine record: records are at least 17 bytes.
+   * Looks for a record written by our writer at or after `from`, following the bad one at
+   * `bad`: the first byte offset where a plausible frame with an LSN in
+   * `[minLsn, minLsn + (p - base) / 17]` has a valid checksum (`base` is where the record of
+   * LSN `minLsn` would start at the earliest). The LSN bound holds for any genuine record:
+   * records are at least 17 bytes. Throws once the checksums exceed `budget`.
    */
-  private findValidRecordAfter(bad: number): { offset: number; lsn: number } | undefined {
-    const minLsn = this.lastLsn + 1;
-    let budget = 4 * (this.size - bad) + WINDOW_SIZE;
-    for (let p = bad + 1; p + RECORD_OVERHEAD <= this.size; p++) {
+  private findValidRecordAfter(
+    bad: number,
+    from: number,
+    minLsn: number,
+    base = bad,
+  ): { offset: number; end: number; lsn: number; syncedUpTo: number | undefined } | undefined {
+    for (let p = from; p + RECORD_OVERHEAD <= this.size; p++) {
       const avail = this.size - p;
       const i = this.at(p, Math.min(avail, FRAME_LOOKAHEAD));
       // Most offsets fail at the kind byte (always, in the zeros a preallocated WAL ends
@@ -522,18 +564,18 @@ class RecordScanner {
       let j = i;
       while (j < stop) {
         const kind = w[j + 12]!;
-        if (kind >= KIND_PUT && kind <= KIND_BATCH_END && w[j + 11] === 0) break;
+        if (kind >= KIND_PUT && kind <= KIND_SYNCED && w[j + 11] === 0) break;
         j++;
       }
       if (j > i) {
         p += j - i - 1;
         continue;
       }
-      const maxLsn = minLsn + Math.floor((p - bad) / RECORD_OVERHEAD);
+      const maxLsn = minLsn + Math.floor((p - base) / RECORD_OVERHEAD);
       const total = plausibleFrame(this.window, i, avail, minLsn, maxLsn);
       if (total < 0) continue;
-      budget -= total;
-      if (budget < 0) {
+      this.budget -= total;
+      if (this.budget < 0) {
         throw corrupted(
           "cannot tell a torn tail from corruption: too many record-like frames follow the " +
             "damaged record (crafted data?)",
@@ -542,9 +584,12 @@ class RecordScanner {
         );
       }
       if (this.checksumAt(p, total)) {
+        const synced = this.window[i + 12] === KIND_SYNCED;
         return {
           offset: p,
+          end: p + total,
           lsn: this.window.readUInt32LE(i + 8) * 2 ** 32 + this.window.readUInt32LE(i + 4),
+          syncedUpTo: synced ? readU64(this.window, i + RECORD_PREFIX_SIZE) : undefined,
         };
       }
     }

@@ -107,6 +107,8 @@ class Harness {
   /** What the last close left open, and what the last failed open left open. */
   leftByClose: string[] = [];
   leftByOpen: string[] = [];
+  /** Called before each backend call takes effect (a test may copy the files there). */
+  beforeCall: ((op: CallKind) => void) | undefined;
   /** `be.mark()` before the current store's open. */
   private storeMark = 0;
 
@@ -117,6 +119,7 @@ class Harness {
   /** Opens as Emdb does, the hook live all along (crash() removes it: installed each time). */
   open(): Core {
     this.be.hook = (op, name) => {
+      this.beforeCall?.(op);
       if (this.armed && this.calls === this.failAt) {
         this.failed = { op, name, n: this.calls, phase: this.phase };
         this.calls++;
@@ -337,6 +340,47 @@ export function cleanRun(
   const reopened = h.crashAndReopen("clean run, crash at the end", keepDirectory);
   assertOneOf(reopened, p, floors[n]!, n, p.clocks[n]!, "clean run, crash at the end");
   return io;
+}
+
+/**
+ * The clean run again, with power losses on copies of the files taken just before about
+ * `chance` of the syncs (file or directory), when what was written since the last one is
+ * still volatile: each copy loses power on a disk that keeps any subset of the unsynced
+ * sectors, and for half of them the unsynced directory changes. Its reopen must show one model
+ * state from what the policy promised before the op up to the op done. Returns how many power
+ * losses it tried.
+ */
+export function sectorLossRun(
+  p: Program,
+  policy: FlushPolicy,
+  floors: number[],
+  rng: Prng,
+  chance: number,
+): number {
+  const h = new Harness(policy);
+  let losses = 0;
+  let copies: MemoryBackend[] = [];
+  h.beforeCall = (op) => {
+    if ((op === "sync" || op === "syncDir") && rng.chance(chance)) copies.push(h.be.clone());
+  };
+  p.ops.forEach((op, i) => {
+    h.now = p.clocks[i]!;
+    h.run(op);
+    h.now = p.clocks[i + 1]!;
+    for (const copy of copies) {
+      losses++;
+      const keepDirectory = rng.chance(0.5);
+      copy.crash({ keepDirectory, keepSector: () => rng.chance(0.5) });
+      const where = `power loss ${losses}, inside op #${i} ${op.kind}, keeping some unsynced sectors${keepDirectory ? " and the directory" : ""}`;
+      const got = inspect(
+        openOn(copy, () => h.now, policy),
+        where,
+      );
+      assertOneOf(got, p, floors[i]!, i + 1, h.now, where);
+    }
+    copies = [];
+  });
+  return losses;
 }
 
 /** `got` is the model's view at one of states[from..to]. */
