@@ -20,6 +20,7 @@ import {
   randInt,
   randomSteps,
   replayAll,
+  syncedThenUnsynced,
   toOp,
   type Written,
 } from "./wal-model.js";
@@ -100,15 +101,13 @@ test("a power loss that keeps any subset of the unsynced sectors: the synced rec
     for (const s of randomSteps(rand, randInt(rand, 0, 40))) appendStep(w, s);
     w.sync();
     w.reset(2);
-    const written: Written[] = [];
-    for (const s of randomSteps(rand, randInt(rand, 0, 12))) {
-      written.push(appendStep(w, s));
-      if (rand() < 0.4) w.sync();
-    }
-    w.sync();
-    const syncedSize = w.size;
-    for (const s of randomSteps(rand, randInt(rand, 1, 30), 100)) written.push(appendStep(w, s));
-    w.writeOut();
+    const { written, syncedSize } = syncedThenUnsynced(
+      w,
+      rand,
+      randInt(rand, 0, 12),
+      randInt(rand, 1, 30),
+      0.4,
+    );
     const live = mem.bytes(WAL);
     mem.crash({ keepSector: () => rand() < 0.6 });
 

@@ -113,6 +113,30 @@ export function appendStep(w: WalWriter, step: Step): Written {
   return { step, records };
 }
 
+/**
+ * `synced` random steps, each followed by a sync with probability `syncChance`, a sync, then
+ * `unsynced` more steps handed to the OS and never synced (their txIds start at 100). Returns
+ * the steps' records and the WAL's size at that last sync.
+ */
+export function syncedThenUnsynced(
+  w: WalWriter,
+  rand: () => number,
+  synced: number,
+  unsynced: number,
+  syncChance: number,
+): { written: Written[]; syncedSize: number } {
+  const written: Written[] = [];
+  for (const s of randomSteps(rand, synced)) {
+    written.push(appendStep(w, s));
+    if (rand() < syncChance) w.sync();
+  }
+  w.sync();
+  const syncedSize = w.size;
+  for (const s of randomSteps(rand, unsynced, 100)) written.push(appendStep(w, s));
+  w.writeOut();
+  return { written, syncedSize };
+}
+
 export function toOp(step: Step): WalOp {
   return step.kind === "batch" ? { kind: "batch", txId: step.txId, ops: step.ops } : step;
 }

@@ -20,6 +20,7 @@ import {
   randomSteps,
   replayAll,
   type Step,
+  syncedThenUnsynced,
   type Written,
 } from "./wal-model.js";
 
@@ -204,15 +205,13 @@ test("damage before records that no Synced record covers is a torn tail: a power
     const rand = prng(seed);
     const mem = new MemoryBackend();
     const w = WalWriter.create(mem, WAL, fileId, GEN);
-    const written: Written[] = [];
-    for (const s of randomSteps(rand, randInt(rand, 1, 6))) {
-      written.push(appendStep(w, s));
-      if (rand() < 0.5) w.sync();
-    }
-    w.sync();
-    const synced = w.size;
-    for (const s of randomSteps(rand, randInt(rand, 1, 8), 100)) written.push(appendStep(w, s));
-    w.writeOut();
+    const { written, syncedSize: synced } = syncedThenUnsynced(
+      w,
+      rand,
+      randInt(rand, 1, 6),
+      randInt(rand, 1, 8),
+      0.5,
+    );
     const bytes = mem.bytes(WAL).subarray(0, w.size);
     const pos = randInt(rand, 64, w.size - 1);
     const damaged = Buffer.from(bytes);
