@@ -702,10 +702,10 @@ describe("bad input never reaches the log", () => {
       tx.remove("present");
       tx.remove("absent");
     });
-    // A Synced record (the insert was synced), BatchBegin, one Delete, BatchEnd.
+    // BatchBegin, one Delete, BatchEnd, between two Synced records (the insert was synced).
     assert.equal(
       walBytes(),
-      before + SYNCED_RECORD_SIZE + 2 * BATCH_RECORD_SIZE + deleteRecordSize("present".length),
+      before + 2 * SYNCED_RECORD_SIZE + 2 * BATCH_RECORD_SIZE + deleteRecordSize("present".length),
     );
     assert.equal(db.len(), 0);
     assert.deepEqual(db.check(), []);

@@ -39,8 +39,22 @@ export interface WrittenRecord {
 }
 
 export interface Written {
-  step: Step;
+  /** A step, or the Synced record a `sync()` ends its write with (`syncRecorded`). */
+  step: Step | { kind: "synced" };
   records: WrittenRecord[];
+}
+
+/** `w.sync()`, keeping the Synced record it may end its write with as a step of its own. */
+export function syncRecorded(w: WalWriter, written: Written[]): void {
+  const offset = w.size;
+  const before = w.lastLsn;
+  w.sync();
+  if (w.lastLsn === before) return;
+  const end = offset + SYNCED_RECORD_SIZE;
+  written.push({
+    step: { kind: "synced" },
+    records: [{ offset, end, lsn: w.lastLsn, synced: true }],
+  });
 }
 
 export function randomOp(rand: () => number): WalDataOp {
@@ -128,9 +142,9 @@ export function syncedThenUnsynced(
   const written: Written[] = [];
   for (const s of randomSteps(rand, synced)) {
     written.push(appendStep(w, s));
-    if (rand() < syncChance) w.sync();
+    if (rand() < syncChance) syncRecorded(w, written);
   }
-  w.sync();
+  syncRecorded(w, written);
   const syncedSize = w.size;
   for (const s of randomSteps(rand, unsynced, 100)) written.push(appendStep(w, s));
   w.writeOut();
@@ -159,6 +173,13 @@ export function expectedPrefix(written: Written[], cut: number, headerEnd = 64):
   for (const { step, records } of written) {
     const last = records[records.length - 1]!;
     const complete = !(step.kind === "batch" && step.unfinished) && last.end <= cut;
+    if (step.kind === "synced") {
+      if (!complete) break;
+      e.validEnd = last.end;
+      e.lastLsn = last.lsn;
+      e.records++;
+      continue;
+    }
     if (!complete) {
       const first = records[0];
       if (first?.synced && first.end <= cut) {

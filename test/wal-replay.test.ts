@@ -7,7 +7,7 @@ import { xxh32 } from "@node-rs/xxhash";
 import { isEmdbError } from "../src/errors.js";
 import { FileBackend, MemoryBackend } from "../src/pager/backend.js";
 import { decodeWalHeader, encodeWalHeader } from "../src/wal/header.js";
-import { encodeRecord, putRecordSize, type WalEntry } from "../src/wal/record.js";
+import { encodeRecord, putRecordSize, type WalDataOp, type WalEntry } from "../src/wal/record.js";
 import { replayWal, type WalOp } from "../src/wal/replay.js";
 import { WalWriter } from "../src/wal/writer.js";
 import {
@@ -21,6 +21,7 @@ import {
   replayAll,
   type Step,
   syncedThenUnsynced,
+  syncRecorded,
   type Written,
 } from "./wal-model.js";
 
@@ -47,11 +48,11 @@ function writeWal(
 ): { mem: MemoryBackend; written: Written[]; bytes: Buffer } {
   const mem = new MemoryBackend();
   const w = WalWriter.create(mem, WAL, fileId, GEN);
-  const written = steps.map((s) => {
-    const step = appendStep(w, s);
-    if (syncEach) w.sync();
-    return step;
-  });
+  const written: Written[] = [];
+  for (const s of steps) {
+    written.push(appendStep(w, s));
+    if (syncEach) syncRecorded(w, written);
+  }
   w.sync();
   w.close();
   return { mem, written, bytes: mem.bytes(WAL) };
@@ -118,10 +119,12 @@ test("torn at every byte offset (including inside an unfinished batch): exactly 
     },
   ];
   const { written, bytes } = writeWal(steps, true);
+  const real = written.filter((w) => w.step.kind !== "synced");
   assert.ok(
-    written.slice(1).every((w) => w.records[0]?.synced),
+    real.slice(1).every((w) => w.records[0]?.synced),
     "Synced records are cut too",
   );
+  assert.equal(written.length, 2 * real.length - 1, "and so are those a sync ends with");
   let torn = 0;
   for (let cut = 0; cut <= bytes.length; cut++) {
     const mem = withBytes(bytes.subarray(0, cut));
@@ -152,7 +155,8 @@ test("torn at every byte offset (including inside an unfinished batch): exactly 
     const w = WalWriter.openAt(mem, WAL, result);
     assert.equal(w.size, e.validEnd);
     const lsn = w.appendPut("after", Buffer.from("x"), 0);
-    assert.equal(lsn, e.lastLsn + 1);
+    // openAt synced the records kept: a Synced record saying so comes first.
+    assert.equal(lsn, e.lastLsn + (e.lastLsn > 0 ? 2 : 1));
     w.sync();
     w.close();
     const again = replayAll(mem, WAL, expect);
@@ -182,7 +186,9 @@ test("random single-byte damage under a sync per step: the exact prefix when the
       assert.throws(run, (err) => isEmdbError(err, "EMDB_CORRUPTED"));
       return;
     }
-    if (written[written.length - 1]!.records.includes(hit)) {
+    // The last step, and the Synced record the sync after it ended its write with.
+    const tail = written.slice(written.length > 1 ? -2 : -1);
+    if (tail.some((w) => w.records.includes(hit))) {
       // No Synced record follows to prove the last step was synced: a torn tail.
       tornCount++;
       const { result, ops } = run();
@@ -248,6 +254,61 @@ test("damage before records that no Synced record covers is a torn tail: a power
     if ((result.tornTail?.validAfter ?? 0) > 0) dropped++;
   });
   assert.ok(dropped > 50 && corrupt > 50, `${dropped} dropped valid records, ${corrupt} corrupt`);
+});
+
+test("damage that also takes the Synced record a commit starts with is proven by the one its sync ends with", () => {
+  const put = (i: number): Step => ({
+    kind: "put",
+    key: `single${i}`,
+    value: Buffer.alloc(40, i),
+    expiresAt: 0,
+  });
+  const tx: Step = {
+    kind: "batch",
+    txId: 1,
+    ops: Array.from({ length: 30 }, (_, i) => put(100 + i) as WalDataOp),
+  };
+  const { written, bytes } = writeWal([...Array.from({ length: 20 }, (_, i) => put(i)), tx], true);
+  // One 512-byte sector garbled: the end of earlier commits and the start of the last one.
+  const last = written.findIndex((w) => w.step === tx);
+  const start = written[last]!.records[0]!.offset;
+  const from = start - 300;
+  const damaged = Buffer.from(bytes);
+  for (let i = from; i < from + 512; i++) damaged[i] = (damaged[i]! * 7 + 13) & 0xff;
+  assert.ok(
+    written[last + 1]!.records[0]!.offset > from + 512,
+    "the sync's Synced record survives",
+  );
+  const hit = written.flatMap((w) => w.records).find((r) => r.offset <= from && from < r.end)!;
+  assert.throws(
+    () => replayAll(withBytes(damaged), WAL, expect),
+    isCorrupted(hit.offset, /had been synced/),
+  );
+});
+
+test("the first commit after a reopen proves the records the replay kept", () => {
+  const mem = new MemoryBackend();
+  let w = WalWriter.create(mem, WAL, fileId, GEN);
+  const offsets: number[] = [];
+  for (const k of ["a", "b", "c"]) {
+    offsets.push(w.size);
+    w.appendPut(k, Buffer.from(k), 0);
+    w.sync();
+  }
+  // A kill, a reopen, one durable commit, another kill.
+  w = WalWriter.openAt(
+    mem,
+    WAL,
+    replayWal(mem, WAL, expect, () => {}),
+  );
+  w.appendPut("d", Buffer.from("d"), 0);
+  w.sync();
+  const damaged = mem.bytes(WAL);
+  damaged[offsets[2]! + 20]! ^= 0xff;
+  assert.throws(
+    () => replayAll(withBytes(damaged), WAL, expect),
+    isCorrupted(offsets[2], /had been synced/),
+  );
 });
 
 test("random garbage after the last record is a torn tail; zeros are the end of the log", () => {

@@ -270,7 +270,7 @@ test("the file is preallocated with zeros ahead of the records, and reset keeps 
   assert.equal(log.filter(isZeros).length, 0);
   assert.equal(mem.bytes(WAL).length, allocated);
   let r = replayWal(mem, WAL, expect1, () => {});
-  assert.equal(r.records, 300, "each delete after a sync starts with a Synced record");
+  assert.equal(r.records, 400, "each delete after a sync between two Synced records");
   assert.equal(r.tornTail, undefined, "a tail of zeros is the end of the log, not a torn record");
 
   log.length = 0;

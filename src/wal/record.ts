@@ -37,7 +37,8 @@
  *   subset of the bytes written since the last fdatasync, not only a prefix (the disk's
  *   cache writes sectors back in any order), so a hole followed by valid records is no proof
  *   of damage by itself. It is when a later Synced record says the hole's LSN had been synced.
- *   The writer puts one before the first record it appends after each fdatasync.
+ *   The writer puts one before the first record it appends after each fdatasync (or open),
+ *   and one at the end of each sync's write (see `writer.ts`).
  * - Kind 0 is unused so a zero-filled region never frames a record.
  * - Keys are capped at 1024 bytes and values at 256 MiB; a decoder rejects anything larger,
  *   which also bounds what a damaged length field can make the reader allocate.

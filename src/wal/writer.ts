@@ -7,9 +7,11 @@
  * 1 MiB or more is written straight through at append time (value bytes go from the caller's
  * buffer to the file, never copied), and the buffer is written out once it holds 4 MiB.
  *
- * After each fdatasync the next append starts with a Synced record naming the last LSN that
- * sync covered, so a replay can tell a hole a power loss left in unsynced bytes from damage
- * to synced ones (`record.ts`, `replay.ts`).
+ * After each fdatasync (and after `openAt`, which syncs what the replay kept) the next append
+ * starts with a Synced record naming the last LSN made durable, and the next `sync()` ends
+ * its write with another, so a replay can tell a hole a power loss left in unsynced bytes from
+ * damage to synced ones (`record.ts`, `replay.ts`). Two, because damage is contiguous: it
+ * may take the first along with the end of the records before it.
  *
  * Preallocation. fdatasync of an append that grows the file must also commit the new size
  * (a journal commit on ext4); an overwrite inside the file's existing blocks flushes only the
@@ -175,11 +177,13 @@ export class WalWriter {
           { file: walPath, offset: size },
         );
       }
-      if (size > replay.validEnd) {
-        file.truncate(replay.validEnd);
-        file.sync();
-      }
-      return new WalWriter(file, walPath, replay.header, replay.validEnd, replay.lastLsn);
+      if (size > replay.validEnd) file.truncate(replay.validEnd);
+      // Synced, so the first commit after this open can say the replayed records are durable
+      // (its Synced records): without that, damage to them would read as a torn tail.
+      if (size > replay.validEnd || replay.lastLsn > 0) file.sync();
+      const writer = new WalWriter(file, walPath, replay.header, replay.validEnd, replay.lastLsn);
+      writer.syncedLsn = replay.lastLsn;
+      return writer;
     } catch (err) {
       file.close();
       throw err;
@@ -280,10 +284,14 @@ export class WalWriter {
   /**
    * Before the first record after an fdatasync, a Synced record naming the last LSN that sync
    * covered: the replay's proof that a hole before that LSN is damage, not a power loss (see
-   * `record.ts`). Written by the next append, not by `sync()`, so a sync costs no extra write.
+   * `record.ts`). Written with the next append, in the same write; `sync()` writes another
+   * after the last record.
    */
   private markSynced(): void {
-    if (this.syncedLsn === this.markedLsn) return;
+    if (this.syncedLsn !== this.markedLsn) this.appendSynced();
+  }
+
+  private appendSynced(): void {
     if (this.len + SYNCED_RECORD_SIZE > this.buf.length) this.grow(SYNCED_RECORD_SIZE);
     this.len = encodeSynced(this.buf, this.len, this.lsn + 1, this.syncedLsn, this.seed);
     this.lsn++;
@@ -383,6 +391,10 @@ export class WalWriter {
 
   /** `writeOut()` and fdatasync: every record appended so far is durable when this returns. */
   sync(): void {
+    if (this.broken !== undefined) this.throwBroken();
+    // A Synced record after the last record too: damage that also takes the one before the
+    // first record since the last sync is still proven while this one survives.
+    if (this.syncedLsn > 0 && this.lsn > this.syncedLsn) this.appendSynced();
     this.writeOut();
     if (!this.dirty) return;
     try {
