@@ -10,7 +10,7 @@
  * After each fdatasync (and after `openAt`, which syncs what the replay kept) the next append
  * starts with a Synced record naming the last LSN made durable, and the next `sync()` ends
  * its write with another, so a replay can tell a hole a power loss left in unsynced bytes from
- * damage to synced ones (`record.ts`, `replay.ts`). Two, because damage is contiguous: it
+ * damage to synced ones (`record.ts`, `record-scanner.ts`). Two, because damage is contiguous: it
  * may take the first along with the end of the records before it.
  *
  * Preallocation. fdatasync of an append that grows the file must also commit the new size
