@@ -3,7 +3,7 @@
  * same file, alternating runs, where the full suite's reopen line (3 runs, each on its own
  * freshly loaded file) moves with the machine as much as with the code.
  *
- *   npx tsx bench/open-time.ts [--n 1000000] [--runs 7] [--file PATH] [--wal | --expired | --ttl]
+ *   npx tsx bench/open-time.ts [--n 1000000] [--runs 7] [--file PATH] [--wal | --expired | --ttl] [--reads]
  *
  * Without `--file`, it writes one (the workload's keys and values in key order, one
  * transaction, then `flush()`) in a temporary directory and removes it afterwards. With
@@ -15,7 +15,10 @@
  * Each run is a child process timing `Emdb.builder().path(p).build()` plus
  * one `get`; it exits without closing, so a WAL is replayed by every run. It prints each
  * run's milliseconds, RSS after the open and peak RSS, then the medians. To compare two
- * builds, run it from each checkout, alternately, on the same `--file`.
+ * builds, run it from each checkout, alternately, on the same `--file`. With `--reads`, each
+ * child then also times a million random point reads of the loaded keys (three rounds, the
+ * best counted): how the index an open builds serves reads, which a change to the load
+ * must not slow.
  */
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -34,6 +37,7 @@ const { values } = parseArgs({
     wal: { type: "boolean", default: false },
     expired: { type: "boolean", default: false },
     ttl: { type: "boolean", default: false },
+    reads: { type: "boolean", default: false },
     child: { type: "string" },
     "write-wal": { type: "string" },
   },
@@ -47,7 +51,18 @@ if (values.child !== undefined) {
   db.get(keyOf(123));
   const ms = performance.now() - t0;
   const peak = (process.resourceUsage().maxRSS * 1024) / MiB;
-  process.stdout.write(`${ms} ${process.memoryUsage().rss / MiB} ${peak}\n`);
+  let readRate = 0;
+  if (values.reads) {
+    const n = db.len();
+    const next = prng(7);
+    const keys = Array.from({ length: 1_000_000 }, () => keyOf(next() % n).toString("latin1"));
+    for (let round = 0; round < 3; round++) {
+      const t = performance.now();
+      for (const k of keys) if (db.get(k) === undefined) throw new Error(`key ${k} missing`);
+      readRate = Math.max(readRate, keys.length / ((performance.now() - t) / 1000));
+    }
+  }
+  process.stdout.write(`${ms} ${process.memoryUsage().rss / MiB} ${peak} ${readRate}\n`);
   // No close(): it would checkpoint, and the next run would find the WAL empty.
   process.exit(0);
 } else if (values["write-wal"] !== undefined) {
@@ -113,6 +128,7 @@ if (values.child !== undefined) {
   const ms: number[] = [];
   const rss: number[] = [];
   const peaks: number[] = [];
+  const rates: number[] = [];
   // The open of expired records changes the file: each run gets its own copy.
   const runFile = values.expired ? `${file}.run` : file;
   for (let r = 0; r < runs; r++) {
@@ -120,21 +136,29 @@ if (values.child !== undefined) {
       for (const f of [runFile, `${runFile}.wal`]) fs.rmSync(f, { force: true });
       fs.copyFileSync(file, runFile);
     }
-    const out = spawnSync(process.execPath, ["--import", "tsx", self, "--child", runFile], {
-      encoding: "utf8",
-    });
+    const args = [
+      "--import",
+      "tsx",
+      self,
+      "--child",
+      runFile,
+      ...(values.reads ? ["--reads"] : []),
+    ];
+    const out = spawnSync(process.execPath, args, { encoding: "utf8" });
     if (out.status !== 0) throw new Error(`open child failed: ${out.stderr}`);
-    const [t, m, pk] = out.stdout.trim().split(" ").map(Number);
+    const [t, m, pk, rate] = out.stdout.trim().split(" ").map(Number);
     ms.push(t!);
     rss.push(m!);
     peaks.push(pk!);
+    rates.push(rate!);
+    const reads = values.reads ? `, ${(rate! / 1e3).toFixed(0)}k reads/s` : "";
     process.stdout.write(
-      `run ${r + 1}: ${t!.toFixed(0)} ms, RSS ${m!.toFixed(0)} MiB, peak ${pk!.toFixed(0)} MiB\n`,
+      `run ${r + 1}: ${t!.toFixed(0)} ms, RSS ${m!.toFixed(0)} MiB, peak ${pk!.toFixed(0)} MiB${reads}\n`,
     );
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   process.stdout.write(
-    `median of ${runs}: ${median(ms).toFixed(0)} ms, RSS ${median(rss).toFixed(0)} MiB, peak ${median(peaks).toFixed(0)} MiB\n`,
+    `median of ${runs}: ${median(ms).toFixed(0)} ms, RSS ${median(rss).toFixed(0)} MiB, peak ${median(peaks).toFixed(0)} MiB${values.reads ? `, ${(median(rates) / 1e3).toFixed(0)}k reads/s` : ""}\n`,
   );
   if (values.expired) {
     for (const f of [runFile, `${runFile}.wal`, `${runFile}.lock`]) fs.rmSync(f, { force: true });

@@ -64,9 +64,7 @@ export function encodeKey(key: unknown, store = false): string {
   if (key instanceof Uint8Array) {
     const n = key.length;
     if (n > MAX_KEY_SIZE) throw keyTooLarge(n);
-    let h = 0x811c9dc5;
-    for (let i = 0; i < n; i++) h = Math.imul(h ^ key[i]!, 0x01000193);
-    keyHash = h;
+    keyHash = hashKeyBytes(key, 0, n);
     return toLatin1(key);
   }
   throw new TypeError(`key must be a string or a Uint8Array, got ${describe(key)}`);
@@ -103,6 +101,13 @@ function ownString(s: string): string {
 export function toLatin1(bytes: Uint8Array): string {
   if (Buffer.isBuffer(bytes)) return latin1Slice(bytes, 0, bytes.length);
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("latin1");
+}
+
+/** Hash of the key `buf[start..end)`; equal to what `encodeKey` computes for those bytes. */
+export function hashKeyBytes(buf: Uint8Array, start: number, end: number): number {
+  let h = 0x811c9dc5;
+  for (let i = start; i < end; i++) h = Math.imul(h ^ buf[i]!, 0x01000193);
+  return h;
 }
 
 /** Hash of an internal (latin1) key; equal to what `encodeKey` computed for it. */

@@ -28,7 +28,6 @@ export function loadTree(
   onProgress: ProgressListener | undefined,
   now: number,
 ): string[] {
-  const keys: string[] = [];
   const expired: string[] = [];
   let read = 0;
   const arena = ks.arena;
@@ -40,23 +39,21 @@ export function loadTree(
   let remaining = tree.pager.pageCount * P;
   tree.forEachSpan(
     (kb, ks0, ke, vb, vs, ve, expiresAt, inlineAt) => {
-      const k = latin1Slice(kb, ks0, ke);
       read++;
       if (onProgress !== undefined && read % PROGRESS_EVERY === 0) {
         onProgress({ phase: "open", done: read, total });
       }
       if (expiresAt !== 0 && expiresAt <= now) {
-        expired.push(k);
+        expired.push(latin1Slice(kb, ks0, ke));
         return;
       }
-      keys.push(k);
       if (inlineAt >= 0) {
         // The record's bytes run from its offset to the end of its value, which follows the key.
         const ref = page + inlineAt;
-        ks.loadEntry(k, expiresAt === 0 ? ref : new Timed(ref, expiresAt), ve - inlineAt);
+        ks.loadEntry(kb, ks0, ke, expiresAt === 0 ? ref : new Timed(ref, expiresAt), ve - inlineAt);
       } else {
         const v = latin1Slice(vb, vs, ve);
-        ks.loadEntry(k, expiresAt === 0 ? v : new Timed(v, expiresAt), 0);
+        ks.loadEntry(kb, ks0, ke, expiresAt === 0 ? v : new Timed(v, expiresAt), 0);
       }
     },
     (leaf) => {
@@ -68,7 +65,7 @@ export function loadTree(
       return room;
     },
   );
-  ks.finishLoad(keys);
+  ks.finishLoad();
   if (onProgress !== undefined && read > 0) onProgress({ phase: "open", done: read, total });
   return expired;
 }

@@ -275,9 +275,9 @@ describe("reopen round trips", () => {
     function loadedFromTree(fn: () => void): string[] {
       const loaded: string[] = [];
       const original = Keyspace.prototype.loadEntry;
-      Keyspace.prototype.loadEntry = function (this: Keyspace, k, e, bytes) {
-        loaded.push(k);
-        original.call(this, k, e, bytes);
+      Keyspace.prototype.loadEntry = function (this: Keyspace, kb, start, end, e, bytes) {
+        loaded.push(kb.toString("latin1", start, end));
+        original.call(this, kb, start, end, e, bytes);
       };
       try {
         fn();

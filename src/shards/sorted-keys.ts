@@ -13,7 +13,8 @@
  * structure's `version`; after any change it seeks again from that key.
  */
 
-const LOAD = 512;
+const LOAD_SHIFT = 9;
+const LOAD = 1 << LOAD_SHIFT;
 /** Fewer new keys than this are inserted one by one whatever the view's size. */
 const MERGE_MIN_KEYS = 1024;
 
@@ -168,6 +169,29 @@ export class SortedKeys {
       this.maxes.push(chunk[chunk.length - 1]!);
     }
     this.count = keys.length;
+  }
+
+  /**
+   * Replaces the contents with `count` keys given out of order, each with its place in key
+   * order (for open, whose keys arrive by shard): `place(rank, k)` for every rank in
+   * 0..count-1, each once, then `done()`. The keys go straight into the chunks that
+   * `loadSorted` would have cut.
+   */
+  loadByRank(count: number): { place(rank: number, k: string): void; done(): void } {
+    this.clear();
+    const chunks: string[][] = [];
+    for (let i = 0; i < count; i += LOAD) chunks.push(new Array<string>(Math.min(LOAD, count - i)));
+    return {
+      place: (rank, k) => {
+        chunks[rank >>> LOAD_SHIFT]![rank & (LOAD - 1)] = k;
+      },
+      done: () => {
+        this.chunks = chunks;
+        this.maxes = chunks.map((c) => c[c.length - 1]!);
+        this.count = count;
+        this.version++;
+      },
+    };
   }
 
   /**
