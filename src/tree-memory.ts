@@ -37,6 +37,7 @@ export function loadTree(
   let page = 0;
   const P = tree.pager.pageSize;
   let remaining = tree.pager.pageCount * P;
+  ks.startLoad(total);
   tree.forEachSpan(
     (kb, ks0, ke, vb, vs, ve, expiresAt, inlineAt) => {
       read++;

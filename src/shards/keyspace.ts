@@ -157,6 +157,11 @@ export class Keyspace {
     }
   }
 
+  /** Optional, before the first `loadEntry`: about `expected` entries will come. */
+  startLoad(expected: number): void {
+    this.loading = new LoadStaging(SHARD_COUNT, expected);
+  }
+
   finishLoad(): void {
     const staged = this.loading;
     this.loading = undefined;

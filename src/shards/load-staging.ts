@@ -23,8 +23,10 @@
 import { latin1Slice } from "../keys.js";
 import type { Stored } from "./keyspace.js";
 
-/** Staged entries a shard starts with room for; the arrays double as needed. */
+/** Staged entries a shard starts with room for, at least; the arrays double as needed. */
 const FIRST_ROOM = 256;
+/** The most entries a load's hint makes room for up front (beyond that, they double). */
+const MOST_EXPECTED = 1 << 22;
 
 class ShardStage {
   bytes: Buffer;
@@ -104,8 +106,14 @@ export class LoadStaging {
   /** Entries staged so far: the next one's place in key order. */
   count = 0;
 
-  constructor(shards: number) {
-    for (let i = 0; i < shards; i++) this.stages.push(new ShardStage());
+  /**
+   * `expected`: about how many entries will come (the meta page's record count, trusted
+   * with room for at most `MOST_EXPECTED`), so that the shards' arrays start at about their
+   * final size instead of being copied as they double.
+   */
+  constructor(shards: number, expected = 0) {
+    const share = Math.ceil((Math.min(expected, MOST_EXPECTED) / shards) * 1.1);
+    for (let i = 0; i < shards; i++) this.stages.push(new ShardStage(FIRST_ROOM + share));
   }
 
   /** The page the last key came from, and a view of it. */
