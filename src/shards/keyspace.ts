@@ -140,56 +140,59 @@ export class Keyspace {
 
   /**
    * Bulk fill of an empty keyspace from keys in ascending order (as a B+tree scan yields
-   * them): `loadEntry` for each, then `finishLoad`. O(n), with no per-key search of the
-   * ordered view. Each shard's Map is filled in one go at `finishLoad`, from the entries
-   * staged for it (`load-staging.ts`): filling the 32 Maps side by side, each growing in
-   * turn, misses the cache on nearly every insert, and a million keys load about 1.7× faster
-   * this way. The key is `kb[start..end)`, read before the next call. `recordBytes`: for a
+   * them): `startLoad`, `loadEntry` for each, then `finishLoad`. O(n), with no per-key
+   * search of the ordered view. Each shard's Map is filled in one go at `finishLoad`, from
+   * the entries staged for it (`load-staging.ts`): filling the 32 Maps side by side, each
+   * growing in turn, misses the cache on nearly every insert, and a million keys load about
+   * 1.7× faster this way. The key is `kb[start..end)`, read before the next call. `recordBytes`: for a
    * ref (alone or in a `Timed`), the length of its record as the scan found it (the arena
    * weighs chunks by it); else unused.
    */
   loadEntry(kb: Buffer, start: number, end: number, e: Stored, recordBytes: number): void {
-    this.loading ??= new LoadStaging(SHARD_COUNT);
-    this.loading.add(shardIndex(hashKeyBytes(kb, start, end)), kb, start, end, e);
+    this.loadingNow().add(shardIndex(hashKeyBytes(kb, start, end)), kb, start, end, e);
     if (typeof e === "number") this.arena.loaded(e, recordBytes);
     else if (e instanceof Timed && typeof e.value === "number") {
       this.arena.loaded(e.value, recordBytes);
     }
   }
 
-  /** Optional, before the first `loadEntry`: about `expected` entries will come. */
+  /** Starts a load of about `expected` entries (a hint: room is made for them up front). */
   startLoad(expected: number): void {
+    if (this.total !== 0) throw new Error("internal: load into a keyspace that holds keys");
     this.loading = new LoadStaging(SHARD_COUNT, expected);
   }
 
+  private loadingNow(): LoadStaging {
+    if (this.loading === undefined) throw new Error("internal: load not started");
+    return this.loading;
+  }
+
   finishLoad(): void {
-    const staged = this.loading;
+    const staged = this.loadingNow();
     this.loading = undefined;
     this.writes++;
-    const count = staged?.count ?? 0;
+    const count = staged.count;
     const ordered = this.sorted.loadByRank(count);
-    if (staged !== undefined) {
-      for (let i = 0; i < SHARD_COUNT; i++) {
-        const { keys, refs, others, order } = staged.drain(i);
-        const m = this.shards[i]!;
-        let other = 0;
-        for (let j = 0; j < keys.length; j++) {
-          const k = keys[j]!;
-          const ref = refs[j]!;
-          if (ref >= 0) {
-            m.set(k, ref);
-            continue;
-          }
-          const e = others[other++]!;
-          m.set(k, e);
-          if (e instanceof Timed) {
-            this.timed++;
-            this.expiries.push(e.expiresAt, k);
-          }
+    for (let i = 0; i < SHARD_COUNT; i++) {
+      const { keys, refs, others, order } = staged.drain(i);
+      const m = this.shards[i]!;
+      let other = 0;
+      for (let j = 0; j < keys.length; j++) {
+        const k = keys[j]!;
+        const ref = refs[j]!;
+        if (ref >= 0) {
+          m.set(k, ref);
+          continue;
         }
-        // Apart from the inserts: the writes out of order would evict the Map's table.
-        for (let j = 0; j < keys.length; j++) ordered.place(order[j]!, keys[j]!);
+        const e = others[other++]!;
+        m.set(k, e);
+        if (e instanceof Timed) {
+          this.timed++;
+          this.expiries.push(e.expiresAt, k);
+        }
       }
+      // Apart from the inserts: the writes out of order would evict the Map's table.
+      for (let j = 0; j < keys.length; j++) ordered.place(order[j]!, keys[j]!);
     }
     ordered.done();
     this.total = count;
