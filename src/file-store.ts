@@ -230,7 +230,7 @@ export class FileStore implements Persistence {
     if (ops.size >= DIRECT_BATCH_MIN_OPS) {
       let bytes = 0;
       for (const [key, e] of ops) bytes += key.length + (e === null ? 0 : this.ks.str(e).length);
-      if (bytes >= this.opts.checkpointBytes) {
+      if (bytes >= this.opts.checkpointBytes || this.importsIntoSmallTree(ops.size, bytes)) {
         // Logging it and then checkpointing would write every byte twice: the checkpoint
         // that settle() runs next is atomic and durable on its own (meta switch).
         // Keys all past the last one stay in the dirty set, so the checkpoint can add them at
@@ -259,6 +259,18 @@ export class FileStore implements Persistence {
     this.lastTxId = txId;
     this.acknowledge();
     return false;
+  }
+
+  /**
+   * Whether a batch of `bytes` too small to fill the WAL is still better written straight
+   * into the tree: a first import, or any batch at least as large as the tree. Its
+   * checkpoint rewrites at most the tree's records besides the batch's, so it writes no
+   * more than logging the batch and checkpointing it later would, and it leaves a tree that
+   * scans read without the in-memory index. Below a sixteenth of the WAL threshold (1 MiB
+   * by default) the checkpoint's two syncs cost more than logging saves.
+   */
+  private importsIntoSmallTree(ops: number, bytes: number): boolean {
+    return bytes >= this.opts.checkpointBytes / 16 && this.tree.entryCount <= ops;
   }
 
   expired(keys: readonly string[]): void {
@@ -515,5 +527,5 @@ export class FileStore implements Persistence {
   }
 }
 
-/** A batch at least this long whose bytes pass the checkpoint threshold skips the WAL. */
+/** A batch at least this long whose bytes pass the checkpoint threshold (or, into a small tree, a sixteenth of it) skips the WAL. */
 const DIRECT_BATCH_MIN_OPS = 64;

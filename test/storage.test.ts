@@ -746,6 +746,49 @@ describe("large transactions", () => {
     db.close();
   });
 
+  test("a first import, or any batch as large as the tree, skips the WAL from a sixteenth of the threshold", () => {
+    const p = freshPath();
+    // 160 KiB: batches from 10 KiB into a tree holding no more records than they have.
+    const open = () =>
+      Emdb.builder()
+        .path(p)
+        .flushPolicy(onEachWrite())
+        .checkpointThreshold(160 * 1024)
+        .build();
+    let db = open();
+    const walBytes = () => Number(db.stats().disk?.walBytes);
+    const pages = () => Number(db.stats().disk?.pageCount);
+    const key = (i: number) => `imp${String(i).padStart(5, "0")}`;
+    const put = (from: number, to: number, value: string) =>
+      db.transaction((tx) => {
+        for (let i = from; i < to; i++) tx.insert(key(i), value);
+      });
+    const pagesBefore = pages();
+    put(0, 200, "a".repeat(100)); // 21.6 KB into an empty tree
+    assert.equal(walBytes(), 64, "a first import of 21.6 KB is checkpointed at once");
+    assert.ok(pages() > pagesBefore, "and its records are in the page file");
+    put(1000, 1100, "b".repeat(100)); // 10.8 KB, but 100 records against the tree's 200
+    const logged = walBytes();
+    assert.ok(logged > 64, "a batch smaller than the tree is logged");
+    put(2000, 2300, "c".repeat(20)); // 300 records but 8.4 KB, under 10 KiB
+    assert.ok(walBytes() > logged, "a batch under a sixteenth of the threshold is logged");
+    put(3000, 3400, "d".repeat(100)); // 400 records against the tree's 200
+    assert.equal(walBytes(), 64, "a batch larger than the tree is checkpointed at once");
+    assert.deepEqual(db.check(), []);
+    db.close();
+    db = open();
+    assert.equal(db.len(), 1000);
+    for (const [i, v] of [
+      [199, "a".repeat(100)],
+      [1099, "b".repeat(100)],
+      [2299, "c".repeat(20)],
+      [3399, "d".repeat(100)],
+    ] as const)
+      assert.equal(db.get(key(i))?.toString(), v, key(i));
+    assert.deepEqual(db.check(), []);
+    db.close();
+  });
+
   test("a large transaction whose checkpoint fails stays in memory exactly when its meta page was synced", () => {
     // Each write and sync of the checkpoint fails in turn. Before the meta page's sync the
     // transaction is undone; from then on (the WAL reset) it is in the file, and memory must
