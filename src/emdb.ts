@@ -67,7 +67,9 @@ export interface EmdbStats {
    * For file-backed databases: how pages are read ("mmap" or "pread"), page size and count,
    * free pages, page-file size, WAL size in bytes (`walBytes`: its records, header included;
    * `walFileBytes`: the file, with the zeros preallocated after them), checkpoint
-   * generation, dirty keys.
+   * generation, dirty keys; what the open's WAL replay found: `replayedRecords`, and for a
+   * torn tail it cut, `tornTailAt` (offset in the WAL), `tornTailReason` and
+   * `droppedRecords` (valid records cut with it; 0 without one).
    */
   disk: PersistenceStats | undefined;
 }

@@ -37,6 +37,7 @@ import { type Keyspace, Timed } from "./shards/keyspace.js";
 import { compareTreeWithMemory, liveEntries, withProgress } from "./tree-memory.js";
 import { NOT_CLEAN, type TreeRecord, TreeScan, type TreeStep } from "./tree-scan.js";
 import { type Clock, NO_EXPIRY } from "./ttl/ttl.js";
+import type { TornTail } from "./wal/replay.js";
 import { WalWriter } from "./wal/writer.js";
 
 export interface FileStoreOptions {
@@ -63,6 +64,16 @@ export interface RecoveredFiles {
   readonly cleared: boolean;
   readonly lastTxId: number;
   readonly migration: MigrationReport | undefined;
+  /** What the WAL's replay found. */
+  readonly replay: WalRecovery;
+}
+
+/** What the open's WAL replay found, for `stats()`. */
+export interface WalRecovery {
+  /** Records replayed (framing and Synced records included). */
+  readonly records: number;
+  /** Where a torn tail began and why it was dropped, with the valid records it held. */
+  readonly tornTail: TornTail | undefined;
 }
 
 export class FileStore implements Persistence {
@@ -97,6 +108,7 @@ export class FileStore implements Persistence {
   }
   /** What the open migrated from an emdb-rs file, if it did. */
   migration: MigrationReport | undefined;
+  private readonly replay: WalRecovery;
 
   /** @internal Made by `openFileStore` (`recovery.ts`), once the files are recovered. */
   constructor(
@@ -114,6 +126,7 @@ export class FileStore implements Persistence {
     this.cleared = files.cleared;
     this.lastTxId = files.lastTxId;
     this.migration = files.migration;
+    this.replay = files.replay;
     this.wireFailpoints();
   }
 
@@ -513,6 +526,10 @@ export class FileStore implements Persistence {
       dirtyKeys: this.dirty.size,
       migratedFrom: this.migration?.from,
       migrationBackup: this.migration?.backup,
+      replayedRecords: this.replay.records,
+      tornTailAt: this.replay.tornTail?.offset,
+      tornTailReason: this.replay.tornTail?.reason,
+      droppedRecords: this.replay.tornTail?.dropped ?? 0,
     };
   }
 

@@ -101,6 +101,7 @@ export function openFileStore(opts: FileStoreOptions, ks: Keyspace): FileStore {
       cleared: replayed.cleared,
       lastTxId: Math.max(pager.meta.lastTxId, result.maxTxId),
       migration,
+      replay: { records: result.records, tornTail: result.tornTail },
     });
     ks.reclaimDue();
     // The records that had expired by the load are still in the tree, unless the WAL wrote

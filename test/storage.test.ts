@@ -999,6 +999,67 @@ describe("checkpoints of many changes", () => {
   });
 });
 
+describe("what the open's WAL replay reports", () => {
+  test("records replayed, and a torn tail's offset, reason and the valid records cut with it", () => {
+    const p = freshPath();
+    const db = Emdb.builder().path(p).flushPolicy(onEachWrite()).build();
+    const fresh = db.stats().disk;
+    assert.equal(fresh?.replayedRecords, 0);
+    assert.equal(fresh?.tornTailAt, undefined);
+    assert.equal(fresh?.droppedRecords, 0);
+    for (const k of ["a", "b", "c", "d", "e"]) db.insert(k, k.repeat(100));
+    const beforeTx = Number(db.stats().disk?.walBytes);
+    db.transaction((tx) => {
+      for (const k of ["t1", "t2", "t3", "t4"]) tx.insert(k, k.repeat(200));
+    });
+    const afterTx = Number(db.stats().disk?.walBytes);
+    // Every write was synced: a copy of the files now is what a crash would leave.
+    const image = (name: string, walLength: number) => {
+      const q = `${p}-${name}`;
+      fs.copyFileSync(p, q);
+      fs.writeFileSync(`${q}.wal`, fs.readFileSync(`${p}.wal`).subarray(0, walLength));
+      return q;
+    };
+    const whole = image("whole", afterTx);
+    // Cut in the middle of the transaction: its BatchBegin and first puts are whole.
+    const cut = image("cut", Math.floor((beforeTx + afterTx) / 2) + 40);
+    db.close();
+
+    const a = openFile(whole);
+    const wholeStats = a.stats().disk;
+    assert.ok(Number(wholeStats?.replayedRecords) >= 5 + 6, "5 puts and a batch of 4");
+    assert.equal(wholeStats?.tornTailAt, undefined);
+    assert.equal(wholeStats?.droppedRecords, 0);
+    assert.equal(a.get("t4")?.toString(), "t4".repeat(200));
+    assert.deepEqual(a.check(), []);
+    a.close();
+
+    const b = openFile(cut);
+    const cutStats = b.stats().disk;
+    const at = Number(cutStats?.tornTailAt);
+    assert.ok(at >= 64 && at < afterTx, `torn tail at ${at}`);
+    assert.equal(typeof cutStats?.tornTailReason, "string");
+    // BatchBegin and at least one put of the transaction were whole, and all were cut.
+    assert.ok(Number(cutStats?.droppedRecords) >= 2, `dropped ${cutStats?.droppedRecords}`);
+    assert.ok(
+      Number(cutStats?.replayedRecords) < Number(wholeStats?.replayedRecords) - 5,
+      "the cut batch's records are not counted as replayed",
+    );
+    assert.equal(b.get("e")?.toString(), "e".repeat(100));
+    assert.equal(b.get("t1"), undefined, "no part of the transaction is kept");
+    assert.equal(b.len(), 5);
+    assert.deepEqual(b.check(), []);
+    b.close();
+    // The close checkpointed and emptied the WAL: the next open finds nothing torn.
+    const c = openFile(cut);
+    assert.equal(c.stats().disk?.tornTailAt, undefined);
+    assert.equal(c.stats().disk?.droppedRecords, 0);
+    assert.equal(c.len(), 5);
+    assert.deepEqual(c.check(), []);
+    c.close();
+  });
+});
+
 describe("the consistency checker", () => {
   test("reports memory that disagrees with the checkpointed tree", () => {
     const p = freshPath();

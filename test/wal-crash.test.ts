@@ -120,6 +120,9 @@ test("a power loss that keeps any subset of the unsynced sectors: the synced rec
     assert.equal(result.validEnd, e.validEnd);
     assert.ok(result.validEnd >= syncedSize);
     if ((result.tornTail?.validAfter ?? 0) > 0) holes++;
+    if (result.tornTail !== undefined) {
+      assert.ok(result.tornTail.dropped >= (result.tornTail.validAfter ?? 0));
+    }
   });
   assert.ok(holes > 20, `${holes} crashes kept records after a lost sector`);
 });
@@ -156,6 +159,8 @@ test("a synced but unfinished batch is dropped after a crash; the next batch aft
   assert.deepEqual(ops, [{ kind: "clear" }]);
   assert.equal(result.lastLsn, 1);
   assert.equal(result.tornTail?.offset, 64 + 17);
+  // The batch's BatchBegin and its two puts.
+  assert.equal(result.tornTail?.dropped, 3);
   const w2 = WalWriter.openAt(mem, WAL, result);
   assert.equal(w2.size, 64 + 17);
   w2.appendBatchBegin(1, 1);

@@ -295,7 +295,8 @@ export class RecordScanner {
 
   private torn(offset: number, reason: string, validAfter?: number): WalReplayResult {
     const batch = this.batch;
-    const tail: TornTail = { offset, reason };
+    const inBatch = batch === undefined ? 0 : this.records - batch.recordsBefore;
+    const tail: TornTail = { offset, reason, dropped: inBatch + (validAfter ?? 0) };
     if (validAfter !== undefined) tail.validAfter = validAfter;
     if (batch === undefined) return this.result(offset, tail);
     this.lastLsn = batch.lsnBefore;

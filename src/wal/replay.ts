@@ -81,6 +81,11 @@ export interface TornTail {
   offset: number;
   reason: string;
   validAfter?: number;
+  /**
+   * Valid records dropped with the tail: those of an unfinished batch before the damage,
+   * plus `validAfter`. The damaged record itself is not counted.
+   */
+  dropped: number;
 }
 
 export interface WalExpectation {
@@ -159,6 +164,7 @@ export function replayWal(
       return notReplayed("empty-unbound", undefined, size, {
         offset: 0,
         reason: `file is ${size} bytes, shorter than a header`,
+        dropped: 0,
       });
     }
     const raw = Buffer.alloc(WAL_HEADER_SIZE);
@@ -177,6 +183,7 @@ export function replayWal(
         return notReplayed("empty-unbound", undefined, size, {
           offset: 0,
           reason: `invalid header and no records of this checkpoint (${err.message})`,
+          dropped: 0,
         });
       }
       throw err;
