@@ -277,8 +277,8 @@ export class FileStore implements Persistence {
   /**
    * Whether a batch of `bytes` too small to fill the WAL is still better written straight
    * into the tree: a first import, or any batch at least as large as the tree. Its
-   * checkpoint rewrites at most the tree's records besides the batch's, so it writes no
-   * more than logging the batch and checkpointing it later would, and it leaves a tree that
+   * checkpoint rewrites at most the tree's records besides the batch's, about what logging
+   * the batch and checkpointing it later would write, and it leaves a tree that
    * scans read without the in-memory index. Below a sixteenth of the WAL threshold (1 MiB
    * by default) the checkpoint's two syncs cost more than logging saves.
    */
@@ -544,5 +544,8 @@ export class FileStore implements Persistence {
   }
 }
 
-/** A batch at least this long whose bytes pass the checkpoint threshold (or, into a small tree, a sixteenth of it) skips the WAL. */
+/**
+ * A batch at least this long whose bytes pass the checkpoint threshold (or, into a tree no
+ * larger than the batch, a sixteenth of it) skips the WAL.
+ */
 const DIRECT_BATCH_MIN_OPS = 64;
