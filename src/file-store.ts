@@ -280,7 +280,8 @@ export class FileStore implements Persistence {
    * checkpoint rewrites at most the tree's records besides the batch's, about what logging
    * the batch and checkpointing it later would write, and it leaves a tree that
    * scans read without the in-memory index. Below a sixteenth of the WAL threshold (1 MiB
-   * by default) the checkpoint's two syncs cost more than logging saves.
+   * by default) a batch stays on the log: one sync against a checkpoint's two (a choice,
+   * see docs/design.md).
    */
   private importsIntoSmallTree(ops: number, bytes: number): boolean {
     return bytes >= this.opts.checkpointBytes / 16 && this.tree.entryCount <= ops;
