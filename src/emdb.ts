@@ -68,7 +68,8 @@ export interface EmdbStats {
    * free pages, page-file size, WAL size in bytes (`walBytes`: its records, header included;
    * `walFileBytes`: the file, with the zeros preallocated after them), checkpoint
    * generation, dirty keys; what the open's WAL replay found: `replayedRecords`, and for a
-   * torn tail it cut, `tornTailAt` (offset in the WAL), `tornTailReason` and
+   * torn tail it cut, `tornTailAt` (offset in the WAL of the damage; the log is cut there, or
+   * back to the start of the transaction it interrupted), `tornTailReason` and
    * `droppedRecords` (valid records cut with it; 0 without one).
    */
   disk: PersistenceStats | undefined;

@@ -72,7 +72,7 @@ export interface RecoveredFiles {
 export interface WalRecovery {
   /** Records replayed (framing and Synced records included). */
   readonly records: number;
-  /** Where a torn tail began and why it was dropped, with the valid records it held. */
+  /** Where the damage that ended the log was found and why, with the valid records cut. */
   readonly tornTail: TornTail | undefined;
 }
 

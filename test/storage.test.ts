@@ -1036,11 +1036,22 @@ describe("what the open's WAL replay reports", () => {
 
     const b = openFile(cut);
     const cutStats = b.stats().disk;
-    const at = Number(cutStats?.tornTailAt);
-    assert.ok(at >= 64 && at < afterTx, `torn tail at ${at}`);
-    assert.equal(typeof cutStats?.tornTailReason, "string");
-    // BatchBegin and at least one put of the transaction were whole, and all were cut.
-    assert.ok(Number(cutStats?.droppedRecords) >= 2, `dropped ${cutStats?.droppedRecords}`);
+    // The transaction's write starts with a Synced record (the last commit was synced), then
+    // BatchBegin (29 bytes) and puts of 433 (17 + 14 + 2-byte key + 400-byte value): the cut,
+    // 960 bytes into the 1,840 the write took, falls inside the third put.
+    assert.equal(
+      afterTx - beforeTx,
+      SYNCED_RECORD_SIZE + 2 * BATCH_RECORD_SIZE + 4 * 433 + SYNCED_RECORD_SIZE,
+    );
+    // Reported where the damage is, the third put; the log is cut back to BatchBegin.
+    assert.equal(
+      cutStats?.tornTailAt,
+      beforeTx + SYNCED_RECORD_SIZE + BATCH_RECORD_SIZE + 2 * 433,
+      "the damage is at the third put",
+    );
+    assert.match(String(cutStats?.tornTailReason), /inside the batch/);
+    assert.equal(cutStats?.walBytes, beforeTx + SYNCED_RECORD_SIZE, "cut back to BatchBegin");
+    assert.equal(cutStats?.droppedRecords, 3, "BatchBegin and the two whole puts");
     assert.ok(
       Number(cutStats?.replayedRecords) < Number(wholeStats?.replayedRecords) - 5,
       "the cut batch's records are not counted as replayed",

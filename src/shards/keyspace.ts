@@ -144,9 +144,9 @@ export class Keyspace {
    * search of the ordered view. Each shard's Map is filled in one go at `finishLoad`, from
    * the entries staged for it (`load-staging.ts`): filling the 32 Maps side by side, each
    * growing in turn, misses the cache on nearly every insert, and a million keys load about
-   * 1.7× faster this way. The key is `kb[start..end)`, read before the next call. `recordBytes`: for a
-   * ref (alone or in a `Timed`), the length of its record as the scan found it (the arena
-   * weighs chunks by it); else unused.
+   * 1.7× faster this way. The key is `kb[start..end)`, read before the next call.
+   * `recordBytes`: for a ref (alone or in a `Timed`), the length of its record as the scan
+   * found it (the arena weighs chunks by it); else unused.
    */
   loadEntry(kb: Buffer, start: number, end: number, e: Stored, recordBytes: number): void {
     this.loadingNow().add(shardIndex(hashKeyBytes(kb, start, end)), kb, start, end, e);
