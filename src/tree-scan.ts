@@ -109,8 +109,8 @@ export class TreeScan {
       const d = c.compareCurrent(hi);
       if (hiInclusive ? d > 0 : d >= 0) return END;
     }
-    out.key = c.key();
-    out.value = c.value();
+    out.key = c.key(true);
+    out.value = c.value(true);
     out.expiresAt = c.current.expiresAt;
     return RECORD;
   }

@@ -55,6 +55,8 @@ export class TreeCursor {
    * as long as the tree does not change, so these stay exact.
    */
   private readonly branches = new Map<PageId, BranchNode>();
+  /** The current leaf's copy for `key(true)` and `value(true)`, once one was asked for. */
+  private owned: Buffer | undefined;
   /** expiresAt of the record `value()` last copied (0 = never). */
   readonly current = { expiresAt: 0 };
   /**
@@ -140,19 +142,52 @@ export class TreeCursor {
     return this.compare(this.i, k);
   }
 
-  /** A copy of the current record's key. */
-  key(): Buffer {
+  /**
+   * A copy of the current record's key. With `shared`, a view into one copy of the current
+   * leaf that the cursor makes for the first record taken so (see `value`).
+   */
+  key(shared = false): Buffer {
     const page = this.page;
     if (page === undefined || this.i >= this.n) throw new Error("internal: cursor not on a record");
-    return copyRecordKey(page, this.i, this.base, this.tree.pager.path);
+    const own = shared ? this.ownCopy(page) : undefined;
+    return copyRecordKey(page, this.i, this.base, this.tree.pager.path, own);
   }
 
-  /** A copy of the value `seek` found; its expiresAt goes to `current`. */
-  value(): Buffer {
+  /**
+   * A copy of the value `seek` found; its expiresAt goes to `current`. With `shared` (a scan
+   * stepping through records), an inline value is a view into the cursor's copy of the
+   * leaf, as `key(true)` is: one allocation and one native copy per leaf instead of two
+   * per record. `bench/scan-time.ts --flush`, 100k records, ten processes alternating with
+   * the build before (medians): first pass 1.22 → 1.29M records/s, second 2.14 → 2.37M,
+   * fifth 3.20 → 3.75M. The views of a leaf share its copy, so keeping one keeps the
+   * page's bytes (4 KiB), much as a small Buffer keeps Node's 8 KiB pool slab; they are
+   * still the caller's: nothing else reads that copy.
+   */
+  value(shared = false): Buffer {
     const page = this.page;
     if (page === undefined || this.i >= this.n) throw new Error("internal: cursor not on a record");
     const tree = this.tree;
-    return copyRecordValue(page, this.i, this.base, tree.pager.path, tree.overflow, this.current);
+    const own = shared ? this.ownCopy(page) : undefined;
+    return copyRecordValue(
+      page,
+      this.i,
+      this.base,
+      tree.pager.path,
+      tree.overflow,
+      this.current,
+      own,
+    );
+  }
+
+  /** The copy of the current leaf that `key(true)` and `value(true)` return views into. */
+  private ownCopy(page: Buffer): Buffer {
+    let own = this.owned;
+    if (own === undefined) {
+      own = Buffer.allocUnsafe(page.length);
+      page.copy(own);
+      this.owned = own;
+    }
+    return own;
   }
 
   /** Moves within the leaf to the first record >= k; its comparison, or undefined past the end. */
@@ -227,6 +262,7 @@ export class TreeCursor {
   private onLeaf(page: Buffer, id: PageId): void {
     this.atEnd = false;
     this.page = page;
+    this.owned = undefined;
     this.base = id * this.tree.pager.pageSize;
     this.n = leafCount(page);
     this.i = 0;

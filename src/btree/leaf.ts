@@ -346,10 +346,20 @@ export function compareRecordKey(
   return keyLength - k.length;
 }
 
-/** A copy of record `i`'s key. */
-export function copyRecordKey(page: Buffer, i: number, base: number, file: string): Buffer {
+/**
+ * A copy of record `i`'s key. With `own`, a copy of `page` that the caller owns, it is a
+ * view into that copy instead (see `TreeCursor.key`).
+ */
+export function copyRecordKey(
+  page: Buffer,
+  i: number,
+  base: number,
+  file: string,
+  own?: Buffer,
+): Buffer {
   const p = keyStart(page, i, base, file);
   const keyLength = page.readUInt16LE(page.readUInt16LE(SLOTS_AT + 2 * i) + 1);
+  if (own !== undefined) return own.subarray(p, p + keyLength);
   const key = Buffer.allocUnsafe(keyLength);
   copyBytes(page, p, key, 0, keyLength);
   return key;
@@ -366,7 +376,10 @@ function keyStart(page: Buffer, i: number, base: number, file: string): number {
   return p;
 }
 
-/** Record `i`'s expiresAt (0 = never) and a copy of its value; overflow values via `overflow`. */
+/**
+ * Record `i`'s expiresAt (0 = never) and a copy of its value; overflow values via
+ * `overflow`. With `own`, as for `copyRecordKey`, an inline value is a view into it.
+ */
 export function copyRecordValue(
   page: Buffer,
   i: number,
@@ -374,6 +387,7 @@ export function copyRecordValue(
   file: string,
   overflow: (head: number, length: number, contiguous: boolean, at: number) => Buffer,
   out: { expiresAt: number },
+  own?: Buffer,
 ): Buffer {
   const off = page.readUInt16LE(SLOTS_AT + 2 * i);
   const flags = page[off]!;
@@ -384,6 +398,7 @@ export function copyRecordValue(
     const v = off + REC_FIXED + (flags === REC_EXPIRES ? 8 : 0) + keyLength;
     if (v + valueLength <= page.length) {
       out.expiresAt = flags === REC_EXPIRES ? readU64(page, off + REC_FIXED) : 0;
+      if (own !== undefined) return own.subarray(v, v + valueLength);
       const value = Buffer.allocUnsafe(valueLength);
       page.copy(value, 0, v, v + valueLength);
       return value;
