@@ -425,52 +425,56 @@ test("with no change pending, long scans come from the tree alone: bounds, expir
   });
 });
 
-test("the keys and values a tree scan returns are the caller's: overwriting each as it comes changes no other record, no later scan and no page", () => {
-  withPrng((rng) => {
-    const dir = fs.mkdtempSync(path.join(root, "db-"));
-    const db = Emdb.builder()
-      .path(path.join(dir, "db.emdb"))
-      .pageSize(512)
-      .flushPolicy(manual())
-      .build();
-    const model = new Map<string, string>();
-    for (let i = 0; i < 2500; i++) {
-      const v = rng.chance(0.03)
-        ? `${i}:${"z".repeat(600 + rng.int(900))}`
-        : `v${i}.${rng.int(1e6)}`;
-      db.insert(key(i), v);
-      model.set(key(i), v);
-    }
-    db.flush(); // every key is clean: past its first entries, a scan steps through the leaves
-    const live = [...model].map(([k, v]) => `${k}=${v}`).sort();
-    let treeRecords = 0;
-    const next = TreeScan.prototype.next;
-    TreeScan.prototype.next = function (this: TreeScan, ...args: Parameters<typeof next>) {
-      treeRecords++;
-      return next.apply(this, args);
-    };
-    try {
-      const seen: string[] = [];
-      for (const [k, v] of db.iter()) {
-        seen.push(`${k}=${v}`);
-        k.fill(0xff);
-        v.fill(0x21);
+for (const mmap of [false, true]) {
+  test(`the keys and values a tree scan returns are the caller's: overwriting each as it comes changes no other record, no later scan and no page (mmap ${mmap})`, () => {
+    withPrng((rng) => {
+      const dir = fs.mkdtempSync(path.join(root, "db-"));
+      const db = Emdb.builder()
+        .path(path.join(dir, "db.emdb"))
+        .pageSize(512)
+        .flushPolicy(manual())
+        .useMmap(mmap)
+        .build();
+      assert.equal(db.stats().disk?.reads, mmap && native !== undefined ? "mmap" : "pread");
+      const model = new Map<string, string>();
+      for (let i = 0; i < 2500; i++) {
+        const v = rng.chance(0.03)
+          ? `${i}:${"z".repeat(600 + rng.int(900))}`
+          : `v${i}.${rng.int(1e6)}`;
+        db.insert(key(i), v);
+        model.set(key(i), v);
       }
-      assert.ok(treeRecords >= live.length - 256, `${treeRecords} records came from the tree`);
-      assert.deepEqual(
-        seen,
-        live,
-        "each record as it came, after the ones before were overwritten",
-      );
-      const again = [...db.range({ gte: key(0), limit: 5000 })].map(([k, v]) => `${k}=${v}`);
-      assert.deepEqual(again, live, "a second scan");
-    } finally {
-      TreeScan.prototype.next = next;
-    }
-    assertConsistent(db);
-    db.close();
+      db.flush(); // every key is clean: past its first entries, a scan steps through the leaves
+      const live = [...model].map(([k, v]) => `${k}=${v}`).sort();
+      let treeRecords = 0;
+      const next = TreeScan.prototype.next;
+      TreeScan.prototype.next = function (this: TreeScan, ...args: Parameters<typeof next>) {
+        treeRecords++;
+        return next.apply(this, args);
+      };
+      try {
+        const seen: string[] = [];
+        for (const [k, v] of db.iter()) {
+          seen.push(`${k}=${v}`);
+          k.fill(0xff);
+          v.fill(0x21);
+        }
+        assert.ok(treeRecords >= live.length - 256, `${treeRecords} records came from the tree`);
+        assert.deepEqual(
+          seen,
+          live,
+          "each record as it came, after the ones before were overwritten",
+        );
+        const again = [...db.range({ gte: key(0), limit: 5000 })].map(([k, v]) => `${k}=${v}`);
+        assert.deepEqual(again, live, "a second scan");
+      } finally {
+        TreeScan.prototype.next = next;
+      }
+      assertConsistent(db);
+      db.close();
+    });
   });
-});
+}
 
 test("a bounded range through the API reads ahead no further than its bound, clean or with writes pending", () => {
   const dir = fs.mkdtempSync(path.join(root, "db-"));
