@@ -4,9 +4,11 @@
  * themselves, in runs. Functions of the dirty set and the keyspace only; `FileStore`
  * decides when a checkpoint runs and does its I/O.
  */
+
 import type { Change } from "./btree/tree.js";
 import { hashInternalKey } from "./keys.js";
 import { type Keyspace, Timed } from "./shards/keyspace.js";
+import { sortLatin1 } from "./shards/radix-sort.js";
 
 /** A checkpoint of at least this many changed keys may rebuild the tree from memory. */
 export const FULL_REWRITE_MIN_OPS = 16_384;
@@ -50,13 +52,17 @@ export function rebuildPays(dirty: ReadonlySet<string>, ks: Keyspace): boolean {
  * walking the ordered view is O(n) where sorting strings would be O(n log n) comparisons.
  */
 export function sortedDirty(dirty: ReadonlySet<string>, ks: Keyspace): string[] {
-  if (dirty.size * 8 < ks.size) return [...dirty].sort();
+  if (dirty.size * 8 < ks.size) {
+    const keys = [...dirty];
+    sortLatin1(keys);
+    return keys;
+  }
   const present: string[] = [];
   for (const k of ks.sorted.all()) if (dirty.has(k)) present.push(k);
   if (present.length === dirty.size) return present;
   const absent: string[] = [];
   for (const k of dirty) if (!ks.has(k)) absent.push(k);
-  absent.sort();
+  sortLatin1(absent);
   const out: string[] = new Array(present.length + absent.length);
   let i = 0;
   let j = 0;

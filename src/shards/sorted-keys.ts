@@ -12,6 +12,7 @@
  * Cursors survive mutation: each iterator remembers the last key it returned and the
  * structure's `version`; after any change it seeks again from that key.
  */
+import { sortLatin1 } from "./radix-sort.js";
 
 const LOAD_SHIFT = 9;
 const LOAD = 1 << LOAD_SHIFT;
@@ -74,8 +75,7 @@ export class SortedKeys {
    */
   insertManyNew(keys: string[]): void {
     if (keys.length === 0) return;
-    // The default sort compares UTF-16 code units: for latin1 keys, unsigned byte order.
-    keys.sort();
+    sortLatin1(keys);
     if (this.count === 0) {
       this.loadSorted(keys);
       return;
