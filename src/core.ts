@@ -126,7 +126,9 @@ export class Core {
     // a failure before that leaves memory as it was. Into an empty keyspace, undoing is clearing.
     const wasEmpty = ks.size === 0;
     let undo: Undo | undefined;
-    if (wasEmpty && ops instanceof StagedWrites && !ops.hasRemovals()) ks.adopt(ops.take());
+    // Deferred, it is written into the tree by `settle` next: keep its entries in key order.
+    if (wasEmpty && ops instanceof StagedWrites && !ops.hasRemovals())
+      ks.adopt(ops.take(), deferred);
     else undo = this.applyEach(ops, size, deferred && !wasEmpty);
     try {
       this.persistence.settle();
@@ -140,6 +142,7 @@ export class Core {
       }
       throw err;
     } finally {
+      ks.dropEntriesInOrder();
       // Only now: `undo` may have put back refs to values loaded at open.
       ks.reclaimDue();
     }

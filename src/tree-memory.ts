@@ -92,6 +92,11 @@ export function* liveEntries(ks: Keyspace, now: number): Generator<BulkEntry, vo
   const keys = new Array<string>(LOOKUP_BLOCK);
   const found = new Array<Stored | undefined>(LOOKUP_BLOCK);
   const nextKey = ks.sorted.walker(undefined, true, undefined, true, false);
+  // Right after a first import, its entries in key order: no lookup at all while the
+  // keyspace takes no write (`Keyspace.adopt`; see docs/design.md, "Transactions").
+  const inOrder = ks.takeEntriesInOrder();
+  const writesThen = ks.writes;
+  let at = 0;
   for (;;) {
     let n = 0;
     for (; n < LOOKUP_BLOCK; n++) {
@@ -99,10 +104,15 @@ export function* liveEntries(ks: Keyspace, now: number): Generator<BulkEntry, vo
       if (k === undefined) break;
       keys[n] = k;
     }
-    for (let j = 0; j < n; j++) {
-      const k = keys[j]!;
-      found[j] = ks.shard(hashInternalKey(k)).get(k);
+    if (inOrder !== undefined && ks.writes === writesThen) {
+      for (let j = 0; j < n; j++) found[j] = inOrder[at + j];
+    } else {
+      for (let j = 0; j < n; j++) {
+        const k = keys[j]!;
+        found[j] = ks.shard(hashInternalKey(k)).get(k);
+      }
     }
+    at += n;
     for (let j = 0; j < n; j++) {
       const e = found[j];
       if (e === undefined) continue;

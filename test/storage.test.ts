@@ -789,6 +789,87 @@ describe("large transactions", () => {
     db.close();
   });
 
+  test("a first import is written into the tree from its entries in key order, and by lookups once a write comes between (seeded, small pages)", () => {
+    for (const expireSome of [false, true]) {
+      withPrng((rng) => {
+        const clock = new FakeClock();
+        const p = freshPath();
+        // About 0.4 MB of import: past a sixteenth of a 1 MiB threshold, so written at once.
+        const open = () =>
+          Emdb.builder()
+            .path(p)
+            .pageSize(512)
+            .flushPolicy(onEachWrite())
+            .checkpointThreshold(1 << 20)
+            .clock(clock.fn)
+            .build();
+        let db = open();
+        const takes: (readonly Entry[] | undefined)[] = [];
+        const take = Keyspace.prototype.takeEntriesInOrder;
+        Keyspace.prototype.takeEntriesInOrder = function (this: Keyspace) {
+          const r = take.call(this);
+          takes.push(r);
+          return r;
+        };
+        // Binary keys of 0 to 24 bytes (some repeated: the last write wins), values inline
+        // and in overflow chains, some with a deadline: 1 ms, expired by the checkpoint
+        // when the clock moves on inside the transaction (a write before the rebuild).
+        const model = new Map<string, { v: string; at: number }>();
+        try {
+          db.transaction((tx) => {
+            for (let i = 0; i < 20_000; i++) {
+              const k =
+                rng.chance(0.02) && model.size > 0
+                  ? rng.pick([...model.keys()].slice(-50))
+                  : rng.bytes(rng.int(25)).toString("hex");
+              const v = rng.chance(0.01) ? `${i}:${"o".repeat(600 + rng.int(1500))}` : `v${i}`;
+              const ttl = rng.chance(0.1) ? (rng.chance(0.5) ? 1 : 1_000_000) : 0;
+              if (ttl === 0) tx.insert(Buffer.from(k, "hex"), v);
+              else tx.insertWithTtl(Buffer.from(k, "hex"), v, Ttl.after(ttl));
+              model.set(k, { v, at: ttl === 0 ? 0 : clock.now + ttl });
+            }
+            if (expireSome) clock.advance(10);
+          });
+        } finally {
+          Keyspace.prototype.takeEntriesInOrder = take;
+        }
+        assert.equal(takes.length, 1, "the import's checkpoint rebuilt the tree once");
+        if (expireSome) {
+          assert.equal(takes[0], undefined, "the expiries it dropped first void the kept order");
+        } else {
+          assert.equal(takes[0]?.length, model.size, "the import's entries, every one, in order");
+        }
+        assert.equal(Number(db.stats().disk?.walBytes), 64, "checkpointed at once");
+        const live = () =>
+          [...model]
+            .filter(([, e]) => e.at === 0 || e.at > clock.now)
+            .map(([k, e]) => `${k}=${e.v}`)
+            .sort((a, b) =>
+              Buffer.compare(
+                Buffer.from(a.split("=")[0]!, "hex"),
+                Buffer.from(b.split("=")[0]!, "hex"),
+              ),
+            );
+        const dump = () => [...db.iter()].map(([k, v]) => `${k.toString("hex")}=${v}`);
+        assert.deepEqual(db.check(), []);
+        db.close();
+        db = open();
+        assert.deepEqual(dump(), live(), "reopened");
+        for (const [k, e] of model) {
+          if (e.at === 0 || e.at > clock.now) {
+            assert.equal(
+              db.expiresAt(Buffer.from(k, "hex"))?.getTime(),
+              e.at === 0 ? undefined : e.at,
+              k,
+            );
+          }
+        }
+        assert.deepEqual(db.check(), []);
+        db.close();
+      });
+    }
+  });
+
   test("a large transaction whose checkpoint fails stays in memory exactly when its meta page was synced", () => {
     // Each write and sync of the checkpoint fails in turn. Before the meta page's sync the
     // transaction is undone; from then on (the WAL reset) it is in the file, and memory must

@@ -16,6 +16,7 @@
 import { hashKeyBytes, hashInternalKey as hashOf, valueOut } from "../keys.js";
 import { ExpiryHeap } from "../ttl/expiry-heap.js";
 import { LoadStaging } from "./load-staging.js";
+import { sortLatin1 } from "./radix-sort.js";
 import { SortedKeys } from "./sorted-keys.js";
 import { ValueArena } from "./value-arena.js";
 
@@ -203,20 +204,24 @@ export class Keyspace {
   /**
    * Takes over `maps` as the shards of this empty keyspace (index = `shardIndex`): a
    * transaction's staging Maps, when it loads an empty database. O(n) besides one sort of
-   * the keys for the ordered view; the Maps are not copied.
+   * the keys for the ordered view; the Maps are not copied. With `inOrder` (a checkpoint
+   * writes them next), the entries are sorted along with their keys and kept for
+   * `takeEntriesInOrder`, so that the tree is written without looking each key up again.
    */
-  adopt(maps: readonly (Map<string, Entry> | undefined)[]): void {
+  adopt(maps: readonly (Map<string, Entry> | undefined)[], inOrder = false): void {
     if (this.total !== 0) throw new Error("internal: adopt into a keyspace that holds keys");
     this.writes++;
     let n = 0;
     for (const m of maps) if (m !== undefined) n += m.size;
     const keys = new Array<string>(n);
+    const entries = inOrder ? new Array<Entry>(n) : undefined;
     let o = 0;
     for (let i = 0; i < SHARD_COUNT; i++) {
       const m = maps[i];
       if (m === undefined) continue;
       this.shards[i] = m;
       for (const [k, e] of m) {
+        if (entries !== undefined) entries[o] = e;
         keys[o++] = k;
         if (e instanceof Timed) {
           this.timed++;
@@ -225,7 +230,32 @@ export class Keyspace {
       }
     }
     this.total = n;
-    this.sorted.insertManyNew(keys);
+    if (entries === undefined) {
+      this.sorted.insertManyNew(keys);
+      return;
+    }
+    sortLatin1(keys, entries);
+    this.sorted.loadSorted(keys);
+    this.inOrder = { writes: this.writes, entries };
+  }
+
+  /** What `adopt` kept: the entries of the ordered view's keys, position for position. */
+  private inOrder: { writes: number; entries: Entry[] } | undefined;
+
+  /**
+   * The entries `adopt` sorted, each at its key's place in the ordered view, if no write
+   * has come since (else undefined); let go either way. A caller must stop using them as
+   * soon as `writes` changes.
+   */
+  takeEntriesInOrder(): readonly Entry[] | undefined {
+    const kept = this.inOrder;
+    this.inOrder = undefined;
+    return kept !== undefined && kept.writes === this.writes ? kept.entries : undefined;
+  }
+
+  /** Lets go of what `adopt` kept, if nothing took it (the batch's write is over). */
+  dropEntriesInOrder(): void {
+    this.inOrder = undefined;
   }
 
   /** True when the key has an entry (live or expired). */
@@ -272,6 +302,7 @@ export class Keyspace {
   clear(): void {
     for (const s of this.shards) s.clear();
     this.writes++;
+    this.inOrder = undefined;
     this.arena.clear();
     this.sorted.clear();
     this.expiries.clear();

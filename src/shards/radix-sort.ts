@@ -21,23 +21,32 @@ const SMALL = 32;
 /** Buckets: strings that end at the depth, then one per byte value. */
 const BUCKETS = 257;
 
-export function sortLatin1(a: string[]): void {
+/** Sorts `a`; with `along` (as long as `a`), moves `along[i]` wherever `a[i]` goes. */
+export function sortLatin1<T>(a: string[], along?: T[]): void {
+  if (along !== undefined && along.length !== a.length) {
+    throw new Error("internal: sortLatin1's arrays differ in length");
+  }
   if (a.length <= SMALL) {
-    insertion(a, 0, a.length);
+    insertion(a, along, 0, a.length);
     return;
   }
-  const s = new Sorter(a);
+  const s = new Sorter(a, along);
   s.sort(0, a.length, 0);
 }
 
-class Sorter {
+class Sorter<T> {
   private readonly aux: string[];
+  private readonly auxAlong: T[] | undefined;
   private readonly codes: Uint16Array;
   /** One count array per depth: siblings at a depth use it in turn, never at once. */
   private readonly counts: Int32Array[] = [];
 
-  constructor(private readonly a: string[]) {
+  constructor(
+    private readonly a: string[],
+    private readonly along: T[] | undefined,
+  ) {
     this.aux = new Array<string>(a.length);
+    this.auxAlong = along === undefined ? undefined : new Array<T>(a.length);
     this.codes = new Uint16Array(a.length);
   }
 
@@ -46,7 +55,7 @@ class Sorter {
     const codes = this.codes;
     for (;;) {
       if (hi - lo <= SMALL) {
-        insertion(a, lo, hi);
+        insertion(a, this.along, lo, hi);
         return;
       }
       const cnt = this.countsAt(d);
@@ -66,7 +75,18 @@ class Sorter {
       }
       for (let b = 1; b <= BUCKETS; b++) cnt[b]! += cnt[b - 1]!;
       const aux = this.aux;
-      for (let i = lo; i < hi; i++) aux[cnt[codes[i]!]!++] = a[i]!;
+      const along = this.along;
+      if (along === undefined) {
+        for (let i = lo; i < hi; i++) aux[cnt[codes[i]!]!++] = a[i]!;
+      } else {
+        const auxAlong = this.auxAlong!;
+        for (let i = lo; i < hi; i++) {
+          const to = cnt[codes[i]!]!++;
+          aux[to] = a[i]!;
+          auxAlong[to] = along[i]!;
+        }
+        for (let i = lo; i < hi; i++) along[i] = auxAlong[i - lo]!;
+      }
       for (let i = lo; i < hi; i++) a[i] = aux[i - lo]!;
       // cnt[b] is now where bucket b ends; bucket 0 holds at most equal strings: sorted.
       let start = lo + cnt[0]!;
@@ -89,14 +109,17 @@ class Sorter {
   }
 }
 
-function insertion(a: string[], lo: number, hi: number): void {
+function insertion<T>(a: string[], along: T[] | undefined, lo: number, hi: number): void {
   for (let i = lo + 1; i < hi; i++) {
     const x = a[i]!;
+    const y = along?.[i];
     let j = i - 1;
     while (j >= lo && a[j]! > x) {
       a[j + 1] = a[j]!;
+      if (along !== undefined) along[j + 1] = along[j]!;
       j--;
     }
     a[j + 1] = x;
+    if (along !== undefined) along[j + 1] = y!;
   }
 }
