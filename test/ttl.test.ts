@@ -4,7 +4,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { describe, test } from "node:test";
 import type { Core } from "../src/core.js";
-import { Emdb, EmdbError, onEachWrite, Ttl } from "../src/index.js";
+import { Emdb, EmdbError, everyN, onEachWrite, Ttl } from "../src/index.js";
 import { hashInternalKey } from "../src/keys.js";
 import { MemoryBackend } from "../src/pager/backend.js";
 import { Timed } from "../src/shards/keyspace.js";
@@ -240,6 +240,54 @@ describe("TTL semantics emdb improves on", () => {
       db.insert("b", "2");
       db.flush();
       assert.deepEqual([...db.keys()].map(String), ["a", "b"]);
+      assert.deepEqual(db.check(), []);
+      db.close();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a bad clock reading when a write fills the WAL postpones the checkpoint; the write stands and nothing is lost", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "emdb-ttl-"));
+    try {
+      let now: number = 1_700_000_000_000;
+      const p = path.join(dir, "db");
+      const open = () =>
+        Emdb.builder()
+          .path(p)
+          .flushPolicy(everyN(4))
+          .checkpointThreshold(4096)
+          .clock(() => now)
+          .build();
+      let db = open();
+      const walBytes = () => Number(db.stats().disk?.walBytes);
+      const value = "v".repeat(300);
+      let i = 0;
+      while (walBytes() < 3500) db.insert(`k${i++}`, value);
+      now = Number.NaN;
+      // Past the threshold now: the checkpoint it would run cannot read the clock.
+      for (let j = 0; j < 10; j++) db.insert(`k${i++}`, value);
+      // A transaction written straight into the tree needs its checkpoint to be durable at
+      // all: without a reading it is refused, and undone.
+      assert.throws(
+        () =>
+          db.transaction((tx) => {
+            for (let j = 0; j < 100; j++) tx.insert(`t${j}`, value);
+          }),
+        { code: "EMDB_INVALID_CONFIG" },
+      );
+      // (Reads that may sweep expired entries, as stats() and len() do, need the clock too.)
+      now = 1_700_000_000_001;
+      assert.ok(walBytes() > 4096, "the checkpoint waited: its records are still in the log");
+      assert.equal(db.len(), i, "every write stands, and no write of the transaction");
+      assert.equal(db.get("t0"), undefined);
+      db.insert(`k${i++}`, value);
+      assert.ok(walBytes() < 4096, "the next write with a good reading checkpoints");
+      assert.deepEqual(db.check(), []);
+      db.close();
+      db = open();
+      assert.equal(db.len(), i);
+      assert.equal(db.get(`k${i - 1}`)?.toString(), value);
       assert.deepEqual(db.check(), []);
       db.close();
     } finally {
