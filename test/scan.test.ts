@@ -26,6 +26,22 @@ after(() => fs.rmSync(root, { recursive: true, force: true }));
 
 const key = (i: number) => `k${String(i).padStart(5, "0")}`;
 
+/** Counts the records long scans take from the tree (`TreeScan.next`) until `restore()`. */
+function countTreeRecords(): { count: number; restore(): void } {
+  const next = TreeScan.prototype.next;
+  const counter = {
+    count: 0,
+    restore: () => {
+      TreeScan.prototype.next = next;
+    },
+  };
+  TreeScan.prototype.next = function (this: TreeScan, ...args: Parameters<typeof next>) {
+    counter.count++;
+    return next.apply(this, args);
+  };
+  return counter;
+}
+
 test("the tree cursor finds exactly the keys the tree holds, forward, with gaps, and after going back", () => {
   withPrng((rng) => {
     const tree = new BTree(Pager.open(new MemoryBackend(), "c.emdb", { pageSize: 512 }));
@@ -357,12 +373,7 @@ test("with no change pending, long scans come from the tree alone: bounds, expir
     db.flush(); // every key is now clean
     clock.advance(1000); // about half the TTL'd keys are expired, in memory and tree alike
 
-    let treeRecords = 0;
-    const next = TreeScan.prototype.next;
-    TreeScan.prototype.next = function (this: TreeScan, ...args: Parameters<typeof next>) {
-      treeRecords++;
-      return next.apply(this, args);
-    };
+    const tree = countTreeRecords();
     try {
       const live = [...model]
         .filter(([, e]) => e.exp === 0 || e.exp > clock.now)
@@ -376,7 +387,7 @@ test("with no change pending, long scans come from the tree alone: bounds, expir
         });
       assert.deepEqual(show(db.iter()), live, "iter()");
       // Past its first 256 entries, the whole scan read the tree.
-      assert.ok(treeRecords >= live.length - 256, `${treeRecords} records came from the tree`);
+      assert.ok(tree.count >= live.length - 256, `${tree.count} records came from the tree`);
       const lo = key(400);
       // k02600 itself is never stored (every fifth key is stored as g.…), so lt and lte
       // agree here; the loop below bounds on stored keys.
@@ -418,7 +429,7 @@ test("with no change pending, long scans come from the tree alone: bounds, expir
       assert.deepEqual(aSeen, live, "iterator A");
       assert.deepEqual(bSeen, live, "iterator B");
     } finally {
-      TreeScan.prototype.next = next;
+      tree.restore();
     }
     assertConsistent(db);
     db.close();
@@ -446,12 +457,7 @@ for (const mmap of [false, true]) {
       }
       db.flush(); // every key is clean: past its first entries, a scan steps through the leaves
       const live = [...model].map(([k, v]) => `${k}=${v}`).sort();
-      let treeRecords = 0;
-      const next = TreeScan.prototype.next;
-      TreeScan.prototype.next = function (this: TreeScan, ...args: Parameters<typeof next>) {
-        treeRecords++;
-        return next.apply(this, args);
-      };
+      const tree = countTreeRecords();
       try {
         const seen: string[] = [];
         for (const [k, v] of db.iter()) {
@@ -459,7 +465,7 @@ for (const mmap of [false, true]) {
           k.fill(0xff);
           v.fill(0x21);
         }
-        assert.ok(treeRecords >= live.length - 256, `${treeRecords} records came from the tree`);
+        assert.ok(tree.count >= live.length - 256, `${tree.count} records came from the tree`);
         assert.deepEqual(
           seen,
           live,
@@ -468,7 +474,7 @@ for (const mmap of [false, true]) {
         const again = [...db.range({ gte: key(0), limit: 5000 })].map(([k, v]) => `${k}=${v}`);
         assert.deepEqual(again, live, "a second scan");
       } finally {
-        TreeScan.prototype.next = next;
+        tree.restore();
       }
       assertConsistent(db);
       db.close();
