@@ -17,6 +17,20 @@ function assertSortsLikeDefault(keys: string[], what: string): void {
   // Compare as hex, so a difference in the low or high bytes prints readably.
   const hex = (a: string[]) => a.map((k) => Buffer.from(k, "latin1").toString("hex"));
   assert.deepEqual(hex(got), hex(want), what);
+  // With a companion array, each element must travel with its key: every original index
+  // once, each beside the key it came with.
+  const withAlong = [...keys];
+  const along = keys.map((_, i) => i);
+  sortLatin1(withAlong, along);
+  assert.deepEqual(hex(withAlong), hex(want), `${what}, with a companion array`);
+  assert.deepEqual(
+    [...along].sort((x, y) => x - y),
+    keys.map((_, i) => i),
+    `${what}: the companion array is a permutation`,
+  );
+  for (let i = 0; i < keys.length; i++) {
+    if (keys[along[i]!] !== withAlong[i]) assert.fail(`${what}: companion ${i} left its key`);
+  }
 }
 
 function randomKey(rng: Prng, prefix: string): string {

@@ -482,6 +482,46 @@ for (const mmap of [false, true]) {
   });
 }
 
+test("two iterators resuming on one tree cursor never get views of the same bytes, even where a key they resume after is gone", () => {
+  const dir = fs.mkdtempSync(path.join(root, "db-"));
+  const db = Emdb.builder()
+    .path(path.join(dir, "db.emdb"))
+    .pageSize(512)
+    .flushPolicy(manual())
+    .build();
+  for (let i = 0; i < 1000; i++) db.insert(key(i), `v${i}`);
+  db.flush();
+  const gone = `${key(255)}x`; // between k00255 and k00256
+  db.insert(gone, "tmp");
+  const a = db.iter()[Symbol.iterator]();
+  const b = db.iter()[Symbol.iterator]();
+  // Both read their first 257 entries from memory, the last of them `gone`.
+  for (let i = 0; i < 257; i++) {
+    a.next();
+    b.next();
+  }
+  db.remove(gone);
+  db.flush(); // nothing dirty: both resume in the tree, after a key it does not hold
+  const tree = countTreeRecords();
+  try {
+    const ra = a.next();
+    const rb = b.next();
+    assert.equal(tree.count, 2, "both records came from the tree");
+    assert.ok(ra.done !== true && rb.done !== true);
+    const [ka, va] = ra.value;
+    const [kb, vb] = rb.value;
+    assert.equal(`${ka}=${va}`, `${key(256)}=v256`);
+    assert.equal(`${kb}=${vb}`, `${key(256)}=v256`);
+    ka.fill(0x21);
+    va.fill(0x21);
+    assert.equal(`${kb}=${vb}`, `${key(256)}=v256`, "A's caller changing its record changed B's");
+  } finally {
+    tree.restore();
+  }
+  assertConsistent(db);
+  db.close();
+});
+
 test("a bounded range through the API reads ahead no further than its bound, clean or with writes pending", () => {
   const dir = fs.mkdtempSync(path.join(root, "db-"));
   const p = path.join(dir, "bounded.emdb");

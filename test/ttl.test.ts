@@ -247,17 +247,21 @@ describe("TTL semantics emdb improves on", () => {
     }
   });
 
-  test("a bad clock reading when a write fills the WAL postpones the checkpoint; the write stands and nothing is lost", () => {
+  test("a bad clock reading or a throwing clock when a write fills the WAL postpones the checkpoint; the write stands and nothing is lost", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "emdb-ttl-"));
     try {
       let now: number = 1_700_000_000_000;
+      let failing: Error | undefined;
       const p = path.join(dir, "db");
       const open = () =>
         Emdb.builder()
           .path(p)
           .flushPolicy(everyN(4))
           .checkpointThreshold(4096)
-          .clock(() => now)
+          .clock(() => {
+            if (failing !== undefined) throw failing;
+            return now;
+          })
           .build();
       let db = open();
       const walBytes = () => Number(db.stats().disk?.walBytes);
@@ -267,6 +271,11 @@ describe("TTL semantics emdb improves on", () => {
       now = Number.NaN;
       // Past the threshold now: the checkpoint it would run cannot read the clock.
       for (let j = 0; j < 10; j++) db.insert(`k${i++}`, value);
+      assert.throws(() => db.flush(), { code: "EMDB_INVALID_CONFIG" }, "flush() reports it");
+      failing = new Error("the clock is unplugged");
+      for (let j = 0; j < 10; j++) db.insert(`k${i++}`, value);
+      assert.throws(() => db.flush(), /unplugged/, "as it reports a clock that throws");
+      failing = undefined; // back to NaN
       // A transaction written straight into the tree needs its checkpoint to be durable at
       // all: without a reading it is refused, and undone.
       assert.throws(

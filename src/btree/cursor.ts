@@ -113,6 +113,10 @@ export class TreeCursor {
 
   /** Positions on the first record after `k`; false when the tree holds none. */
   seekAfter(k: string): boolean {
+    // A caller resuming from its own last key may land on the very record the cursor just
+    // served another caller (`k` gone from the tree, so nothing moves): its views into the
+    // leaf must not share that caller's copy (`key(true)`, `value(true)`).
+    this.owned = undefined;
     if (this.seek(k)) {
       // Past k itself: the record before the position is no longer below `last`.
       this.i++;
@@ -160,8 +164,9 @@ export class TreeCursor {
    * per record. `bench/scan-time.ts --flush`, 100k records, ten processes alternating with
    * the build before (medians): first pass 1.22 → 1.29M records/s, second 2.14 → 2.37M,
    * fifth 3.20 → 3.75M. The views of a leaf share its copy, so keeping one keeps the
-   * page's bytes (4 KiB), much as a small Buffer keeps Node's 8 KiB pool slab; they are
-   * still the caller's: nothing else reads that copy.
+   * page's bytes (4 KiB by default, the page size), much as a small Buffer keeps Node's
+   * 8 KiB pool slab. They are still the caller's: the records a copy holds go to one
+   * caller stepping on (`step`); any other positioning starts a new copy (`seekAfter`).
    */
   value(shared = false): Buffer {
     const page = this.page;
