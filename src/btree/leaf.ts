@@ -298,14 +298,20 @@ export function scanLeaf(
   const n = checkedCount(page, base, file);
   const lo = SLOTS_AT + 2 * n;
   const end = page.length;
+  // Plain index reads, not `readUInt16LE` and kin: each range is checked first (the slots by
+  // `checkedCount`, the header by the test below), and their own argument checks cost an
+  // open of a million records about 30 ms: `bench/open-time.ts`, two rounds of 15 opens
+  // alternating with the build before, medians 490 → 448 and 488 → 461 ms.
   for (let i = 0; i < n; i++) {
-    const off = page.readUInt16LE(SLOTS_AT + 2 * i);
+    const s = SLOTS_AT + 2 * i;
+    const off = page[s]! | (page[s + 1]! << 8);
     const flags = page[off]!;
     if (off < lo || off + REC_FIXED > end || flags > KNOWN_FLAGS) {
       parseRecord(page, off, lo, end, base, file); // throws the precise error
     }
-    const keyLength = page.readUInt16LE(off + 1);
-    const valueLength = page.readUInt32LE(off + 3);
+    const keyLength = page[off + 1]! | (page[off + 2]! << 8);
+    const valueLength =
+      (page[off + 3]! | (page[off + 4]! << 8) | (page[off + 5]! << 16)) + page[off + 6]! * 2 ** 24;
     let p = off + REC_FIXED;
     let expiresAt = 0;
     if (flags === REC_EXPIRES) {
