@@ -6,12 +6,13 @@ import { describe, test } from "node:test";
 import { decodeBranch } from "../src/btree/branch.js";
 import { bulkLoad } from "../src/btree/bulk-load.js";
 import { treeShape } from "../src/btree/check.js";
+import { TreeCursor } from "../src/btree/cursor.js";
 import { maxKeySize } from "../src/btree/limits.js";
 import { BTree, type Change } from "../src/btree/tree.js";
 import { writeU64 } from "../src/codec.js";
 import { isEmdbError } from "../src/errors.js";
 import { FileBackend, MemoryBackend } from "../src/pager/backend.js";
-import { type PageId, PageType, sealPage } from "../src/pager/page.js";
+import { OFF_AUX16, PAGE_HEADER_SIZE, type PageId, PageType, sealPage } from "../src/pager/page.js";
 import { Pager } from "../src/pager/pager.js";
 import { withPrng } from "./helpers/prng.js";
 import {
@@ -485,6 +486,50 @@ describe("btree", () => {
       );
       tree.pager.close();
     });
+  });
+
+  test("a sealed leaf whose record count or record offset runs past the page is EMDB_CORRUPTED to a cursor, naming the page", () => {
+    for (const damage of ["count", "offset"] as const) {
+      const be = new MemoryBackend();
+      const tree = open(be);
+      tree.apply(
+        Array.from({ length: 3000 }, (_, i) =>
+          put(`k${String(i).padStart(5, "0")}`, "v".repeat(20)),
+        ),
+      );
+      tree.commit(1);
+      // The first leaf: down the first children from the root.
+      let id = tree.root;
+      for (;;) {
+        const page = tree.pager.read(id, undefined);
+        if (page[4] === PageType.Leaf) break;
+        id = decodeBranch(page, id * P, "db").children[0]!;
+      }
+      const generation = tree.pager.meta.generation;
+      tree.pager.close();
+      const bytes = be.bytes("db");
+      const page = bytes.subarray(id * P, (id + 1) * P);
+      // Checksums sealed again: only the leaf's own range checks can see the damage.
+      if (damage === "count") page.writeUInt16LE(P, OFF_AUX16);
+      else page.writeUInt16LE(P - 3, PAGE_HEADER_SIZE); // the first record's header
+      sealPage(page, id as PageId, generation);
+      be.setBytes("db", bytes);
+      const re = open(be);
+      const cursor = new TreeCursor(re);
+      assert.throws(
+        () => {
+          cursor.seek("k00000");
+          cursor.key(true);
+          cursor.value(true);
+        },
+        (err) =>
+          isEmdbError(err, "EMDB_CORRUPTED") &&
+          (err.offset ?? -1) >= id * P &&
+          (err.offset ?? -1) < (id + 1) * P,
+        damage,
+      );
+      re.pager.close();
+    }
   });
 
   test("a corrupt link that loops is EMDB_CORRUPTED, never a hang", () => {

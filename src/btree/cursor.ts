@@ -20,7 +20,7 @@
 import { corrupted } from "../errors.js";
 import { NO_PAGE, type PageId, PageType } from "../pager/page.js";
 import { type BranchNode, childIndex, decodeBranch } from "./branch.js";
-import { compareRecordKey, copyRecordKey, copyRecordValue, leafCount } from "./leaf.js";
+import { checkedCount, compareRecordKey, copyRecordKey, copyRecordValue } from "./leaf.js";
 import type { BTree } from "./tree.js";
 
 /** Leaves a scan steps through one by one before it starts reading ahead. */
@@ -163,7 +163,8 @@ export class TreeCursor {
    * leaf, as `key(true)` is: one allocation and one native copy per leaf instead of two
    * per record. `bench/scan-time.ts --flush`, 100k records, ten processes alternating with
    * the build before (medians): first pass 1.22 → 1.29M records/s, second 2.14 → 2.37M,
-   * fifth 3.20 → 3.75M. The views of a leaf share its copy, so keeping one keeps the
+   * fifth 3.20 → 3.75M (then 1.81 → 1.93M and 4.30 → 5.30M with `leaf.ts` reading record
+   * headers by index, on a quicker machine state). The views of a leaf share its copy, so keeping one keeps the
    * page's bytes (4 KiB by default, the page size), much as a small Buffer keeps Node's
    * 8 KiB pool slab. They are still the caller's: the records a copy holds go to one
    * caller stepping on (`step`); any other positioning starts a new copy (`seekAfter`).
@@ -269,7 +270,7 @@ export class TreeCursor {
     this.page = page;
     this.owned = undefined;
     this.base = id * this.tree.pager.pageSize;
-    this.n = leafCount(page);
+    this.n = checkedCount(page, this.base, this.tree.pager.path);
     this.i = 0;
   }
 

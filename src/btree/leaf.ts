@@ -191,8 +191,21 @@ export function leafCount(page: Buffer): number {
   return page.readUInt16LE(OFF_AUX16);
 }
 
-/** Offset of the first record byte; slots must end before it. */
-function checkedCount(page: Buffer, base: number, file: string): number {
+/**
+ * A little-endian u16 or u32 by index, without `readUInt16LE`'s argument checks, whose cost
+ * shows on paths run once per record. No bounds check either: only for ranges the caller
+ * has checked (past the end of the buffer, the result is not meaningful).
+ */
+function u16(b: Buffer, o: number): number {
+  return b[o]! | (b[o + 1]! << 8);
+}
+
+function u32(b: Buffer, o: number): number {
+  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16)) + b[o + 3]! * 0x100_0000;
+}
+
+/** The record count, refused as corrupt when its slots would not fit in the page. */
+export function checkedCount(page: Buffer, base: number, file: string): number {
   const n = page.readUInt16LE(OFF_AUX16);
   if (SLOTS_AT + 2 * n > page.length) {
     throw corrupted(`leaf claims ${n} records, more than fit`, base + OFF_AUX16, file);
@@ -303,15 +316,13 @@ export function scanLeaf(
   // open of a million records about 30 ms: `bench/open-time.ts`, two rounds of 15 opens
   // alternating with the build before, medians 490 → 448 and 488 → 461 ms.
   for (let i = 0; i < n; i++) {
-    const s = SLOTS_AT + 2 * i;
-    const off = page[s]! | (page[s + 1]! << 8);
+    const off = u16(page, SLOTS_AT + 2 * i);
     const flags = page[off]!;
     if (off < lo || off + REC_FIXED > end || flags > KNOWN_FLAGS) {
       parseRecord(page, off, lo, end, base, file); // throws the precise error
     }
-    const keyLength = page[off + 1]! | (page[off + 2]! << 8);
-    const valueLength =
-      (page[off + 3]! | (page[off + 4]! << 8) | (page[off + 5]! << 16)) + page[off + 6]! * 2 ** 24;
+    const keyLength = u16(page, off + 1);
+    const valueLength = u32(page, off + 3);
     let p = off + REC_FIXED;
     let expiresAt = 0;
     if (flags === REC_EXPIRES) {
@@ -343,7 +354,7 @@ export function compareRecordKey(
   file: string,
 ): number {
   const p = keyStart(page, i, base, file);
-  const keyLength = page.readUInt16LE(page.readUInt16LE(SLOTS_AT + 2 * i) + 1);
+  const keyLength = startedKeyLength;
   const n = keyLength < k.length ? keyLength : k.length;
   for (let j = 0; j < n; j++) {
     const d = page[p + j]! - k.charCodeAt(j);
@@ -364,21 +375,30 @@ export function copyRecordKey(
   own?: Buffer,
 ): Buffer {
   const p = keyStart(page, i, base, file);
-  const keyLength = page.readUInt16LE(page.readUInt16LE(SLOTS_AT + 2 * i) + 1);
+  const keyLength = startedKeyLength;
   if (own !== undefined) return own.subarray(p, p + keyLength);
   const key = Buffer.allocUnsafe(keyLength);
   copyBytes(page, p, key, 0, keyLength);
   return key;
 }
 
-/** Where record `i`'s key starts (its length is the u16 at the record's offset + 1). */
+/** The key length `keyStart` found last (a variable, so that it returns no object). */
+let startedKeyLength = 0;
+
+/**
+ * Where record `i`'s key starts, its length left in `startedKeyLength`. `i` must be below
+ * the page's `checkedCount`, so that its slot lies in the page.
+ */
 function keyStart(page: Buffer, i: number, base: number, file: string): number {
-  const off = page.readUInt16LE(SLOTS_AT + 2 * i);
+  const off = u16(page, SLOTS_AT + 2 * i);
   const flags = page[off]!;
   const p = off + REC_FIXED + (flags & REC_EXPIRES ? 8 : 0) + (flags & REC_OVERFLOW ? 8 : 0);
-  if (flags > KNOWN_FLAGS || p + page.readUInt16LE(off + 1) > page.length) {
+  const keyLength = u16(page, off + 1);
+  // The header's range first: past it, `flags` and `keyLength` mean nothing.
+  if (off + REC_FIXED > page.length || flags > KNOWN_FLAGS || p + keyLength > page.length) {
     leafRecordAt(page, i, base, file); // throws the precise error
   }
+  startedKeyLength = keyLength;
   return p;
 }
 
@@ -395,12 +415,12 @@ export function copyRecordValue(
   out: { expiresAt: number },
   own?: Buffer,
 ): Buffer {
-  const off = page.readUInt16LE(SLOTS_AT + 2 * i);
+  const off = u16(page, SLOTS_AT + 2 * i);
   const flags = page[off]!;
-  if (flags === 0 || flags === REC_EXPIRES) {
+  if (off + REC_FIXED <= page.length && (flags === 0 || flags === REC_EXPIRES)) {
     // Inline (the common case): read the header fields in place, no record object.
-    const keyLength = page.readUInt16LE(off + 1);
-    const valueLength = page.readUInt32LE(off + 3);
+    const keyLength = u16(page, off + 1);
+    const valueLength = u32(page, off + 3);
     const v = off + REC_FIXED + (flags === REC_EXPIRES ? 8 : 0) + keyLength;
     if (v + valueLength <= page.length) {
       out.expiresAt = flags === REC_EXPIRES ? readU64(page, off + REC_FIXED) : 0;
