@@ -488,13 +488,15 @@ describe("btree", () => {
     });
   });
 
-  test("a sealed leaf whose record count or record offset runs past the page is EMDB_CORRUPTED to a cursor, naming the page", () => {
-    for (const damage of ["count", "offset"] as const) {
+  test("a sealed leaf whose record count, record offset, flags or expiry is malformed is EMDB_CORRUPTED to a cursor, naming the page", () => {
+    const damages = ["count", "offset past the page", "offset into the slots", "flags", "expiry"];
+    for (const damage of damages) {
       const be = new MemoryBackend();
       const tree = open(be);
+      // The first record carries an expiry, for the last case.
       tree.apply(
         Array.from({ length: 3000 }, (_, i) =>
-          put(`k${String(i).padStart(5, "0")}`, "v".repeat(20)),
+          put(`k${String(i).padStart(5, "0")}`, "v".repeat(20), i === 0 ? 4e12 : 0),
         ),
       );
       tree.commit(1);
@@ -509,9 +511,21 @@ describe("btree", () => {
       tree.pager.close();
       const bytes = be.bytes("db");
       const page = bytes.subarray(id * P, (id + 1) * P);
-      // Checksums sealed again: only the leaf's own range checks can see the damage.
+      // Checksums sealed again: only the leaf's own checks can see the damage. The first
+      // record's slot is at PAGE_HEADER_SIZE; its flags byte at its offset, its expiry 7 on.
+      const first = page.readUInt16LE(PAGE_HEADER_SIZE);
       if (damage === "count") page.writeUInt16LE(P, OFF_AUX16);
-      else page.writeUInt16LE(P - 3, PAGE_HEADER_SIZE); // the first record's header
+      else if (damage === "offset past the page") page.writeUInt16LE(P - 1, PAGE_HEADER_SIZE);
+      else if (damage === "offset into the slots") {
+        // A well-formed record (flags 0, key "k00000", empty value) written over slots 1
+        // to 7, and the first slot pointing at it: only the slots' bound can refuse it.
+        assert.ok(page.readUInt16LE(OFF_AUX16) >= 8, "a leaf of at least 8 records");
+        const fake = PAGE_HEADER_SIZE + 2;
+        Buffer.from([0, 6, 0, 0, 0, 0, 0, ...Buffer.from("k00000")]).copy(page, fake);
+        page.writeUInt16LE(fake, PAGE_HEADER_SIZE);
+      } else if (damage === "flags")
+        page[first] = 4; // "pages adjacent" without an overflow
+      else writeU64(page, 0, first + 7);
       sealPage(page, id as PageId, generation);
       be.setBytes("db", bytes);
       const re = open(be);

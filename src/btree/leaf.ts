@@ -386,6 +386,21 @@ export function copyRecordKey(
 let startedKeyLength = 0;
 
 /**
+ * Whether a record's header at `off` lies between the page's slots and its end, and its
+ * flags are ones `parseRecord` accepts: what the cursor's fast paths check before they
+ * read a record in place (anything else goes to `leafRecordAt`, which throws the precise
+ * error). `i` must be below the page's `checkedCount`, so that its slot lies in the page.
+ */
+function sane(page: Buffer, off: number, flags: number): boolean {
+  return (
+    off >= SLOTS_AT + 2 * u16(page, OFF_AUX16) &&
+    off + REC_FIXED <= page.length &&
+    (flags & ~KNOWN_FLAGS) === 0 &&
+    (flags & (REC_OVERFLOW | REC_CONTIGUOUS)) !== REC_CONTIGUOUS
+  );
+}
+
+/**
  * Where record `i`'s key starts, its length left in `startedKeyLength`. `i` must be below
  * the page's `checkedCount`, so that its slot lies in the page.
  */
@@ -394,8 +409,8 @@ function keyStart(page: Buffer, i: number, base: number, file: string): number {
   const flags = page[off]!;
   const p = off + REC_FIXED + (flags & REC_EXPIRES ? 8 : 0) + (flags & REC_OVERFLOW ? 8 : 0);
   const keyLength = u16(page, off + 1);
-  // The header's range first: past it, `flags` and `keyLength` mean nothing.
-  if (off + REC_FIXED > page.length || flags > KNOWN_FLAGS || p + keyLength > page.length) {
+  // The header's range and flags first: otherwise `flags` and `keyLength` mean nothing.
+  if (!sane(page, off, flags) || p + keyLength > page.length) {
     leafRecordAt(page, i, base, file); // throws the precise error
   }
   startedKeyLength = keyLength;
@@ -417,17 +432,22 @@ export function copyRecordValue(
 ): Buffer {
   const off = u16(page, SLOTS_AT + 2 * i);
   const flags = page[off]!;
-  if (off + REC_FIXED <= page.length && (flags === 0 || flags === REC_EXPIRES)) {
+  if ((flags === 0 || flags === REC_EXPIRES) && sane(page, off, flags)) {
     // Inline (the common case): read the header fields in place, no record object.
     const keyLength = u16(page, off + 1);
     const valueLength = u32(page, off + 3);
     const v = off + REC_FIXED + (flags === REC_EXPIRES ? 8 : 0) + keyLength;
     if (v + valueLength <= page.length) {
-      out.expiresAt = flags === REC_EXPIRES ? readU64(page, off + REC_FIXED) : 0;
-      if (own !== undefined) return own.subarray(v, v + valueLength);
-      const value = Buffer.allocUnsafe(valueLength);
-      page.copy(value, 0, v, v + valueLength);
-      return value;
+      // The expiry, before the key, is in the page too. It must be a positive safe integer,
+      // as `parseRecord` wants it (0 and -1, past 2^53, go to its error).
+      const expiresAt = flags === REC_EXPIRES ? readU64(page, off + REC_FIXED) : 0;
+      if (flags === 0 || expiresAt > 0) {
+        out.expiresAt = expiresAt;
+        if (own !== undefined) return own.subarray(v, v + valueLength);
+        const value = Buffer.allocUnsafe(valueLength);
+        page.copy(value, 0, v, v + valueLength);
+        return value;
+      }
     }
   }
   const r = leafRecordAt(page, i, base, file); // overflow, or throws the precise error
