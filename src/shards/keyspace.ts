@@ -72,6 +72,8 @@ export class Keyspace {
   holdReclaims = false;
   /** Entries between `loadEntry` and `finishLoad`. */
   private loading: LoadStaging | undefined;
+  /** What `adopt` kept: the entries of the ordered view's keys, position for position. */
+  private inOrder: { writes: number; entries: Entry[] } | undefined;
 
   constructor() {
     for (let i = 0; i < SHARD_COUNT; i++) this.shards.push(new Map());
@@ -238,9 +240,6 @@ export class Keyspace {
     this.sorted.loadSorted(keys);
     this.inOrder = { writes: this.writes, entries };
   }
-
-  /** What `adopt` kept: the entries of the ordered view's keys, position for position. */
-  private inOrder: { writes: number; entries: Entry[] } | undefined;
 
   /**
    * The entries `adopt` sorted, each at its key's place in the ordered view, if no write
