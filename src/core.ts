@@ -6,16 +6,13 @@
  * Every write goes to `persistence` first and to memory second, so a write that fails to
  * log leaves memory untouched.
  */
-import { copyBytes } from "./codec.js";
 import { EmdbError } from "./errors.js";
-import { hashInternalKey, keyToBuffer, keyTooLarge, latin1Slice, MAX_KEY_SIZE } from "./keys.js";
+import { hashInternalKey, keyToBuffer, keyTooLarge, MAX_KEY_SIZE } from "./keys.js";
 import type { Batch, Persistence } from "./persistence.js";
 import { Keyspace, type Stored, Timed } from "./shards/keyspace.js";
 import { StagedWrites } from "./shards/staged-writes.js";
-import { END, RECORD, type TreeRecord } from "./tree-scan.js";
+import { END, RECORD, RecordRun } from "./tree-scan.js";
 import type { Clock } from "./ttl/ttl.js";
-
-const EMPTY = Buffer.alloc(0);
 
 /** Entries a forward scan yields from memory before it reads clean keys from the tree. */
 const TREE_SCAN_AFTER = 256;
@@ -254,12 +251,13 @@ class EntryIterator implements IterableIterator<[Buffer, Buffer]> {
   /** The last key returned from memory (internal form). */
   private last: string | undefined;
   /**
-   * The last key read from the tree is copied into `treeLast` (the caller owns the Buffer it
-   * was handed); its length, or -1 when the last key came from memory.
+   * Records read from the tree, handed out from `run.at`: only while the keyspace has taken
+   * no write since they were read (`runWrites`), else they may be stale.
    */
-  private treeLastLength = -1;
-  private treeLast = EMPTY;
-  private readonly record: TreeRecord = { key: EMPTY, value: EMPTY, expiresAt: 0 };
+  private readonly run = new RecordRun();
+  private runWrites = -1;
+  /** The last entry passed came from `run` (its key: `run.keyOf(run.at - 1)`), not memory. */
+  private fromRun = false;
   /** Keys `memoryKey` read ahead: served from `aheadAt` to `aheadEnd` while the view's version is `aheadVersion`. */
   private readonly ahead: string[] = [];
   private aheadAt = 0;
@@ -270,8 +268,6 @@ class EntryIterator implements IterableIterator<[Buffer, Buffer]> {
   /** What `memoryKey` found for the key it returned, when `entryKnown`. */
   private entry: Stored | undefined;
   private entryKnown = false;
-  private readonly resumeAfter = (): string =>
-    this.treeLastLength < 0 ? this.last! : latin1Slice(this.treeLast, 0, this.treeLastLength);
 
   constructor(
     private readonly core: Core,
@@ -287,29 +283,60 @@ class EntryIterator implements IterableIterator<[Buffer, Buffer]> {
   }
 
   next(): IteratorResult<[Buffer, Buffer], undefined> {
+    // The common step of a long scan, kept small: V8 optimises a function after an amount
+    // of work that grows with its size, and a scan's first pass in a fresh process runs
+    // unoptimised until then. Anything else is `step`'s.
+    const run = this.run;
+    if (run.at < run.count && this.n < this.limit) {
+      const core = this.core;
+      core.assertOpen();
+      if (core.ks.writes === this.runWrites) {
+        const i = run.at;
+        const at = run.expiries[i]!;
+        if (at === 0 || at > core.clock()) {
+          run.at = i + 1;
+          this.fromRun = true;
+          this.n++;
+          return { done: false, value: [run.keys[i]!, run.values[i]!] };
+        }
+      }
+    }
+    return this.step();
+  }
+
+  private step(): IteratorResult<[Buffer, Buffer], undefined> {
     const core = this.core;
     const storage = core.persistence;
+    const run = this.run;
     while (this.n < this.limit) {
       // Checked before each step, so an iterator kept past close() fails loudly.
       core.assertOpen();
-      // Long forward scans read the tree (see btree/cursor.ts): record after record while
-      // memory holds no change the tree lacks, else the keys of the in-memory view with the
-      // values of the clean ones. Short scans stay in memory, where a descent from the root
-      // would cost more than the lookups it saves.
+      if (run.at < run.count) {
+        if (core.ks.writes === this.runWrites) {
+          const i = run.at++;
+          this.fromRun = true;
+          const at = run.expiries[i]!;
+          if (at !== 0 && at <= core.clock()) continue;
+          this.n++;
+          return { done: false, value: [run.keys[i]!, run.values[i]!] };
+        }
+        // A write since the run was read: the records left in it may be stale.
+        run.count = run.at;
+      }
+      // Long forward scans read the tree (see btree/cursor.ts): a leaf's records at a time
+      // while memory holds no change the tree lacks, else the keys of the in-memory view with
+      // the values of the clean ones. Short scans stay in memory, where a descent from the
+      // root would cost more than the lookups it saves.
       const long = !this.reverse && this.n >= TREE_SCAN_AFTER;
       if (long) {
-        const r = this.record;
-        const step = storage.nextClean(this, this.resumeAfter, this.hi, this.hiInclusive, r);
+        const after = this.fromRun ? run.keyOf(run.at - 1) : this.last!;
+        const step = storage.nextRun(after, this.hi, this.hiInclusive, this.limit - this.n, run);
         if (step === END) break;
         if (step === RECORD) {
-          if (this.treeLast.length < MAX_KEY_SIZE) this.treeLast = Buffer.allocUnsafe(MAX_KEY_SIZE);
-          copyBytes(r.key, 0, this.treeLast, 0, r.key.length);
-          this.treeLastLength = r.key.length;
+          this.runWrites = core.ks.writes;
           // Keys read ahead from memory lie behind the tree's position now.
           this.aheadAt = this.aheadEnd = 0;
-          if (r.expiresAt !== 0 && r.expiresAt <= core.clock()) continue;
-          this.n++;
-          return { done: false, value: [r.key, r.value] };
+          continue;
         }
       }
       // Looking ahead in memory pays unless the tree is about to serve most of those keys.
@@ -355,8 +382,8 @@ class EntryIterator implements IterableIterator<[Buffer, Buffer]> {
       return this.nextKey(this.last);
     }
     this.entryKnown = false;
-    const first = this.nextKey(this.treeLastLength < 0 ? undefined : this.resumeAfter());
-    this.treeLastLength = -1;
+    const first = this.nextKey(this.fromRun ? this.run.keyOf(this.run.at - 1) : undefined);
+    this.fromRun = false;
     const room = Math.min(READ_AHEAD, this.limit - this.n - 1);
     if (first === undefined || !batch || room < 2) return first;
     const ahead = this.ahead;

@@ -35,7 +35,7 @@ import { Pager } from "./pager/pager.js";
 import type { Batch, Persistence, PersistenceStats } from "./persistence.js";
 import { type Keyspace, Timed } from "./shards/keyspace.js";
 import { compareTreeWithMemory, liveEntries, withProgress } from "./tree-memory.js";
-import { NOT_CLEAN, type TreeRecord, TreeScan, type TreeStep } from "./tree-scan.js";
+import { NOT_CLEAN, type RecordRun, TreeScan, type TreeStep } from "./tree-scan.js";
 import { type Clock, NO_EXPIRY } from "./ttl/ttl.js";
 import type { TornTail } from "./wal/replay.js";
 import { WalWriter } from "./wal/writer.js";
@@ -92,7 +92,7 @@ export class FileStore implements Persistence {
   private checkpointDue = false;
   /** So much changed that the next checkpoint rewrites the tree from memory, in order. */
   private allDirty = false;
-  /** The cursor of `readClean` and `nextClean`. */
+  /** The cursor of `readClean` and `nextRun`. */
   private readonly scan = new TreeScan();
   cleanExpiresAt = 0;
   private unsyncedWrites = 0;
@@ -192,16 +192,16 @@ export class FileStore implements Persistence {
     return value;
   }
 
-  nextClean(
-    owner: object,
-    resumeAfter: () => string,
+  nextRun(
+    after: string,
     hi: string | undefined,
     hiInclusive: boolean,
-    out: TreeRecord,
+    max: number,
+    run: RecordRun,
   ): TreeStep {
     if (!this.treeServesScans() || this.dirty.size !== 0) return NOT_CLEAN;
     const gen = this.pager.meta.generation;
-    return this.scan.next(this.tree, gen, owner, resumeAfter, hi, hiInclusive, out);
+    return this.scan.nextRun(this.tree, gen, after, hi, hiInclusive, max, run);
   }
 
   readsClean(): boolean {

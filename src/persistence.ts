@@ -9,7 +9,7 @@
 
 import { MAX_KEY_SIZE } from "./keys.js";
 import type { Entry } from "./shards/keyspace.js";
-import { NOT_CLEAN, type TreeRecord, type TreeStep } from "./tree-scan.js";
+import { NOT_CLEAN, type RecordRun, type TreeStep } from "./tree-scan.js";
 
 /**
  * One atomic unit of writes: each key's final state, an entry to store or null to remove the
@@ -72,16 +72,16 @@ export interface Persistence {
   /** False when `readClean` would now return undefined for every key. */
   readsClean(): boolean;
   /**
-   * For long forward scans while memory holds no change the storage lacks: the record after
-   * `owner`'s last one (or after `resumeAfter()`), within `hi`, read from storage into
-   * `out`; NOT_CLEAN when the caller must read memory instead.
+   * For long forward scans while memory holds no change the storage lacks: the records
+   * after `after` (an internal key) to the end of their leaf, at most `max`, within `hi`,
+   * read from storage into `run`; NOT_CLEAN when the caller must read memory instead.
    */
-  nextClean(
-    owner: object,
-    resumeAfter: () => string,
+  nextRun(
+    after: string,
     hi: string | undefined,
     hiInclusive: boolean,
-    out: TreeRecord,
+    max: number,
+    run: RecordRun,
   ): TreeStep;
 }
 
@@ -106,7 +106,7 @@ export class MemoryPersistence implements Persistence {
   readsClean(): boolean {
     return false;
   }
-  nextClean(): TreeStep {
+  nextRun(): TreeStep {
     return NOT_CLEAN;
   }
   readonly cleanExpiresAt = 0;

@@ -5,39 +5,59 @@
  * Two ways in, sharing one `TreeCursor`:
  * - `read(k)`: the value of a key the scan took from the ordered in-memory view, when that
  *   key is unchanged since the last checkpoint (some keys are dirty).
- * - `next(owner, …)`: the next record itself, when no key is dirty at all, so the tree and
- *   memory hold the same live entries: the scan then never touches the in-memory index.
- *   The iterator that last stepped the cursor (its `owner`) steps it on by one record;
- *   any other caller positions it after its own last key first.
+ * - `nextRun(after, …)`: the records after a key, up to the end of their leaf, when no key
+ *   is dirty at all, so the tree and memory hold the same live entries: the scan then never
+ *   touches the in-memory index.
  *
  * The cursor is made anew whenever the tree commits or is replaced: a commit may reuse the
  * pages it holds.
  */
 import { TreeCursor } from "./btree/cursor.js";
+import { recordKeyString } from "./btree/leaf.js";
 import type { BTree } from "./btree/tree.js";
 
-/** What a step of `TreeScan.next` (or of the store around it) found. */
+/** What a step of `TreeScan.nextRun` (or of the store around it) found. */
 export type TreeStep = typeof NOT_CLEAN | typeof END | typeof RECORD;
 /** Memory holds changes the tree lacks: the caller reads memory. */
 export const NOT_CLEAN = 0;
-/** No record after the caller's last key, within its bound. */
+/** No record after the caller's key, within its bound. */
 export const END = 1;
-/** The next record, in the caller's `out`. */
+/** Records, in the caller's run. */
 export const RECORD = 2;
 
-/** A record read by `next`: fresh copies of key and value. */
-export interface TreeRecord {
-  key: Buffer;
-  value: Buffer;
-  expiresAt: number;
+/**
+ * Consecutive records of one leaf, for a scan to hand out one by one: `keys[i]` and
+ * `values[i]` are views into one copy of the leaf (the caller's to keep and to change),
+ * `expiries[i]` their expiry (0 = never). A second, private copy of the leaf (`leaf`, with
+ * the first record's index in it, `from`) gives the key to resume after, whatever the caller
+ * did to the views.
+ *
+ * Why runs: a scan that asked the tree for one record at a time paid a dozen calls per
+ * record, and a fresh process runs them unoptimised for its first tens of thousands of
+ * records; a run is one tight loop per leaf (see `TreeCursor.takeRun`).
+ */
+export class RecordRun {
+  readonly keys: Buffer[] = [];
+  readonly values: Buffer[] = [];
+  readonly expiries: number[] = [];
+  count = 0;
+  /** The next record to hand out. */
+  at = 0;
+  leaf: Buffer = Buffer.alloc(0);
+  from = 0;
+  base = 0;
+  file = "";
+
+  /** The key (internal form) of the run's i-th record. */
+  keyOf(i: number): string {
+    return recordKeyString(this.leaf, this.from + i, this.base, this.file);
+  }
 }
 
 export class TreeScan {
   private cursor: TreeCursor | undefined;
   private tree: BTree | undefined;
   private generation = -1;
-  /** The iterator whose last record the cursor is on; undefined after any other move. */
-  private owner: object | undefined;
   /** expiresAt of the value `read` returned (0 = never). */
   expiresAt = 0;
 
@@ -50,7 +70,6 @@ export class TreeScan {
     this.cursor = undefined;
     this.tree = undefined;
     this.generation = -1;
-    this.owner = undefined;
   }
 
   private cursorFor(tree: BTree, generation: number): TreeCursor {
@@ -59,7 +78,6 @@ export class TreeScan {
       c = this.cursor = new TreeCursor(tree);
       this.tree = tree;
       this.generation = generation;
-      this.owner = undefined;
     }
     return c;
   }
@@ -76,7 +94,6 @@ export class TreeScan {
     hiInclusive: boolean,
   ): Buffer | undefined {
     const c = this.cursorFor(tree, generation);
-    this.owner = undefined;
     c.limit(hi, hiInclusive);
     if (!c.seek(k)) return undefined;
     const value = c.value();
@@ -85,33 +102,21 @@ export class TreeScan {
   }
 
   /**
-   * The record after `owner`'s last one (after `resumeAfter()`, an internal key, when the
-   * cursor is not on it) into `out`; End past the last record or past `hi`.
+   * The records after `after` (an internal key) to the end of their leaf, at most `max`,
+   * within `hi`, into `run`; END when there is none.
    */
-  next(
+  nextRun(
     tree: BTree,
     generation: number,
-    owner: object,
-    resumeAfter: () => string,
+    after: string,
     hi: string | undefined,
     hiInclusive: boolean,
-    out: TreeRecord,
+    max: number,
+    run: RecordRun,
   ): typeof END | typeof RECORD {
     const c = this.cursorFor(tree, generation);
     c.limit(hi, hiInclusive);
-    // The owner's record is still the one it last read: any other move of the cursor clears
-    // `owner`, and the store only calls here while no key is dirty, a state that, once a
-    // write has broken it, only a commit restores, and a commit replaces the cursor.
-    const on = this.owner === owner ? c.step() : c.seekAfter(resumeAfter());
-    this.owner = owner;
-    if (!on) return END;
-    if (hi !== undefined) {
-      const d = c.compareCurrent(hi);
-      if (hiInclusive ? d > 0 : d >= 0) return END;
-    }
-    out.key = c.key(true);
-    out.value = c.value(true);
-    out.expiresAt = c.current.expiresAt;
-    return RECORD;
+    if (!c.seekAfter(after)) return END;
+    return c.takeRun(run, max, hi, hiInclusive) === 0 ? END : RECORD;
   }
 }

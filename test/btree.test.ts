@@ -14,6 +14,7 @@ import { isEmdbError } from "../src/errors.js";
 import { FileBackend, MemoryBackend } from "../src/pager/backend.js";
 import { OFF_AUX16, PAGE_HEADER_SIZE, type PageId, PageType, sealPage } from "../src/pager/page.js";
 import { Pager } from "../src/pager/pager.js";
+import { RecordRun } from "../src/tree-scan.js";
 import { withPrng } from "./helpers/prng.js";
 import {
   applyToModel,
@@ -490,59 +491,66 @@ describe("btree", () => {
 
   test("a sealed leaf whose record count, record offset, flags or expiry is malformed is EMDB_CORRUPTED to a cursor, naming the page", () => {
     const damages = ["count", "offset past the page", "offset into the slots", "flags", "expiry"];
-    for (const damage of damages) {
-      const be = new MemoryBackend();
-      const tree = open(be);
-      // The first record carries an expiry, for the last case.
-      tree.apply(
-        Array.from({ length: 3000 }, (_, i) =>
-          put(`k${String(i).padStart(5, "0")}`, "v".repeat(20), i === 0 ? 4e12 : 0),
-        ),
-      );
-      tree.commit(1);
-      // The first leaf: down the first children from the root.
-      let id = tree.root;
-      for (;;) {
-        const page = tree.pager.read(id, undefined);
-        if (page[4] === PageType.Leaf) break;
-        id = decodeBranch(page, id * P, "db").children[0]!;
+    // Record 0 is read by the seek itself; record 1 only by the run after it, whose loop
+    // reads records in place with checks of its own (`takeRecords`).
+    for (const target of [0, 1]) {
+      for (const damage of damages) {
+        if (target === 1 && damage === "count") continue; // the count is the leaf's
+        const be = new MemoryBackend();
+        const tree = open(be);
+        // The first two records carry an expiry, for the last case.
+        tree.apply(
+          Array.from({ length: 3000 }, (_, i) =>
+            put(`k${String(i).padStart(5, "0")}`, "v".repeat(20), i <= 1 ? 4e12 + i : 0),
+          ),
+        );
+        tree.commit(1);
+        // The first leaf: down the first children from the root.
+        let id = tree.root;
+        for (;;) {
+          const page = tree.pager.read(id, undefined);
+          if (page[4] === PageType.Leaf) break;
+          id = decodeBranch(page, id * P, "db").children[0]!;
+        }
+        const generation = tree.pager.meta.generation;
+        tree.pager.close();
+        const bytes = be.bytes("db");
+        const page = bytes.subarray(id * P, (id + 1) * P);
+        // Checksums sealed again: only the leaf's own checks can see the damage. Record
+        // i's slot is at PAGE_HEADER_SIZE + 2i; its flags byte at its offset, its expiry 7 on.
+        const slot = PAGE_HEADER_SIZE + 2 * target;
+        const at = page.readUInt16LE(slot);
+        if (damage === "count") page.writeUInt16LE(P, OFF_AUX16);
+        else if (damage === "offset past the page") page.writeUInt16LE(P - 1, slot);
+        else if (damage === "offset into the slots") {
+          // A well-formed record (flags 0, the target's own key, empty value) written over
+          // the next seven slots, and the target's slot pointing at it: only the slots'
+          // bound can refuse it.
+          assert.ok(page.readUInt16LE(OFF_AUX16) >= 9, "a leaf of at least 9 records");
+          const fake = slot + 2;
+          const k = Buffer.from(`k0000${target}`);
+          Buffer.from([0, 6, 0, 0, 0, 0, 0, ...k]).copy(page, fake);
+          page.writeUInt16LE(fake, slot);
+        } else if (damage === "flags")
+          page[at] = 4; // "pages adjacent" without an overflow
+        else writeU64(page, 0, at + 7);
+        sealPage(page, id as PageId, generation);
+        be.setBytes("db", bytes);
+        const re = open(be);
+        const cursor = new TreeCursor(re);
+        assert.throws(
+          () => {
+            cursor.seek("k00000");
+            cursor.takeRun(new RecordRun(), 2, undefined, false);
+          },
+          (err) =>
+            isEmdbError(err, "EMDB_CORRUPTED") &&
+            (err.offset ?? -1) >= id * P &&
+            (err.offset ?? -1) < (id + 1) * P,
+          `${damage} of record ${target}`,
+        );
+        re.pager.close();
       }
-      const generation = tree.pager.meta.generation;
-      tree.pager.close();
-      const bytes = be.bytes("db");
-      const page = bytes.subarray(id * P, (id + 1) * P);
-      // Checksums sealed again: only the leaf's own checks can see the damage. The first
-      // record's slot is at PAGE_HEADER_SIZE; its flags byte at its offset, its expiry 7 on.
-      const first = page.readUInt16LE(PAGE_HEADER_SIZE);
-      if (damage === "count") page.writeUInt16LE(P, OFF_AUX16);
-      else if (damage === "offset past the page") page.writeUInt16LE(P - 1, PAGE_HEADER_SIZE);
-      else if (damage === "offset into the slots") {
-        // A well-formed record (flags 0, key "k00000", empty value) written over slots 1
-        // to 7, and the first slot pointing at it: only the slots' bound can refuse it.
-        assert.ok(page.readUInt16LE(OFF_AUX16) >= 8, "a leaf of at least 8 records");
-        const fake = PAGE_HEADER_SIZE + 2;
-        Buffer.from([0, 6, 0, 0, 0, 0, 0, ...Buffer.from("k00000")]).copy(page, fake);
-        page.writeUInt16LE(fake, PAGE_HEADER_SIZE);
-      } else if (damage === "flags")
-        page[first] = 4; // "pages adjacent" without an overflow
-      else writeU64(page, 0, first + 7);
-      sealPage(page, id as PageId, generation);
-      be.setBytes("db", bytes);
-      const re = open(be);
-      const cursor = new TreeCursor(re);
-      assert.throws(
-        () => {
-          cursor.seek("k00000");
-          cursor.key(true);
-          cursor.value(true);
-        },
-        (err) =>
-          isEmdbError(err, "EMDB_CORRUPTED") &&
-          (err.offset ?? -1) >= id * P &&
-          (err.offset ?? -1) < (id + 1) * P,
-        damage,
-      );
-      re.pager.close();
     }
   });
 

@@ -17,7 +17,7 @@ import { MemoryBackend } from "../src/pager/backend.js";
 import { native } from "../src/pager/native.js";
 import { PageType } from "../src/pager/page.js";
 import { Pager } from "../src/pager/pager.js";
-import { TreeScan } from "../src/tree-scan.js";
+import { RECORD, RecordRun, TreeScan } from "../src/tree-scan.js";
 import { assertConsistent, FakeClock } from "./helpers/db.js";
 import { withPrng } from "./helpers/prng.js";
 
@@ -26,18 +26,26 @@ after(() => fs.rmSync(root, { recursive: true, force: true }));
 
 const key = (i: number) => `k${String(i).padStart(5, "0")}`;
 
-/** Counts the records long scans take from the tree (`TreeScan.next`) until `restore()`. */
-function countTreeRecords(): { count: number; restore(): void } {
-  const next = TreeScan.prototype.next;
+/**
+ * Counts what long scans take from the tree (`TreeScan.nextRun`) until `restore()`: the runs
+ * and the records in them.
+ */
+function countTreeRecords(): { count: number; runs: number; restore(): void } {
+  const nextRun = TreeScan.prototype.nextRun;
   const counter = {
     count: 0,
+    runs: 0,
     restore: () => {
-      TreeScan.prototype.next = next;
+      TreeScan.prototype.nextRun = nextRun;
     },
   };
-  TreeScan.prototype.next = function (this: TreeScan, ...args: Parameters<typeof next>) {
-    counter.count++;
-    return next.apply(this, args);
+  TreeScan.prototype.nextRun = function (this: TreeScan, ...args: Parameters<typeof nextRun>) {
+    const step = nextRun.apply(this, args);
+    if (step === RECORD) {
+      counter.runs++;
+      counter.count += args[6].count;
+    }
+    return step;
   };
   return counter;
 }
@@ -80,11 +88,27 @@ test("the tree cursor finds exactly the keys the tree holds, forward, with gaps,
       const k = n === 0 ? sorted[sorted.length - 1]! : key(rng.int(3100));
       const next = sorted.find((h) => h > k);
       assert.equal(cursor.seekAfter(k), next !== undefined, `seekAfter ${k}`);
-      if (next !== undefined) assert.equal(cursor.key().toString(), next, `after ${k}`);
-      if (n % 3 === 0 && next !== undefined) {
-        // From `next`, where seekAfter left the cursor.
-        assert.equal(cursor.step(), sorted.indexOf(next) + 1 < sorted.length, `step past ${next}`);
-        assert.equal(cursor.seek(next), true, `seek ${next} after a step`);
+      if (next !== undefined) {
+        // A run from `next`, where seekAfter left the cursor: the held keys that follow it
+        // in its leaf, their values and expiries; the cursor is left on the last of them.
+        const run = new RecordRun();
+        const max = n % 3 === 0 ? 1 + rng.int(60) : 1;
+        const count = cursor.takeRun(run, max, undefined, false);
+        assert.ok(count >= 1 && count <= max, `run of ${count} (max ${max})`);
+        const at = sorted.indexOf(next);
+        for (let j = 0; j < count; j++) {
+          const want = sorted[at + j]!;
+          assert.equal(run.keys[j]!.toString(), want, `run record ${j} after ${k}`);
+          assert.equal(run.keyOf(j), want);
+          assert.equal(run.values[j]!.toString(), held.get(want));
+          const i = Number(want.slice(1));
+          assert.equal(run.expiries[j], i % 7 === 0 ? 1e12 + i : 0);
+        }
+        if (count < max) {
+          // Short of max only at the end of a leaf: the next record (if any) is another leaf's.
+          assert.equal(cursor.seekAfter(sorted[at + count - 1]!), at + count < sorted.length);
+        }
+        assert.equal(cursor.seek(next), true, `seek ${next} after a run`);
       }
       assert.equal(cursor.seek(k), held.has(k), `seek ${k} after seekAfter`);
     }
@@ -506,7 +530,7 @@ test("two iterators resuming on one tree cursor never get views of the same byte
   try {
     const ra = a.next();
     const rb = b.next();
-    assert.equal(tree.count, 2, "both records came from the tree");
+    assert.equal(tree.runs, 2, "both records came from the tree");
     assert.ok(ra.done !== true && rb.done !== true);
     const [ka, va] = ra.value;
     const [kb, vb] = rb.value;

@@ -1,7 +1,8 @@
 /**
  * A forward cursor over the tree's leaves for ordered scans: given keys in ascending order,
  * it says whether the tree holds each one and copies its value straight out of the leaf
- * (`seek`), or it steps from record to record (`seekAfter`, `step`; see tree-scan.ts).
+ * (`seek`), or it hands out the records after a key a leaf at a time (`seekAfter`,
+ * `takeRun`; see tree-scan.ts).
  *
  * Why: an ordered scan of the in-memory index pays a hash-table lookup and a copy from a
  * scattered value Buffer per key, both cache misses at a million keys. Keys the last
@@ -19,14 +20,17 @@
  */
 import { corrupted } from "../errors.js";
 import { NO_PAGE, type PageId, PageType } from "../pager/page.js";
+import type { RecordRun } from "../tree-scan.js";
 import { type BranchNode, childIndex, decodeBranch } from "./branch.js";
-import { checkedCount, compareRecordKey, copyRecordKey, copyRecordValue } from "./leaf.js";
+import { checkedCount, compareRecordKey, copyRecordValue, takeRecords } from "./leaf.js";
 import type { BTree } from "./tree.js";
 
 /** Leaves a scan steps through one by one before it starts reading ahead. */
 const READ_AHEAD_AFTER = 4;
 /** Leaves read ahead at a time: 128 KiB of 4 KiB pages. */
 const READ_AHEAD_PAGES = 32;
+/** The slab leaf copies for callers are carved from (see `copyOut`): 4 pages of 4 KiB. */
+const SLAB_BYTES = 16 * 1024;
 
 interface Level {
   readonly node: BranchNode;
@@ -55,8 +59,6 @@ export class TreeCursor {
    * as long as the tree does not change, so these stay exact.
    */
   private readonly branches = new Map<PageId, BranchNode>();
-  /** The current leaf's copy for `key(true)` and `value(true)`, once one was asked for. */
-  private owned: Buffer | undefined;
   /** expiresAt of the record `value()` last copied (0 = never). */
   readonly current = { expiresAt: 0 };
   /**
@@ -73,6 +75,9 @@ export class TreeCursor {
   private bound: Buffer | undefined;
   private boundKey: string | undefined;
   private boundInclusive = false;
+  /** The slab `copyOut` carves leaf copies from, and how much of it they use. */
+  private slab: Buffer = Buffer.alloc(0);
+  private slabUsed = 0;
 
   constructor(private readonly tree: BTree) {}
 
@@ -113,22 +118,11 @@ export class TreeCursor {
 
   /** Positions on the first record after `k`; false when the tree holds none. */
   seekAfter(k: string): boolean {
-    // A caller resuming from its own last key may land on the very record the cursor just
-    // served another caller (`k` gone from the tree, so nothing moves): its views into the
-    // leaf must not share that caller's copy (`key(true)`, `value(true)`).
-    this.owned = undefined;
     if (this.seek(k)) {
       // Past k itself: the record before the position is no longer below `last`.
       this.i++;
       this.stepped = true;
     }
-    return this.settle();
-  }
-
-  /** Moves to the record after the current one; false past the last. */
-  step(): boolean {
-    this.stepped = true;
-    this.i++;
     return this.settle();
   }
 
@@ -141,59 +135,75 @@ export class TreeCursor {
     return false;
   }
 
-  /** The current record's key compared with `k` (negative: the record is below it). */
-  compareCurrent(k: string): number {
-    return this.compare(this.i, k);
-  }
-
-  /**
-   * A copy of the current record's key. With `shared`, a view into one copy of the current
-   * leaf that the cursor makes for the first record taken so (see `value`).
-   */
-  key(shared = false): Buffer {
-    const page = this.page;
-    if (page === undefined || this.i >= this.n) throw new Error("internal: cursor not on a record");
-    const own = shared ? this.ownCopy(page) : undefined;
-    return copyRecordKey(page, this.i, this.base, this.tree.pager.path, own);
-  }
-
-  /**
-   * A copy of the value `seek` found; its expiresAt goes to `current`. With `shared` (a scan
-   * stepping through records), an inline value is a view into the cursor's copy of the
-   * leaf, as `key(true)` is: one allocation and one native copy per leaf instead of two
-   * per record. `bench/scan-time.ts --flush`, 100k records, ten processes alternating with
-   * the build before (medians): first pass 1.22 → 1.29M records/s, second 2.14 → 2.37M,
-   * fifth 3.20 → 3.75M (then 1.81 → 1.93M and 4.30 → 5.30M with `leaf.ts` reading record
-   * headers by index, on a quicker machine state). The views of a leaf share its copy, so keeping one keeps the
-   * page's bytes (4 KiB by default, the page size), much as a small Buffer keeps Node's
-   * 8 KiB pool slab. They are still the caller's: the records a copy holds go to one
-   * caller stepping on (`step`); any other positioning starts a new copy (`seekAfter`).
-   */
-  value(shared = false): Buffer {
+  /** A copy of the value `seek` found; its expiresAt goes to `current`. */
+  value(): Buffer {
     const page = this.page;
     if (page === undefined || this.i >= this.n) throw new Error("internal: cursor not on a record");
     const tree = this.tree;
-    const own = shared ? this.ownCopy(page) : undefined;
-    return copyRecordValue(
+    return copyRecordValue(page, this.i, this.base, tree.pager.path, tree.overflow, this.current);
+  }
+
+  /**
+   * The current record and those after it in its leaf, at most `max` and below `hi` (an
+   * internal key; `hiInclusive` as for `limit`), into `run`; their count. The cursor stays on
+   * the last one taken.
+   *
+   * Keys and inline values are views into one copy of the leaf made for the run (no two
+   * runs share one, so each caller may change what it got): one native copy per leaf
+   * instead of two allocations and copies per record. The copies are carved from a 16 KiB
+   * slab (`copyOut`), so keeping one view keeps that slab, much as a small Buffer keeps
+   * Node's 8 KiB pool slab. The run also keeps a private copy of the leaf of its own, for
+   * the key a scan resumes after, whatever the caller did to its views.
+   */
+  takeRun(run: RecordRun, max: number, hi: string | undefined, hiInclusive: boolean): number {
+    const page = this.page;
+    if (page === undefined || this.i >= this.n) throw new Error("internal: cursor not on a record");
+    const tree = this.tree;
+    const own = this.copyOut(page);
+    let leaf = run.leaf;
+    if (leaf.length !== page.length) leaf = run.leaf = Buffer.allocUnsafe(page.length);
+    page.copy(leaf);
+    const first = this.i;
+    const count = takeRecords(
       page,
-      this.i,
+      this.n,
+      first,
+      max,
+      hi,
+      hiInclusive,
       this.base,
       tree.pager.path,
       tree.overflow,
-      this.current,
       own,
+      run,
     );
+    if (count > 0) this.i = first + count - 1;
+    this.stepped = true;
+    run.from = first;
+    run.base = this.base;
+    run.file = tree.pager.path;
+    run.count = count;
+    run.at = 0;
+    return count;
   }
 
-  /** The copy of the current leaf that `key(true)` and `value(true)` return views into. */
-  private ownCopy(page: Buffer): Buffer {
-    let own = this.owned;
-    if (own === undefined) {
-      own = Buffer.allocUnsafe(page.length);
-      page.copy(own);
-      this.owned = own;
+  /**
+   * A copy of `page` for views handed to a caller, carved from a slab of `SLAB_BYTES` as
+   * Node's pool carves small Buffers: a Buffer of its own per leaf cost about 1.8 µs under
+   * the profiler (`Buffer.allocUnsafe` of a page size does not use the pool), several times
+   * the copy itself. A larger slab would save a little more and keep more memory alive
+   * behind one kept view.
+   */
+  private copyOut(page: Buffer): Buffer {
+    const size = page.length;
+    if (this.slabUsed + size > this.slab.length) {
+      this.slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, size));
+      this.slabUsed = 0;
     }
-    return own;
+    const at = this.slabUsed;
+    this.slabUsed = at + size;
+    page.copy(this.slab, at);
+    return this.slab.subarray(at, at + size);
   }
 
   /** Moves within the leaf to the first record >= k; its comparison, or undefined past the end. */
@@ -268,7 +278,6 @@ export class TreeCursor {
   private onLeaf(page: Buffer, id: PageId): void {
     this.atEnd = false;
     this.page = page;
-    this.owned = undefined;
     this.base = id * this.tree.pager.pageSize;
     this.n = checkedCount(page, this.base, this.tree.pager.path);
     this.i = 0;

@@ -30,6 +30,7 @@
  */
 import { copyBytes, readU64, writeU64 } from "../codec.js";
 import { corrupted } from "../errors.js";
+import { latin1Slice } from "../keys.js";
 import { newPage, OFF_AUX16, PAGE_HEADER_SIZE, PageType } from "../pager/page.js";
 import { maxInlineRecord } from "./limits.js";
 
@@ -342,6 +343,79 @@ export function scanLeaf(
   return n;
 }
 
+/** Where `takeRecords` puts what it reads: record j of a run at index j of each array. */
+export interface RecordSink {
+  readonly keys: Buffer[];
+  readonly values: Buffer[];
+  readonly expiries: number[];
+}
+
+/**
+ * Records `first` onwards of a leaf with `n` records (`checkedCount`), at most `max`, and
+ * none whose key is past `hi` (an internal key; up to it with `hiInclusive`), into `out` as
+ * views into `own`, a copy of `page`; their count. Overflow values are fresh copies (from
+ * `overflow`).
+ *
+ * The scan's hot loop, so the common record (an inline value) is read in place in this one
+ * function, as `scanLeaf` does: a first scan in a fresh process runs it unoptimised at first,
+ * and every helper it calls per record was one more function for V8 to optimise on its own
+ * before the scan ran at full speed. Anything else goes to `copyRecordKey` and
+ * `copyRecordValue`, which read the same records the same way or throw the precise error.
+ */
+export function takeRecords(
+  page: Buffer,
+  n: number,
+  first: number,
+  max: number,
+  hi: string | undefined,
+  hiInclusive: boolean,
+  base: number,
+  file: string,
+  overflow: (head: number, length: number, contiguous: boolean, at: number) => Buffer,
+  own: Buffer,
+  out: RecordSink,
+): number {
+  const { keys, values, expiries } = out;
+  const lo = SLOTS_AT + 2 * n;
+  const end = page.length;
+  const last = Math.min(n, first + max);
+  let count = 0;
+  for (let i = first; i < last; i++) {
+    if (hi !== undefined) {
+      const d = compareRecordKey(page, i, hi, base, file);
+      if (hiInclusive ? d > 0 : d >= 0) break;
+    }
+    const off = page[SLOTS_AT + 2 * i]! | (page[SLOTS_AT + 2 * i + 1]! << 8);
+    const flags = page[off]!;
+    if ((flags === 0 || flags === REC_EXPIRES) && off >= lo && off + REC_FIXED <= end) {
+      const keyLength = page[off + 1]! | (page[off + 2]! << 8);
+      const valueLength =
+        (page[off + 3]! | (page[off + 4]! << 8) | (page[off + 5]! << 16)) +
+        page[off + 6]! * 0x100_0000;
+      let p = off + REC_FIXED;
+      let expiresAt = 0;
+      if (flags === REC_EXPIRES) {
+        expiresAt = p + 8 <= end ? readU64(page, p) : -1;
+        p += 8;
+      }
+      const v = p + keyLength;
+      if ((flags === 0 || expiresAt > 0) && v + valueLength <= end) {
+        keys[count] = own.subarray(p, v);
+        values[count] = own.subarray(v, v + valueLength);
+        expiries[count] = expiresAt;
+        count++;
+        continue;
+      }
+    }
+    const at = { expiresAt: 0 };
+    keys[count] = copyRecordKey(page, i, base, file, own);
+    values[count] = copyRecordValue(page, i, base, file, overflow, at, own);
+    expiries[count] = at.expiresAt;
+    count++;
+  }
+  return count;
+}
+
 /**
  * Compares record `i`'s key with `k`, an internal key (one char per byte), without
  * allocating: negative when the record's key sorts first, 0 when equal.
@@ -380,6 +454,12 @@ export function copyRecordKey(
   const key = Buffer.allocUnsafe(keyLength);
   copyBytes(page, p, key, 0, keyLength);
   return key;
+}
+
+/** Record `i`'s key in internal form (one char per byte). */
+export function recordKeyString(page: Buffer, i: number, base: number, file: string): string {
+  const p = keyStart(page, i, base, file);
+  return latin1Slice(page, p, p + startedKeyLength);
 }
 
 /** The key length `keyStart` found last (a variable, so that it returns no object). */
