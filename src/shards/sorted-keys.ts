@@ -238,6 +238,7 @@ export class SortedKeys {
       } else if (finished && version === this.version) return undefined;
       if (version !== this.version) {
         version = this.version;
+        finished = false;
         // The first step, or the structure changed while the caller held `last`: resume
         // strictly after it.
         [ci, pi] = reverse
