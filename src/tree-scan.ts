@@ -25,6 +25,9 @@ export const END = 1;
 /** Records, in the caller's run. */
 export const RECORD = 2;
 
+/** A run's leaf before its first: every iterator starts with one, most never read the tree. */
+const NO_LEAF = Buffer.alloc(0);
+
 /**
  * Consecutive records of one leaf, for a scan to hand out one by one: `keys[i]` and
  * `values[i]` are views into one copy of the leaf (the caller's to keep and to change),
@@ -43,7 +46,7 @@ export class RecordRun {
   count = 0;
   /** The next record to hand out. */
   at = 0;
-  leaf: Buffer = Buffer.alloc(0);
+  leaf: Buffer = NO_LEAF;
   from = 0;
   base = 0;
   file = "";
