@@ -297,7 +297,7 @@ class EntryIterator implements IterableIterator<[Buffer, Buffer]> {
           run.at = i + 1;
           this.fromRun = true;
           this.n++;
-          return { done: false, value: [run.keys[i]!, run.values[i]!] };
+          return { done: false, value: run.take(i) };
         }
       }
     }
@@ -315,13 +315,14 @@ class EntryIterator implements IterableIterator<[Buffer, Buffer]> {
         if (core.ks.writes === this.runWrites) {
           const i = run.at++;
           this.fromRun = true;
+          const entry = run.take(i);
           const at = run.expiries[i]!;
           if (at !== 0 && at <= core.clock()) continue;
           this.n++;
-          return { done: false, value: [run.keys[i]!, run.values[i]!] };
+          return { done: false, value: entry };
         }
         // A write since the run was read: the records left in it may be stale.
-        run.count = run.at;
+        run.drop();
       }
       // Long forward scans read the tree (see btree/cursor.ts): a leaf's records at a time
       // while memory holds no change the tree lacks, else the keys of the in-memory view with

@@ -25,7 +25,10 @@ export const END = 1;
 /** Records, in the caller's run. */
 export const RECORD = 2;
 
-/** A run's leaf before its first: every iterator starts with one, most never read the tree. */
+/**
+ * A run's leaf before its first (every iterator starts with one, most never read the tree),
+ * and what stands in its arrays for a record handed out or dropped.
+ */
 const NO_LEAF = Buffer.alloc(0);
 
 /**
@@ -50,6 +53,27 @@ export class RecordRun {
   from = 0;
   base = 0;
   file = "";
+
+  /**
+   * Record i as the entry a scan returns. The run lets go of it, so that it holds nothing a
+   * caller has dropped (an overflow value may be 64 MiB), nor after `drop` anything it
+   * never handed out.
+   */
+  take(i: number): [Buffer, Buffer] {
+    const entry: [Buffer, Buffer] = [this.keys[i]!, this.values[i]!];
+    this.keys[i] = NO_LEAF;
+    this.values[i] = NO_LEAF;
+    return entry;
+  }
+
+  /** Gives up the records not handed out yet. */
+  drop(): void {
+    for (let i = this.at; i < this.count; i++) {
+      this.keys[i] = NO_LEAF;
+      this.values[i] = NO_LEAF;
+    }
+    this.count = this.at;
+  }
 
   /** The key (internal form) of the run's i-th record. */
   keyOf(i: number): string {
