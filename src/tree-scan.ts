@@ -33,7 +33,8 @@ const NO_LEAF = Buffer.alloc(0);
 
 /**
  * Consecutive records of one leaf, for a scan to hand out one by one: `keys[i]` and
- * `values[i]` are views into one copy of the leaf (the caller's to keep and to change),
+ * `values[i]` are views into one copy of the leaf (the caller's to keep and to change; an
+ * overflow value is a copy of its own),
  * `expiries[i]` their expiry (0 = never). A second, private copy of the leaf (`leaf`, with
  * the first record's index in it, `from`) gives the key to resume after, whatever the caller
  * did to the views.

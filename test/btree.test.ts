@@ -492,7 +492,8 @@ describe("btree", () => {
   test("a sealed leaf whose record count, record offset, flags or expiry is malformed is EMDB_CORRUPTED to a cursor, naming the page", () => {
     const damages = ["count", "offset past the page", "offset into the slots", "flags", "expiry"];
     // Record 0 is read by the seek itself; record 1 only by the run after it, whose loop
-    // reads records in place with checks of its own (`takeRecords`).
+    // reads records in place with checks of its own (`takeRecords`), and which stops
+    // before it: the next run, starting at it, throws.
     for (const target of [0, 1]) {
       for (const damage of damages) {
         if (target === 1 && damage === "count") continue; // the count is the leaf's
@@ -541,7 +542,12 @@ describe("btree", () => {
         assert.throws(
           () => {
             cursor.seek("k00000");
-            cursor.takeRun(new RecordRun(), 2, undefined, false);
+            const run = new RecordRun();
+            const taken = cursor.takeRun(run, 2, undefined, false);
+            // A damaged record ends the run before it; the run that starts at it throws.
+            assert.equal(taken, 1, `only record 0 is taken before damaged record ${target}`);
+            cursor.seekAfter(run.keyOf(0));
+            cursor.takeRun(new RecordRun(), 1, undefined, false);
           },
           (err) =>
             isEmdbError(err, "EMDB_CORRUPTED") &&

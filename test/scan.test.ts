@@ -12,12 +12,14 @@ import { after, test } from "node:test";
 import * as v8 from "node:v8";
 import * as vm from "node:vm";
 import { TreeCursor } from "../src/btree/cursor.js";
+import { decodeLeaf } from "../src/btree/leaf.js";
 import type { Change } from "../src/btree/tree.js";
 import { BTree } from "../src/btree/tree.js";
+import { isEmdbError } from "../src/errors.js";
 import { Emdb, manual, Ttl } from "../src/index.js";
 import { MemoryBackend } from "../src/pager/backend.js";
 import { native } from "../src/pager/native.js";
-import { PageType } from "../src/pager/page.js";
+import { PAGE_HEADER_SIZE, type PageId, PageType, sealPage } from "../src/pager/page.js";
 import { Pager } from "../src/pager/pager.js";
 import { RECORD, RecordRun, TreeScan } from "../src/tree-scan.js";
 import { assertConsistent, FakeClock } from "./helpers/db.js";
@@ -670,3 +672,63 @@ test("a paused long scan holds none of the values it handed out", async () => {
   assertConsistent(db);
   db.close();
 });
+
+for (const [damage, rec] of [
+  ["value length", 5],
+  ["flags", 5],
+  ["value length", 0],
+] as const) {
+  test(`a long scan meeting a damaged record (${damage}, record ${rec} of its leaf) serves the records before it, then throws EMDB_CORRUPTED at each retry, never skipping it`, () => {
+    const P = 512;
+    const dir = fs.mkdtempSync(path.join(root, "db-"));
+    const p = path.join(dir, "db.emdb");
+    const build = () =>
+      Emdb.builder().path(p).pageSize(P).flushPolicy(manual()).cacheSize(16).build();
+    let db = build();
+    for (let i = 0; i < 1000; i++) db.insert(key(i), `v${i}`);
+    db.flush();
+    db.close();
+    db = build(); // loaded; the scan below reads the leaf again from the file
+    // Record `rec` of the leaf holding k00700, damaged in the file, its checksum sealed again.
+    const fd = fs.openSync(p, "r+");
+    let leafId = -1;
+    let damagedKey = "";
+    for (let id = 2; id * P < fs.fstatSync(fd).size && leafId < 0; id++) {
+      const page = Buffer.alloc(P);
+      fs.readSync(fd, page, 0, P, id * P);
+      if (page[4] !== PageType.Leaf) continue;
+      const keys = decodeLeaf(page, id * P, p).map((r) => r.key.toString());
+      if (!keys.includes(key(700)) || keys.length < 8) continue;
+      const off = page.readUInt16LE(PAGE_HEADER_SIZE + 2 * rec);
+      if (damage === "value length") page.writeUInt32LE(0xffff, off + 3);
+      else page[off] = 4; // "pages adjacent" without an overflow
+      sealPage(page, id as PageId, Number(page.readBigUInt64LE(8)));
+      fs.writeSync(fd, page, 0, P, id * P);
+      leafId = id;
+      damagedKey = keys[rec]!;
+    }
+    fs.closeSync(fd);
+    assert.ok(leafId >= 0, "found the leaf");
+    const it = db.iter()[Symbol.iterator]();
+    const seen: string[] = [];
+    let errors = 0;
+    while (errors < 3) {
+      try {
+        const r = it.next();
+        assert.ok(r.done !== true, `the scan ended after ${seen.at(-1)}`);
+        seen.push(r.value[0].toString());
+      } catch (err) {
+        assert.ok(
+          isEmdbError(err, "EMDB_CORRUPTED") &&
+            (err.offset ?? -1) >= leafId * P &&
+            (err.offset ?? -1) < (leafId + 1) * P,
+          `EMDB_CORRUPTED in leaf ${leafId}: ${String(err)}`,
+        );
+        errors++;
+      }
+    }
+    const want = Array.from({ length: 1000 }, (_, i) => key(i)).filter((k) => k < damagedKey);
+    assert.deepEqual(seen, want, "every record before the damaged one, then only errors");
+    db.close();
+  });
+}

@@ -46,7 +46,7 @@ export class TreeCursor {
   /** The last key sought; a smaller one means the caller went back. */
   private last = "";
   /**
-   * `step` or `seekAfter` moved past `last`, so the records before the position are no
+   * `seekAfter` or `takeRun` moved past `last`, so the records before the position are no
    * longer known to be below it: the next seek that does not find its key right here
    * descends.
    */
@@ -160,9 +160,6 @@ export class TreeCursor {
     if (page === undefined || this.i >= this.n) throw new Error("internal: cursor not on a record");
     const tree = this.tree;
     const own = this.copyOut(page);
-    let leaf = run.leaf;
-    if (leaf.length !== page.length) leaf = run.leaf = Buffer.allocUnsafe(page.length);
-    page.copy(leaf);
     const first = this.i;
     const count = takeRecords(
       page,
@@ -177,6 +174,10 @@ export class TreeCursor {
       own,
       run,
     );
+    // Only now: when the first record throws, the run still resumes after its own last key.
+    let leaf = run.leaf;
+    if (leaf.length !== page.length) leaf = run.leaf = Buffer.allocUnsafe(page.length);
+    page.copy(leaf);
     if (count > 0) this.i = first + count - 1;
     this.stepped = true;
     run.from = first;

@@ -361,6 +361,8 @@ export interface RecordSink {
  * and every helper it calls per record was one more function for V8 to optimise on its own
  * before the scan ran at full speed. Anything else goes to `copyRecordKey` and
  * `copyRecordValue`, which read the same records the same way or throw the precise error.
+ * A record that throws ends the records taken before it; with none taken, the error is the
+ * caller's.
  */
 export function takeRecords(
   page: Buffer,
@@ -381,37 +383,45 @@ export function takeRecords(
   const last = Math.min(n, first + max);
   let count = 0;
   for (let i = first; i < last; i++) {
-    if (hi !== undefined) {
-      const d = compareRecordKey(page, i, hi, base, file);
-      if (hiInclusive ? d > 0 : d >= 0) break;
-    }
-    const off = page[SLOTS_AT + 2 * i]! | (page[SLOTS_AT + 2 * i + 1]! << 8);
-    const flags = page[off]!;
-    if ((flags === 0 || flags === REC_EXPIRES) && off >= lo && off + REC_FIXED <= end) {
-      const keyLength = page[off + 1]! | (page[off + 2]! << 8);
-      const valueLength =
-        (page[off + 3]! | (page[off + 4]! << 8) | (page[off + 5]! << 16)) +
-        page[off + 6]! * 0x100_0000;
-      let p = off + REC_FIXED;
-      let expiresAt = 0;
-      if (flags === REC_EXPIRES) {
-        expiresAt = p + 8 <= end ? readU64(page, p) : -1;
-        p += 8;
+    try {
+      if (hi !== undefined) {
+        const d = compareRecordKey(page, i, hi, base, file);
+        if (hiInclusive ? d > 0 : d >= 0) break;
       }
-      const v = p + keyLength;
-      if ((flags === 0 || expiresAt > 0) && v + valueLength <= end) {
-        keys[count] = own.subarray(p, v);
-        values[count] = own.subarray(v, v + valueLength);
-        expiries[count] = expiresAt;
-        count++;
-        continue;
+      const off = page[SLOTS_AT + 2 * i]! | (page[SLOTS_AT + 2 * i + 1]! << 8);
+      const flags = page[off]!;
+      if ((flags === 0 || flags === REC_EXPIRES) && off >= lo && off + REC_FIXED <= end) {
+        const keyLength = page[off + 1]! | (page[off + 2]! << 8);
+        const valueLength =
+          (page[off + 3]! | (page[off + 4]! << 8) | (page[off + 5]! << 16)) +
+          page[off + 6]! * 0x100_0000;
+        let p = off + REC_FIXED;
+        let expiresAt = 0;
+        if (flags === REC_EXPIRES) {
+          expiresAt = p + 8 <= end ? readU64(page, p) : -1;
+          p += 8;
+        }
+        const v = p + keyLength;
+        if ((flags === 0 || expiresAt > 0) && v + valueLength <= end) {
+          keys[count] = own.subarray(p, v);
+          values[count] = own.subarray(v, v + valueLength);
+          expiries[count] = expiresAt;
+          count++;
+          continue;
+        }
       }
+      const at = { expiresAt: 0 };
+      keys[count] = copyRecordKey(page, i, base, file, own);
+      values[count] = copyRecordValue(page, i, base, file, overflow, at, own);
+      expiries[count] = at.expiresAt;
+      count++;
+    } catch (err) {
+      // A damaged record (or an overflow chain that fails to read) ends the run before it:
+      // the records ahead of it are served, and the run that starts at it throws, as often
+      // as it is asked for, never skipping it.
+      if (count === 0) throw err;
+      break;
     }
-    const at = { expiresAt: 0 };
-    keys[count] = copyRecordKey(page, i, base, file, own);
-    values[count] = copyRecordValue(page, i, base, file, overflow, at, own);
-    expiries[count] = at.expiresAt;
-    count++;
   }
   return count;
 }
@@ -439,7 +449,7 @@ export function compareRecordKey(
 
 /**
  * A copy of record `i`'s key. With `own`, a copy of `page` that the caller owns, it is a
- * view into that copy instead (see `TreeCursor.key`).
+ * view into that copy instead (see `TreeCursor.takeRun`).
  */
 export function copyRecordKey(
   page: Buffer,
