@@ -510,13 +510,14 @@ for (const mmap of [false, true]) {
   });
 }
 
-test("two iterators resuming on one tree cursor never get views of the same bytes, even where a key they resume after is gone", () => {
+/** A new file database in its own directory, of 512-byte pages, flushed by hand. */
+function smallPageDb(): Emdb {
   const dir = fs.mkdtempSync(path.join(root, "db-"));
-  const db = Emdb.builder()
-    .path(path.join(dir, "db.emdb"))
-    .pageSize(512)
-    .flushPolicy(manual())
-    .build();
+  return Emdb.builder().path(path.join(dir, "db.emdb")).pageSize(512).flushPolicy(manual()).build();
+}
+
+test("two iterators resuming on one tree cursor never get views of the same bytes, even where a key they resume after is gone", () => {
+  const db = smallPageDb();
   for (let i = 0; i < 1000; i++) db.insert(key(i), `v${i}`);
   db.flush();
   const gone = `${key(255)}x`; // between k00255 and k00256
@@ -638,12 +639,7 @@ test("a paused long scan holds none of the values it handed out", async () => {
   // and the caller dropped (here an 8 MiB overflow value) must not stay alive behind it.
   v8.setFlagsFromString("--expose-gc");
   const gc = vm.runInNewContext("gc") as () => void;
-  const dir = fs.mkdtempSync(path.join(root, "db-"));
-  const db = Emdb.builder()
-    .path(path.join(dir, "db.emdb"))
-    .pageSize(512)
-    .flushPolicy(manual())
-    .build();
+  const db = smallPageDb();
   const big = key(600);
   for (let i = 0; i < 1000; i++)
     db.insert(key(i), key(i) === big ? Buffer.alloc(8 << 20, 7) : `v${i}`);
