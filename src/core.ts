@@ -257,7 +257,7 @@ class EntryIterator implements IterableIterator<[Buffer, Buffer]> {
   private readonly run = new RecordRun();
   private runWrites = -1;
   /** The last entry passed came from `run` (its key: `run.keyOf(run.at - 1)`), not memory. */
-  private fromRun = false;
+  private lastFromRun = false;
   /** Keys `memoryKey` read ahead: served from `aheadAt` to `aheadEnd` while the view's version is `aheadVersion`. */
   private readonly ahead: string[] = [];
   private aheadAt = 0;
@@ -283,25 +283,34 @@ class EntryIterator implements IterableIterator<[Buffer, Buffer]> {
   }
 
   next(): IteratorResult<[Buffer, Buffer], undefined> {
-    // The common step of a long scan, kept small: V8 optimises a function after an amount
-    // of work that grows with its size, and a scan's first pass in a fresh process runs
-    // unoptimised until then. Anything else is `step`'s.
+    // The common step of a long scan is `fromRun`, kept small: V8 optimises a function
+    // after an amount of work that grows with its size, and a scan's first pass in a fresh
+    // process runs unoptimised until then. Anything else is `step`'s.
+    return this.fromRun() ?? this.step();
+  }
+
+  /**
+   * The next live record of the run read from the tree; undefined once it has none left,
+   * or when a write since it was read has dropped what it held.
+   */
+  private fromRun(): IteratorResult<[Buffer, Buffer], undefined> | undefined {
     const run = this.run;
-    if (run.at < run.count && this.n < this.limit) {
-      const core = this.core;
+    const core = this.core;
+    while (run.at < run.count && this.n < this.limit) {
       core.assertOpen();
-      if (core.ks.writes === this.runWrites) {
-        const i = run.at;
-        const at = run.expiries[i]!;
-        if (at === 0 || at > core.clock()) {
-          run.at = i + 1;
-          this.fromRun = true;
-          this.n++;
-          return { done: false, value: run.take(i) };
-        }
+      if (core.ks.writes !== this.runWrites) {
+        run.drop(); // the records left in it may be stale
+        return undefined;
       }
+      const i = run.at++;
+      this.lastFromRun = true;
+      const entry = run.take(i);
+      const at = run.expiries[i]!;
+      if (at !== 0 && at <= core.clock()) continue;
+      this.n++;
+      return { done: false, value: entry };
     }
-    return this.step();
+    return undefined;
   }
 
   private step(): IteratorResult<[Buffer, Buffer], undefined> {
@@ -311,32 +320,21 @@ class EntryIterator implements IterableIterator<[Buffer, Buffer]> {
     while (this.n < this.limit) {
       // Checked before each step, so an iterator kept past close() fails loudly.
       core.assertOpen();
-      if (run.at < run.count) {
-        if (core.ks.writes === this.runWrites) {
-          const i = run.at++;
-          this.fromRun = true;
-          const entry = run.take(i);
-          const at = run.expiries[i]!;
-          if (at !== 0 && at <= core.clock()) continue;
-          this.n++;
-          return { done: false, value: entry };
-        }
-        // A write since the run was read: the records left in it may be stale.
-        run.drop();
-      }
       // Long forward scans read the tree (see btree/cursor.ts): a leaf's records at a time
       // while memory holds no change the tree lacks, else the keys of the in-memory view with
       // the values of the clean ones. Short scans stay in memory, where a descent from the
       // root would cost more than the lookups it saves.
       const long = !this.reverse && this.n >= TREE_SCAN_AFTER;
       if (long) {
-        const after = this.fromRun ? run.keyOf(run.at - 1) : this.last!;
+        const after = this.lastFromRun ? run.keyOf(run.at - 1) : this.last!;
         const step = storage.nextRun(after, this.hi, this.hiInclusive, this.limit - this.n, run);
         if (step === END) break;
         if (step === RECORD) {
           this.runWrites = core.ks.writes;
           // Keys read ahead from memory lie behind the tree's position now.
           this.aheadAt = this.aheadEnd = 0;
+          const r = this.fromRun();
+          if (r !== undefined) return r;
           continue;
         }
       }
@@ -383,8 +381,8 @@ class EntryIterator implements IterableIterator<[Buffer, Buffer]> {
       return this.nextKey(this.last);
     }
     this.entryKnown = false;
-    const first = this.nextKey(this.fromRun ? this.run.keyOf(this.run.at - 1) : undefined);
-    this.fromRun = false;
+    const first = this.nextKey(this.lastFromRun ? this.run.keyOf(this.run.at - 1) : undefined);
+    this.lastFromRun = false;
     const room = Math.min(READ_AHEAD, this.limit - this.n - 1);
     if (first === undefined || !batch || room < 2) return first;
     const ahead = this.ahead;

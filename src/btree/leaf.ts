@@ -356,10 +356,10 @@ export interface RecordSink {
  * views into `own`, a copy of `page`; their count. Overflow values are fresh copies (from
  * `overflow`).
  *
- * The scan's hot loop, so the common record (an inline value) is read in place in this one
- * function, as `scanLeaf` does: a first scan in a fresh process runs it unoptimised at first,
- * and every helper it calls per record was one more function for V8 to optimise on its own
- * before the scan ran at full speed. Anything else goes to `copyRecordKey` and
+ * The scan's hot loop, so the common record (an inline value) is read in place here, as
+ * `scanLeaf` does, rather than through `keyStart` and `sane` twice per record: a first scan
+ * in a fresh process runs unoptimised at first, and that chain of helpers was what V8 had to
+ * optimise before the scan ran at full speed. Anything else goes to `copyRecordKey` and
  * `copyRecordValue`, which read the same records the same way or throw the precise error.
  * A record that throws ends the records taken before it; with none taken, the error is the
  * caller's.
@@ -388,13 +388,11 @@ export function takeRecords(
         const d = compareRecordKey(page, i, hi, base, file);
         if (hiInclusive ? d > 0 : d >= 0) break;
       }
-      const off = page[SLOTS_AT + 2 * i]! | (page[SLOTS_AT + 2 * i + 1]! << 8);
+      const off = u16(page, SLOTS_AT + 2 * i);
       const flags = page[off]!;
       if ((flags === 0 || flags === REC_EXPIRES) && off >= lo && off + REC_FIXED <= end) {
-        const keyLength = page[off + 1]! | (page[off + 2]! << 8);
-        const valueLength =
-          (page[off + 3]! | (page[off + 4]! << 8) | (page[off + 5]! << 16)) +
-          page[off + 6]! * 0x100_0000;
+        const keyLength = u16(page, off + 1);
+        const valueLength = u32(page, off + 3);
         let p = off + REC_FIXED;
         let expiresAt = 0;
         if (flags === REC_EXPIRES) {
