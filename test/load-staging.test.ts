@@ -12,7 +12,7 @@ function entriesOf(d: Drained): unknown[] {
   return d.keys.map((_, j) => (d.refs[j]! >= 0 ? d.refs[j] : d.others[other++]));
 }
 
-test("staged keys come back whole, with their entries and places", () => {
+test("staged keys come back whole, with their entries and shards", () => {
   withPrng((rng) => {
     // One shard, so its arrays and byte run may grow many times over.
     const n = 5000;
@@ -31,12 +31,11 @@ test("staged keys come back whole, with their entries and places", () => {
       entries.push(e);
     }
     assert.equal(staging.count, n);
+    assert.deepEqual([...staging.shardOf], new Array(n).fill(0));
     const out = staging.drain(0);
     assert.equal(out.keys.length, n);
     const got = entriesOf(out);
     for (let j = 0; j < n; j++) {
-      // Staged in key order with one shard: place j is entry j.
-      assert.equal(out.order[j], j);
       assert.equal(out.keys[j], keys[j]!.toString("latin1"), `key ${j}`);
       assert.equal(got[j], entries[j]);
     }
@@ -52,41 +51,55 @@ test("entries spread over shards keep their places in key order", () => {
       const b = Buffer.from(sorted[i]!, "latin1");
       staging.add(hashKeyBytes(b, 0, b.length) & (shards - 1), b, 0, b.length, i);
     }
-    const view = new SortedKeys();
-    const loader = view.loadByRank(staging.count);
+    const shardOf = [...staging.shardOf];
+    assert.equal(shardOf.length, sorted.length);
+    const byShard: string[][] = [];
     for (let s = 0; s < shards; s++) {
       const drained = staging.drain(s);
-      const { keys, order } = drained;
+      const { keys } = drained;
       const entries = entriesOf(drained);
-      for (let j = 0; j < keys.length; j++) {
-        const k = keys[j]!;
-        assert.equal(hashInternalKey(k) & (shards - 1), s, "in its shard");
-        assert.equal(sorted[order[j]!], k);
-        assert.equal(entries[j], order[j]);
-        loader.place(order[j]!, k);
-      }
+      // A shard's keys come back in key order, each with its entry (here its place).
+      const places = shardOf.flatMap((x, r) => (x === s ? [r] : []));
+      assert.deepEqual(
+        keys,
+        places.map((r) => sorted[r]),
+      );
+      assert.deepEqual(entries, places);
+      for (const k of keys) assert.equal(hashInternalKey(k) & (shards - 1), s, "in its shard");
+      byShard.push(keys);
     }
-    loader.done();
+    const view = new SortedKeys();
+    view.insertNew("stale");
+    view.loadInterleaved(staging.shardOf, byShard);
     assert.deepEqual([...view.all()], sorted);
+    assert.equal(view.size, sorted.length);
     assert.deepEqual(view.check(), []);
   });
 });
 
-test("loadByRank builds what loadSorted builds, at any count", () => {
-  for (const n of [0, 1, 511, 512, 513, 1024, 1537]) {
-    const keys = Array.from({ length: n }, (_, i) => `k${String(i).padStart(6, "0")}`);
-    const byRank = new SortedKeys();
-    const loader = byRank.loadByRank(n);
-    // Places given out of order, as the shards give them.
-    for (let i = n - 1; i >= 0; i -= 2) loader.place(i, keys[i]!);
-    for (let i = n - 2; i >= 0; i -= 2) loader.place(i, keys[i]!);
-    loader.done();
-    const sorted = new SortedKeys();
-    sorted.loadSorted(keys);
-    assert.deepEqual([...byRank.all()], [...sorted.all()], `n=${n}`);
-    assert.equal(byRank.size, n);
-    assert.deepEqual(byRank.check(), []);
-    byRank.insertNew("k0000005a");
-    assert.deepEqual(byRank.check(), []);
-  }
+test("loadInterleaved builds what loadSorted builds, at any count", () => {
+  withPrng((rng) => {
+    for (const n of [0, 1, 511, 512, 513, 1024, 1537]) {
+      const keys = Array.from({ length: n }, (_, i) => `k${String(i).padStart(6, "0")}`);
+      // Dealt at random into three sorted lists, as shards hold them.
+      const from = Uint8Array.from(keys, () => rng.int(3));
+      const lists: string[][] = [[], [], []];
+      for (let r = 0; r < n; r++) lists[from[r]!]!.push(keys[r]!);
+      const merged = new SortedKeys();
+      merged.loadInterleaved(from, lists);
+      const sorted = new SortedKeys();
+      sorted.loadSorted(keys);
+      assert.deepEqual([...merged.all()], [...sorted.all()], `n=${n}`);
+      assert.equal(merged.size, n);
+      assert.deepEqual(merged.check(), []);
+      merged.insertNew("k0000005a");
+      assert.deepEqual(merged.check(), []);
+    }
+  });
+});
+
+test("loadInterleaved refuses an order that does not use every list exactly", () => {
+  const view = new SortedKeys();
+  assert.throws(() => view.loadInterleaved(Uint8Array.of(0, 0), [["a"]]), /ran out/);
+  assert.throws(() => view.loadInterleaved(Uint8Array.of(0), [["a"], ["b"]]), /keys left/);
 });

@@ -175,9 +175,10 @@ export class Keyspace {
     this.loading = undefined;
     this.writes++;
     const count = staged.count;
-    const ordered = this.sorted.loadByRank(count);
+    const byShard: string[][] = [];
     for (let i = 0; i < SHARD_COUNT; i++) {
-      const { keys, refs, others, order } = staged.drain(i);
+      const { keys, refs, others } = staged.drain(i);
+      byShard.push(keys);
       const m = this.shards[i]!;
       let other = 0;
       for (let j = 0; j < keys.length; j++) {
@@ -194,10 +195,8 @@ export class Keyspace {
           this.expiries.push(e.expiresAt, k);
         }
       }
-      // Apart from the inserts: the writes out of order would evict the Map's table.
-      for (let j = 0; j < keys.length; j++) ordered.place(order[j]!, keys[j]!);
     }
-    ordered.done();
+    this.sorted.loadInterleaved(staged.shardOf, byShard);
     this.total = count;
     this.arena.finishLoad();
     this.reclaimDue();

@@ -6,8 +6,10 @@
  * order, so filling one shard touched strings strewn across the heap: a cache miss for
  * nearly every insert. Here a key's bytes are copied, while its page is in the cache, into
  * a byte run of its shard; each shard's strings are made from that run just before they go
- * into its Map, so they are in the cache, and only the smaller array of the ordered view is
- * written out of order.
+ * into its Map, so they are in the cache. The ordered view is filled last, in key order:
+ * `shardOf` says which shard's next key comes next (`SortedKeys.loadInterleaved`), so it
+ * reads 32 arrays front to back and writes its own in order. Placing each key by its rank
+ * as its shard was filled cost a cache miss per key, about 45 ms at a million.
  *
  * Each key is its own flat string. Views into one string per run (V8's sliced strings, as
  * `substring` makes them) are quicker to make, but the open was no faster for it while the
@@ -19,7 +21,7 @@
  * once the shards' arrays started with room for the meta page's record count.
  *
  * Per shard, staged entry `j` has its key at `bytes[ends[j-1] .. ends[j])` (from 0 for the
- * first), its place in key order at `order[j]`, and its entry in `refs[j]` (see `Drained`).
+ * first) and its entry in `refs[j]` (see `Drained`).
  */
 import { latin1Slice } from "../keys.js";
 import type { Stored } from "./keyspace.js";
@@ -33,7 +35,6 @@ class ShardStage {
   bytes: Buffer;
   view: DataView;
   ends: Int32Array;
-  order: Int32Array;
   /** A loaded value's ref, or -1 for an entry that is not a number: the next of `others`. */
   refs: Float64Array;
   readonly others: Stored[] = [];
@@ -44,15 +45,13 @@ class ShardStage {
     this.bytes = Buffer.allocUnsafeSlow(room * 16);
     this.view = viewOf(this.bytes);
     this.ends = new Int32Array(room);
-    this.order = new Int32Array(room);
     this.refs = new Float64Array(room);
   }
 
-  add(src: DataView, start: number, end: number, rank: number, e: Stored): void {
+  add(src: DataView, start: number, end: number, e: Stored): void {
     const j = this.count++;
     if (j === this.ends.length) {
       this.ends = grown(this.ends);
-      this.order = grown(this.order);
       const refs = new Float64Array(this.ends.length);
       refs.set(this.refs);
       this.refs = refs;
@@ -72,7 +71,6 @@ class ShardStage {
     for (; i < end; i++, o++) dst.setUint8(o, src.getUint8(i));
     this.used = o;
     this.ends[j] = o;
-    this.order[j] = rank;
     if (typeof e === "number") this.refs[j] = e;
     else {
       this.refs[j] = -1;
@@ -85,27 +83,28 @@ function viewOf(b: Buffer): DataView {
   return new DataView(b.buffer, b.byteOffset, b.length);
 }
 
-function grown(a: Int32Array): Int32Array {
-  const b = new Int32Array(Math.max(FIRST_ROOM, a.length * 2));
+function grown<T extends Int32Array | Uint8Array>(a: T): T {
+  const b = new (a.constructor as new (n: number) => T)(Math.max(FIRST_ROOM, a.length * 2));
   b.set(a);
   return b;
 }
 
 /**
- * A shard's staged entries: key `j` is `keys[j]`, its place in key order `order[j]`, and its
- * entry the ref `refs[j]`, or when that is -1 the next of `others` (in staging order).
+ * A shard's staged entries: key `j` is `keys[j]`, and its entry the ref `refs[j]`, or when
+ * that is -1 the next of `others` (in staging order).
  */
 export interface Drained {
   keys: string[];
   refs: Float64Array;
   others: Stored[];
-  order: Int32Array;
 }
 
 export class LoadStaging {
   private readonly stages: ShardStage[] = [];
-  /** Entries staged so far: the next one's place in key order. */
+  /** Entries staged so far. */
   count = 0;
+  /** `shardOf[r]`: the shard of the entry staged `r`th, that is `r`th in key order. */
+  private order: Uint8Array;
 
   /**
    * `expected`: about how many entries will come (the meta page's record count, trusted
@@ -113,8 +112,16 @@ export class LoadStaging {
    * final size instead of being copied as they double.
    */
   constructor(shards: number, expected = 0) {
-    const share = Math.ceil((Math.min(expected, MOST_EXPECTED) / shards) * 1.1);
+    if (shards > 256) throw new Error("internal: shard numbers are kept in bytes");
+    const room = Math.min(expected, MOST_EXPECTED);
+    const share = Math.ceil((room / shards) * 1.1);
     for (let i = 0; i < shards; i++) this.stages.push(new ShardStage(FIRST_ROOM + share));
+    this.order = new Uint8Array(FIRST_ROOM + room);
+  }
+
+  /** Which shard each staged entry went to, by its place in key order (`count` of them). */
+  get shardOf(): Uint8Array {
+    return this.order.subarray(0, this.count);
   }
 
   /** The page the last key came from, and a view of it. */
@@ -127,13 +134,15 @@ export class LoadStaging {
       this.srcPage = kb;
       this.src = viewOf(kb);
     }
-    this.stages[shard]!.add(this.src, start, end, this.count++, e);
+    const r = this.count++;
+    if (r === this.order.length) this.order = grown(this.order);
+    this.order[r] = shard;
+    this.stages[shard]!.add(this.src, start, end, e);
   }
 
   /**
    * One shard's staged entries with their key strings, made now in one tight loop (making
-   * each just before its insert ran slower), and each one's place in key order. The
-   * shard's stage is let go.
+   * each just before its insert ran slower). The shard's stage is let go.
    */
   drain(shard: number): Drained {
     const s = this.stages[shard]!;
@@ -147,6 +156,6 @@ export class LoadStaging {
       o = end;
     }
     this.stages[shard] = new ShardStage(0);
-    return { keys, refs: s.refs, others: s.others, order: s.order };
+    return { keys, refs: s.refs, others: s.others };
   }
 }
