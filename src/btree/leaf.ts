@@ -318,29 +318,54 @@ export function scanLeaf(
   // alternating with the build before, medians 490 → 448 and 488 → 461 ms.
   for (let i = 0; i < n; i++) {
     const off = u16(page, SLOTS_AT + 2 * i);
-    const flags = page[off]!;
-    if (off < lo || off + REC_FIXED > end || flags > KNOWN_FLAGS) {
-      parseRecord(page, off, lo, end, base, file); // throws the precise error
-    }
-    const keyLength = u16(page, off + 1);
-    const valueLength = u32(page, off + 3);
-    let p = off + REC_FIXED;
-    let expiresAt = 0;
-    if (flags === REC_EXPIRES) {
-      expiresAt = p + 8 <= end ? readU64(page, p) : -1;
-      if (expiresAt <= 0) parseRecord(page, off, lo, end, base, file);
-      p += 8;
-    } else if (flags !== 0) {
-      const r = parseRecord(page, off, lo, end, base, file);
-      const value = overflow(r.head, valueLength, (flags & REC_CONTIGUOUS) !== 0, base + off);
-      cb(r.key, 0, r.key.length, value, 0, value.length, r.expiresAt, -1);
+    const p = inlineRecord(page, off, lo, end);
+    if (p >= 0) {
+      const v = p + inlineKeyLength;
+      cb(page, p, v, page, v, v + inlineValueLength, inlineExpiresAt, off);
       continue;
     }
-    const v = p + keyLength;
-    if (v + valueLength > end) parseRecord(page, off, lo, end, base, file);
-    cb(page, p, v, page, v, v + valueLength, expiresAt, off);
+    // An overflow record, or damage, which `parseRecord` throws the precise error for.
+    const r = parseRecord(page, off, lo, end, base, file);
+    const value =
+      r.inline ?? overflow(r.head, r.valueLength, (r.flags & REC_CONTIGUOUS) !== 0, base + off);
+    cb(r.key, 0, r.key.length, value, 0, value.length, r.expiresAt, -1);
   }
   return n;
+}
+
+/** What `inlineRecord` read last: variables, so that it returns no object. */
+let inlineKeyLength = 0;
+let inlineValueLength = 0;
+let inlineExpiresAt = 0;
+
+/**
+ * Where the key starts of the record at page offset `off`, when it is a sound record with
+ * an inline value: its header between the slots (`lo`) and `end`, flags 0 or an expiry
+ * that is a positive safe integer, key and value within `end`. Its key length, value length
+ * and expiry (0 = never) are left in `inlineKeyLength`, `inlineValueLength` and
+ * `inlineExpiresAt`. -1 for anything else: an overflow record, or damage, which
+ * `parseRecord` tells apart. The common record of every hot loop (the open's, the scan's,
+ * a clean read's), read in place with no record object: the header checks that
+ * `parseRecord` makes, for this one shape.
+ */
+function inlineRecord(page: Buffer, off: number, lo: number, end: number): number {
+  const flags = page[off];
+  if ((flags !== 0 && flags !== REC_EXPIRES) || off < lo || off + REC_FIXED > end) return -1;
+  let p = off + REC_FIXED;
+  let expiresAt = 0;
+  if (flags === REC_EXPIRES) {
+    if (p + 8 > end) return -1;
+    expiresAt = readU64(page, p);
+    if (expiresAt <= 0) return -1; // 0, or past 2^53 (-1)
+    p += 8;
+  }
+  const keyLength = u16(page, off + 1);
+  const valueLength = u32(page, off + 3);
+  if (p + keyLength + valueLength > end) return -1;
+  inlineKeyLength = keyLength;
+  inlineValueLength = valueLength;
+  inlineExpiresAt = expiresAt;
+  return p;
 }
 
 /** Where `takeRecords` puts what it reads: record j of a run at index j of each array. */
@@ -356,11 +381,12 @@ export interface RecordSink {
  * views into `own`, a copy of `page`; their count. Overflow values are fresh copies (from
  * `overflow`).
  *
- * The scan's hot loop, so the common record (an inline value) is read in place here, as
- * `scanLeaf` does, rather than through `keyStart` and `sane` twice per record: a first scan
- * in a fresh process runs unoptimised at first, and that chain of helpers was what V8 had to
- * optimise before the scan ran at full speed. Anything else goes to `copyRecordKey` and
- * `copyRecordValue`, which read the same records the same way or throw the precise error.
+ * The scan's hot loop, so the common record (an inline value) is read in place here by
+ * `inlineRecord`, as `scanLeaf` reads it, its key compared with `hi` there too, rather than
+ * through `keyStart` and `sane` twice per record: a first scan in a fresh process runs
+ * unoptimised at first, and that chain of helpers was what V8 had to optimise before the
+ * scan ran at full speed. Anything else goes to `copyRecordKey` and `copyRecordValue`,
+ * which read the same records the same way or throw the precise error.
  * A record that throws ends the records taken before it; with none taken, the error is the
  * caller's.
  */
@@ -384,29 +410,24 @@ export function takeRecords(
   let count = 0;
   for (let i = first; i < last; i++) {
     try {
+      const p = inlineRecord(page, u16(page, SLOTS_AT + 2 * i), lo, end);
+      if (p >= 0) {
+        const v = p + inlineKeyLength;
+        const valueEnd = v + inlineValueLength;
+        const expiresAt = inlineExpiresAt;
+        if (hi !== undefined) {
+          const d = compareKeyAt(page, p, v - p, hi);
+          if (hiInclusive ? d > 0 : d >= 0) break;
+        }
+        keys[count] = own.subarray(p, v);
+        values[count] = own.subarray(v, valueEnd);
+        expiries[count] = expiresAt;
+        count++;
+        continue;
+      }
       if (hi !== undefined) {
         const d = compareRecordKey(page, i, hi, base, file);
         if (hiInclusive ? d > 0 : d >= 0) break;
-      }
-      const off = u16(page, SLOTS_AT + 2 * i);
-      const flags = page[off]!;
-      if ((flags === 0 || flags === REC_EXPIRES) && off >= lo && off + REC_FIXED <= end) {
-        const keyLength = u16(page, off + 1);
-        const valueLength = u32(page, off + 3);
-        let p = off + REC_FIXED;
-        let expiresAt = 0;
-        if (flags === REC_EXPIRES) {
-          expiresAt = p + 8 <= end ? readU64(page, p) : -1;
-          p += 8;
-        }
-        const v = p + keyLength;
-        if ((flags === 0 || expiresAt > 0) && v + valueLength <= end) {
-          keys[count] = own.subarray(p, v);
-          values[count] = own.subarray(v, v + valueLength);
-          expiries[count] = expiresAt;
-          count++;
-          continue;
-        }
       }
       const at = { expiresAt: 0 };
       keys[count] = copyRecordKey(page, i, base, file, own);
@@ -436,7 +457,11 @@ export function compareRecordKey(
   file: string,
 ): number {
   const p = keyStart(page, i, base, file);
-  const keyLength = startedKeyLength;
+  return compareKeyAt(page, p, startedKeyLength, k);
+}
+
+/** The key `page[p .. p + keyLength)` compared with `k`, an internal key. */
+function compareKeyAt(page: Buffer, p: number, keyLength: number, k: string): number {
   const n = keyLength < k.length ? keyLength : k.length;
   for (let j = 0; j < n; j++) {
     const d = page[p + j]! - k.charCodeAt(j);
@@ -475,9 +500,9 @@ let startedKeyLength = 0;
 
 /**
  * Whether a record's header at `off` lies between the page's slots and its end, and its
- * flags are ones `parseRecord` accepts: what the cursor's fast paths check before they
- * read a record in place (anything else goes to `leafRecordAt`, which throws the precise
- * error). `i` must be below the page's `checkedCount`, so that its slot lies in the page.
+ * flags are ones `parseRecord` accepts, of any shape (inline or overflow): what `keyStart`
+ * checks before it reads a key in place (anything else goes to `leafRecordAt`, which throws
+ * the precise error).
  */
 function sane(page: Buffer, off: number, flags: number): boolean {
   return (
@@ -518,25 +543,17 @@ export function copyRecordValue(
   out: { expiresAt: number },
   own?: Buffer,
 ): Buffer {
-  const off = u16(page, SLOTS_AT + 2 * i);
-  const flags = page[off]!;
-  if ((flags === 0 || flags === REC_EXPIRES) && sane(page, off, flags)) {
-    // Inline (the common case): read the header fields in place, no record object.
-    const keyLength = u16(page, off + 1);
-    const valueLength = u32(page, off + 3);
-    const v = off + REC_FIXED + (flags === REC_EXPIRES ? 8 : 0) + keyLength;
-    if (v + valueLength <= page.length) {
-      // The expiry, before the key, is in the page too. It must be a positive safe integer,
-      // as `parseRecord` wants it (0 and -1, past 2^53, go to its error).
-      const expiresAt = flags === REC_EXPIRES ? readU64(page, off + REC_FIXED) : 0;
-      if (flags === 0 || expiresAt > 0) {
-        out.expiresAt = expiresAt;
-        if (own !== undefined) return own.subarray(v, v + valueLength);
-        const value = Buffer.allocUnsafe(valueLength);
-        page.copy(value, 0, v, v + valueLength);
-        return value;
-      }
-    }
+  const lo = SLOTS_AT + 2 * u16(page, OFF_AUX16);
+  const p = inlineRecord(page, u16(page, SLOTS_AT + 2 * i), lo, page.length);
+  if (p >= 0) {
+    // Inline (the common case): read in place, no record object.
+    out.expiresAt = inlineExpiresAt;
+    const v = p + inlineKeyLength;
+    const valueEnd = v + inlineValueLength;
+    if (own !== undefined) return own.subarray(v, valueEnd);
+    const value = Buffer.allocUnsafe(valueEnd - v);
+    page.copy(value, 0, v, valueEnd);
+    return value;
   }
   const r = leafRecordAt(page, i, base, file); // overflow, or throws the precise error
   out.expiresAt = r.expiresAt;
