@@ -88,6 +88,14 @@ test("the tree cursor finds exactly the keys the tree holds, forward, with gaps,
     for (let n = 0; n < 500; n++) probe(rng.int(3100));
     // seekAfter lands on the next held key, and a seek of the key it passed still finds it.
     const sorted = [...held.keys()].sort();
+    // Which leaf each key lies in, read from the tree by its own walk: a run ends there.
+    const leafOf = new Map<string, number>();
+    let leaves = -1;
+    tree.forEachSpan(
+      (kb, ks, ke) => leafOf.set(kb.toString("latin1", ks, ke), leaves),
+      () => leaves++,
+    );
+    assert.ok(leaves > 20, `a deep tree of ${leaves + 1} leaves`);
     for (let n = 0; n < 300; n++) {
       const k = n === 0 ? sorted[sorted.length - 1]! : key(rng.int(3100));
       const next = sorted.find((h) => h > k);
@@ -108,9 +116,11 @@ test("the tree cursor finds exactly the keys the tree holds, forward, with gaps,
           const i = Number(want.slice(1));
           assert.equal(run.expiries[j], i % 7 === 0 ? 1e12 + i : 0);
         }
-        if (count < max) {
-          // Short of max only at the end of a leaf: the next record (if any) is another leaf's.
-          assert.equal(cursor.seekAfter(sorted[at + count - 1]!), at + count < sorted.length);
+        // All of one leaf, and short of max only at that leaf's end.
+        const leaf = leafOf.get(next);
+        assert.equal(leafOf.get(sorted[at + count - 1]!), leaf, "a run stays in its leaf");
+        if (count < max && at + count < sorted.length) {
+          assert.notEqual(leafOf.get(sorted[at + count]!), leaf, "a short run ends its leaf");
         }
         assert.equal(cursor.seek(next), true, `seek ${next} after a run`);
       }
