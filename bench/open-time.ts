@@ -3,7 +3,7 @@
  * same file, alternating runs, where the full suite's reopen line (3 runs, each on its own
  * freshly loaded file) moves with the machine as much as with the code.
  *
- *   npx tsx bench/open-time.ts [--n 1000000] [--runs 7] [--file PATH] [--wal | --expired | --ttl] [--reads]
+ *   npx tsx bench/open-time.ts [--n 1000000] [--runs 7] [--file PATH] [--wal | --expired | --ttl] [--reads] [--mmap]
  *
  * Without `--file`, it writes one (the workload's keys and values in key order, one
  * transaction, then `flush()`) in a temporary directory and removes it afterwards. With
@@ -18,7 +18,7 @@
  * builds, run it from each checkout, alternately, on the same `--file`. With `--reads`, each
  * child then also times a million random point reads of the loaded keys (three rounds, the
  * best counted): how the index an open builds serves reads, which a change to the load
- * must not slow.
+ * must not slow. With `--mmap`, the children open with `useMmap(true)`.
  */
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -38,6 +38,7 @@ const { values } = parseArgs({
     expired: { type: "boolean", default: false },
     ttl: { type: "boolean", default: false },
     reads: { type: "boolean", default: false },
+    mmap: { type: "boolean", default: false },
     child: { type: "string" },
     "write-wal": { type: "string" },
   },
@@ -47,7 +48,7 @@ const MiB = 2 ** 20;
 
 if (values.child !== undefined) {
   const t0 = performance.now();
-  const db = Emdb.builder().path(values.child).build();
+  const db = Emdb.builder().path(values.child).useMmap(values.mmap).build();
   db.get(keyOf(123));
   const ms = performance.now() - t0;
   const peak = (process.resourceUsage().maxRSS * 1024) / MiB;
@@ -143,6 +144,7 @@ if (values.child !== undefined) {
       "--child",
       runFile,
       ...(values.reads ? ["--reads"] : []),
+      ...(values.mmap ? ["--mmap"] : []),
     ];
     const out = spawnSync(process.execPath, args, { encoding: "utf8" });
     if (out.status !== 0) throw new Error(`open child failed: ${out.stderr}`);

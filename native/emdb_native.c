@@ -6,7 +6,7 @@
  *    flock locks belong to an open file description, so a second open() of the same file in
  *    the same process cannot take the lock either.
  *  - mmap(2) with 64-bit lengths and offsets (mmap-io parses both as a 32-bit int and so
- *    cannot reach a byte past 2 GiB of a file).
+ *    cannot reach a byte past 2 GiB of a file), shared or private (copy-on-write).
  *
  * Plain C against Node-API only (no node-addon-api, no C++), so building it needs just a C
  * compiler and Node's headers, and one binary works on every Node with Node-API 8.
@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 /* Bumped whenever the JS-visible surface changes, so the loader can refuse a stale build. */
-#define EMDB_NATIVE_ABI 1
+#define EMDB_NATIVE_ABI 2
 
 /* Marks the Buffers this addon made with mmap, so msync/madvise never act on ordinary heap
  * memory (madvise(MADV_DONTNEED) on a private heap page would silently zero it). */
@@ -239,7 +239,8 @@ static void finalize_mapping(napi_env env, void *data, void *hint) {
   munmap(data, (size_t)(uintptr_t)hint);
 }
 
-/* mmap(fd, length, offset, writable): a MAP_SHARED mapping as an external Buffer.
+/* Maps `length` bytes of `fd` at `offset` as an external Buffer, checking the arguments
+ * (argv[0..2]) as mmap() and mmapPrivate() share them.
  *
  * There is deliberately no munmap(): JS views (subarrays) of the Buffer would keep pointing
  * at unmapped memory and crash the process when touched. The mapping is released when the
@@ -247,15 +248,11 @@ static void finalize_mapping(napi_env env, void *data, void *hint) {
  * top: V8 already counts an external Buffer's length as external memory, so mapping large
  * windows does prompt collections (one mark-compact per few hundred MiB newly mapped), which
  * is what frees superseded mappings in time. */
-static napi_value Mmap(napi_env env, napi_callback_info info) {
-  napi_value argv[4];
+static napi_value map_file(napi_env env, napi_value *argv, int prot, int flags) {
   int fd;
   int64_t length, offset;
-  bool writable;
-  if (!get_args(env, info, 4, argv) || !get_fd(env, argv[0], &fd) ||
-      !get_uint53(env, argv[1], "length", &length) ||
-      !get_uint53(env, argv[2], "offset", &offset) ||
-      !get_bool(env, argv[3], "writable", &writable)) {
+  if (!get_fd(env, argv[0], &fd) || !get_uint53(env, argv[1], "length", &length) ||
+      !get_uint53(env, argv[2], "offset", &offset)) {
     return NULL;
   }
   if (length == 0) {
@@ -270,8 +267,7 @@ static napi_value Mmap(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "length does not fit in this platform's address space");
     return NULL;
   }
-  int prot = PROT_READ | (writable ? PROT_WRITE : 0);
-  void *p = mmap(NULL, (size_t)length, prot, MAP_SHARED, fd, (off_t)offset);
+  void *p = mmap(NULL, (size_t)length, prot, flags, fd, (off_t)offset);
   if (p == MAP_FAILED) return throw_errno(env, "mmap", errno);
 
   napi_value buffer;
@@ -286,6 +282,26 @@ static napi_value Mmap(napi_env env, napi_callback_info info) {
     return throw_napi(env, "napi_type_tag_object");
   }
   return buffer;
+}
+
+/* mmap(fd, length, offset, writable): a MAP_SHARED mapping. */
+static napi_value Mmap(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  bool writable;
+  if (!get_args(env, info, 4, argv) || !get_bool(env, argv[3], "writable", &writable)) {
+    return NULL;
+  }
+  return map_file(env, argv, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED);
+}
+
+/* mmapPrivate(fd, length, offset): a MAP_PRIVATE mapping, readable and writable. A page
+ * shows the file's bytes until the first store into it, which gives the process its own
+ * copy of that page: from then on, writes to the file no longer show through, nor does a
+ * truncation below it (an untouched page past the end of the file raises SIGBUS). */
+static napi_value MmapPrivate(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv)) return NULL;
+  return map_file(env, argv, PROT_READ | PROT_WRITE, MAP_PRIVATE);
 }
 
 /* msync(map, offset, length, sync): MS_SYNC waits for the write-back, MS_ASYNC only starts it. */
@@ -362,7 +378,8 @@ NAPI_MODULE_INIT() {
     return NULL;
   }
   if (!set_fn(env, exports, "flock", Flock) || !set_fn(env, exports, "funlock", Funlock) ||
-      !set_fn(env, exports, "mmap", Mmap) || !set_fn(env, exports, "msync", Msync) ||
+      !set_fn(env, exports, "mmap", Mmap) || !set_fn(env, exports, "mmapPrivate", MmapPrivate) ||
+      !set_fn(env, exports, "msync", Msync) ||
       !set_fn(env, exports, "madvise", Madvise) ||
       !set_int(env, exports, "ABI_VERSION", EMDB_NATIVE_ABI) ||
       !set_int(env, exports, "PAGE_SIZE", page_size) ||

@@ -474,6 +474,9 @@ export class FileStore implements Persistence {
       failpoint("compact:tmp-written");
       backend.rename(tmp, path);
       replaced = true;
+      // Loaded values may lie in private maps of the replaced file, which would keep its
+      // disk space; the new file is not mapped (nothing was loaded from it).
+      this.ks.arena.detachFile();
       backend.syncDir(dirOf(path));
       failpoint("compact:renamed");
       this.scan.reset();

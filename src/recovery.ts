@@ -17,7 +17,7 @@ import { EmdbError } from "./errors.js";
 import { failpoint } from "./failpoints.js";
 import { FileStore, type FileStoreOptions } from "./file-store.js";
 import { damagedBesideOwnWal, isBlankFile, refuseOrphanWal } from "./open-checks.js";
-import { openPager } from "./open-pager.js";
+import { openPager, privateMapperOf } from "./open-pager.js";
 import { FileBackend, type StorageBackend } from "./pager/backend.js";
 import { acquireLock } from "./pager/lock.js";
 import type { Pager } from "./pager/pager.js";
@@ -54,6 +54,8 @@ export function openFileStore(opts: FileStoreOptions, ks: Keyspace): FileStore {
     if (isBlankFile(backend, opts.path)) refuseOrphanWal(backend, walPath);
     pager = openPager(backend, opts);
     lock?.guardPageFile(opts.path);
+    const mapper = privateMapperOf(pager);
+    if (mapper !== undefined) ks.arena.mapFrom(mapper);
     const expiredAtLoad = loadTree(
       new BTree(pager),
       ks,

@@ -57,11 +57,11 @@ export function loadTree(
         ks.loadEntry(kb, ks0, ke, expiresAt === 0 ? v : new Timed(v, expiresAt), 0);
       }
     },
-    (leaf) => {
-      page = arena.adopt(leaf, remaining);
+    (leaf, id) => {
+      page = arena.adopt(leaf, remaining, id * P);
     },
-    (pages) => {
-      const room = arena.place(pages, P, remaining);
+    (pages, position) => {
+      const room = arena.place(pages, P, remaining, position);
       remaining -= room.pages * P;
       return room;
     },

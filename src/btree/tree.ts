@@ -199,14 +199,18 @@ export class BTree {
   /**
    * `forEach` that reports where each key and value are instead of making views: loading a
    * million entries as strings then skips two million short-lived Buffer objects. `onLeaf`
-   * sees each leaf page before its records.
+   * sees each leaf page, and its id, before its records.
    */
-  forEachSpan(cb: RecordSpans, onLeaf?: (page: Buffer) => void, place?: PagePlacer): void {
+  forEachSpan(
+    cb: RecordSpans,
+    onLeaf?: (page: Buffer, id: PageId) => void,
+    place?: PagePlacer,
+  ): void {
     const P = this.pager.pageSize;
     const path = this.pager.path;
     this.walk(
       (page, id) => {
-        onLeaf?.(page);
+        onLeaf?.(page, id);
         scanLeaf(page, id * P, path, this.overflow, cb);
       },
       undefined,

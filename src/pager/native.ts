@@ -1,5 +1,5 @@
 /**
- * Loads emdb's own native addon (`native/emdb_native.c`: flock and 64-bit mmap), or explains
+ * Loads emdb's own native addon (`native/emdb_native.c`: flock and 64-bit mmap, shared or private), or explains
  * why it is not there.
  *
  * The addon is optional: `native/build.mjs` builds it at install time and exits 0 when it
@@ -34,6 +34,13 @@ export interface NativeApi {
    * On Node 20 one Buffer holds at most 4 GiB (`buffer.constants.MAX_LENGTH`).
    */
   mmap(fd: number, length: number, offset: number, writable: boolean): Buffer;
+  /**
+   * A MAP_PRIVATE (copy-on-write) mapping, readable and writable, with `mmap`'s rules for
+   * `offset`, `length` and release. A page shows the file's current bytes until the first
+   * store into it gives the process its own copy; from then on the file's changes no
+   * longer show there, and a truncation below it no longer raises SIGBUS there.
+   */
+  mmapPrivate(fd: number, length: number, offset: number): Buffer;
   /** msync(2) on `[offset, offset + length)` of a Buffer returned by `mmap` (not a view). */
   msync(map: Buffer, offset: number, length: number, sync: boolean): void;
   /** madvise(2) over a whole Buffer returned by `mmap`, with one of the MADV_* constants. */
@@ -41,7 +48,7 @@ export interface NativeApi {
 }
 
 /** The ABI_VERSION this code was written against (`EMDB_NATIVE_ABI` in the C source). */
-export const EXPECTED_ABI_VERSION = 1;
+export const EXPECTED_ABI_VERSION = 2;
 
 const ADDON_RELATIVE_PATH = path.join("native", "build", "Release", "emdb_native.node");
 

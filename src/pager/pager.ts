@@ -114,8 +114,15 @@ interface TxnSnapshot {
 
 const DEFAULT_SPILL_BYTES = 8 << 20;
 
-/** Where `readMany` may put up to `pages` pages: room for `pages` (≥ 1) at `buf[at..]`. */
-export type PagePlacer = (pages: number) => { buf: Buffer; at: number; pages: number };
+/**
+ * Where `readMany` may put up to `count` pages from file offset `position` on: room for
+ * `pages` (1 ≤ pages ≤ count) at `buf[at..]`. With `filled`, the room already holds that
+ * many bytes of the file from `position` (a memory map of it), so nothing is read into it.
+ */
+export type PagePlacer = (
+  count: number,
+  position: number,
+) => { buf: Buffer; at: number; pages: number; filled?: number };
 
 export class Pager {
   readonly pageSize: number;
@@ -240,9 +247,9 @@ export class Pager {
    * pages are not put in the cache (a scan of the whole file would only evict the hot
    * pages). Returned buffers are valid until the next write.
    *
-   * With `place`, the pages are read into memory the caller owns and keeps: `place(n)` gives
-   * room for up to `n` pages (at least one) as a buffer, an offset and a page count. Pages
-   * the pager already holds are then copied there, so every page returned lies in it.
+   * With `place`, the pages are read into memory the caller owns and keeps (see
+   * `PagePlacer`). Pages the pager already holds are then copied there, so every page
+   * returned lies in it.
    */
   readMany(ids: readonly PageId[], type: PageType, from?: number, place?: PagePlacer): Buffer[] {
     this.usable();
@@ -257,7 +264,7 @@ export class Pager {
         if (known[4] !== type) verifyPage(known, id, type, id * P, this.path);
         if (place === undefined) out[i++] = known;
         else {
-          const room = place(1);
+          const room = place(1, id * P);
           known.copy(room.buf, room.at, 0, P);
           out[i++] = room.buf.subarray(room.at, room.at + P);
         }
@@ -277,11 +284,11 @@ export class Pager {
       let base = 0;
       if (place === undefined) bytes = this.source.read(id * P, (j - i) * P);
       else {
-        const room = place(j - i);
+        const room = place(j - i, id * P);
         j = i + room.pages;
         bytes = room.buf;
         base = room.at;
-        const n = this.source.readInto(bytes, base, id * P, (j - i) * P);
+        const n = room.filled ?? this.source.readInto(bytes, base, id * P, (j - i) * P);
         bytes = bytes.subarray(0, base + n);
       }
       this.pagesRead += j - i;

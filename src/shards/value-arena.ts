@@ -16,6 +16,11 @@
  * | ref / CHUNK_BYTES (integer)   | chunk index                               |
  * | ref mod CHUNK_BYTES           | byte offset of the record in that chunk   |
  *
+ * With `useMmap(true)` the chunks are private maps of the page file instead (`mapFrom`):
+ * chunk c is then the file's bytes from c * CHUNK_BYTES on, leaves and other pages alike,
+ * so a ref is the file offset of its record; `beforeFileChange` keeps those bytes when the
+ * pager writes over or cuts off the file there (see `pager/private-map.ts`).
+ *
  * Only records with an inline value get a ref (`flags` 0 or 1: the key length at +1, the
  * value length at +3, the expiry at +7 when flag 1 is set, then the key, then the value);
  * overflow values are loaded as strings, as before. A ref to a record with an expiry is
@@ -37,6 +42,7 @@
 import { inlineKeyAt, leafCount, PLAIN_KEY_AT, REC_EXPIRES, recordOffset } from "../btree/leaf.js";
 import { readU64 } from "../codec.js";
 import { latin1Slice } from "../keys.js";
+import type { PrivateMapper } from "../pager/private-map.js";
 
 /** The stride of chunk indexes in a ref, and the largest chunk. */
 export const CHUNK_BYTES = 1 << 20;
@@ -45,7 +51,16 @@ export interface PlacedRoom {
   readonly buf: Buffer;
   readonly at: number;
   readonly pages: number;
+  /** Bytes of the file the room already holds (a private map of it); else undefined. */
+  readonly filled?: number;
 }
+
+/** What `adopted` holds for a page of a chunk: not a loaded leaf, or one of these. */
+const LEAF = 1;
+/** A loaded leaf in a private map that still shows the file: to be made private first. */
+const SHARED_LEAF = 2;
+/** Stores into a mapped page one such apart reach every memory page of it (4 KiB or more). */
+const TOUCH_STRIDE = 4096;
 
 export class ValueArena {
   private readonly chunks: (Buffer | undefined)[] = [];
@@ -59,6 +74,15 @@ export class ValueArena {
   private readonly due = new Set<number>();
   /** Chunk index by the memory a chunk's Buffer views (for `adopt`). */
   private readonly byBuffer = new Map<ArrayBufferLike, number>();
+  /** By chunk, one byte per page slot: 0, `LEAF` or `SHARED_LEAF`. */
+  private readonly adopted: (Uint8Array | undefined)[] = [];
+  /**
+   * Set for a load from private maps (`mapFrom`): chunk c is then the file's bytes
+   * `[c * CHUNK_BYTES, (c + 1) * CHUNK_BYTES)`, so a ref is the file offset of its record.
+   */
+  private mapper: PrivateMapper | undefined;
+  /** Chunks that are private maps (see `beforeFileChange`). */
+  private readonly mapped: boolean[] = [];
   private held = 0;
 
   /** Bytes of page copies held. */
@@ -67,14 +91,27 @@ export class ValueArena {
   }
 
   /**
-   * Room for up to `pages` leaf pages of `pageSize` bytes, for the pager to read them into
-   * (`Pager.readMany`'s placer): through `pread`, reading straight into the arena costs no
-   * copy, and no second set of fresh memory pages for the kernel to fault in. `remaining`
-   * bounds the page bytes still to come (all pages of the file, so it may overshoot the
-   * leaves: `finishLoad` cuts a chunk to the pages it got).
+   * The coming load takes its chunks from private maps of the page file instead of memory
+   * of its own (see `pager/private-map.ts`): no page is copied, and the pages the file's
+   * later writes and truncations would change are made private just before
+   * (`beforeFileChange`, which this makes the mapper's listener).
    */
-  place(pages: number, pageSize: number, remaining: number): PlacedRoom {
+  mapFrom(mapper: PrivateMapper): void {
+    this.mapper = mapper;
+    mapper.onChange = (from, to, cut) => this.beforeFileChange(from, to, cut);
+  }
+
+  /**
+   * Room for up to `pages` leaf pages of `pageSize` bytes from file offset `position`, for
+   * the pager to read them into (`Pager.readMany`'s placer): through `pread`, reading
+   * straight into the arena costs no copy, and no second set of fresh memory pages for the
+   * kernel to fault in. `remaining` bounds the page bytes still to come (all pages of the
+   * file, so it may overshoot the leaves: `finishLoad` cuts a chunk to the pages it got).
+   * From private maps, the room is the pages themselves, already `filled`.
+   */
+  place(pages: number, pageSize: number, remaining: number, position: number): PlacedRoom {
     this.pageSize = pageSize;
+    if (this.mapper !== undefined) return this.placeMapped(pages, pageSize, position);
     let c = this.chunks.length - 1;
     let chunk = this.chunks[c];
     if (chunk === undefined || this.used[c]! + pageSize > chunk.length) {
@@ -86,6 +123,8 @@ export class ValueArena {
       this.live.push(0);
       this.liveBytes.push(0);
       this.used.push(0);
+      this.adopted.push(new Uint8Array(Math.ceil(size / pageSize)));
+      this.mapped.push(false);
       this.held += size;
     }
     const at = this.used[c]!;
@@ -94,17 +133,129 @@ export class ValueArena {
     return { buf: chunk, at, pages: fit };
   }
 
+  /** `place` from private maps: chunk c maps the file from `c * CHUNK_BYTES` on. */
+  private placeMapped(pages: number, pageSize: number, position: number): PlacedRoom {
+    const c = Math.floor(position / CHUNK_BYTES);
+    const chunk = this.chunks[c] ?? this.openChunk(c, pageSize);
+    const at = position - c * CHUNK_BYTES;
+    // At least one page, even one past the mapped end: the pager then finds it short (a
+    // file cut shorter than its page count) and reports it.
+    const fit = Math.max(1, Math.min(pages, Math.floor((chunk.length - at) / pageSize)));
+    if (!this.mapped[c]) {
+      if (at + fit * pageSize > chunk.length)
+        return { buf: Buffer.alloc(pageSize), at: 0, pages: 1 };
+      return { buf: chunk, at, pages: fit };
+    }
+    return {
+      buf: chunk,
+      at,
+      pages: fit,
+      filled: Math.max(0, Math.min(fit * pageSize, chunk.length - at)),
+    };
+  }
+
+  /** Maps chunk `c` of the file, or, where that fails, gives it memory of its own. */
+  private openChunk(c: number, pageSize: number): Buffer {
+    const mapping = this.mapper!.map(c * CHUNK_BYTES, CHUNK_BYTES);
+    const chunk = mapping ?? Buffer.allocUnsafeSlow(CHUNK_BYTES);
+    while (this.chunks.length <= c) {
+      this.chunks.push(undefined);
+      this.live.push(0);
+      this.liveBytes.push(0);
+      this.used.push(0);
+      this.adopted.push(undefined);
+      this.mapped.push(false);
+    }
+    this.chunks[c] = chunk;
+    this.byBuffer.set(chunk.buffer, c);
+    this.used[c] = chunk.length;
+    this.adopted[c] = new Uint8Array(Math.ceil(chunk.length / pageSize));
+    this.mapped[c] = mapping !== undefined;
+    this.held += chunk.length;
+    return chunk;
+  }
+
   /**
    * The ref of a leaf page's first byte (the record at page offset `o` is that plus `o`): of
    * the page itself when `place` put it in the arena, else of a copy made now (a page read
    * through a memory map or kept by the page cache may change or be reused later).
+   * `position` is the page's offset in the file.
    */
-  adopt(page: Buffer, remaining: number): number {
-    const c = this.byBuffer.get(page.buffer);
-    if (c !== undefined) return c * CHUNK_BYTES + page.byteOffset - this.chunks[c]!.byteOffset;
-    const room = this.place(1, page.length, remaining);
-    page.copy(room.buf, room.at);
-    return (this.chunks.length - 1) * CHUNK_BYTES + room.at;
+  adopt(page: Buffer, remaining: number, position: number): number {
+    let c = this.byBuffer.get(page.buffer);
+    let at: number;
+    let shared = false;
+    if (c !== undefined) {
+      at = page.byteOffset - this.chunks[c]!.byteOffset;
+      shared = this.mapped[c]!;
+    } else {
+      // Into a private map, the copy's stores make the page private at once.
+      const room = this.place(1, page.length, remaining, position);
+      c = this.byBuffer.get(room.buf.buffer);
+      if (c === undefined || room.at + page.length > room.buf.length) {
+        throw new Error(`internal: no room in the page copies for the leaf at ${position}`);
+      }
+      page.copy(room.buf, room.at);
+      at = room.at;
+    }
+    this.adopted[c]![at / page.length] = shared ? SHARED_LEAF : LEAF;
+    return c * CHUNK_BYTES + at;
+  }
+
+  /**
+   * The page file's bytes `[from, to)` are about to be overwritten (`cut` false) or cut
+   * off (`cut` true). An overwrite: each loaded leaf in that range that a private map still
+   * shares with the file gets a store into every memory page of it, which makes the
+   * kernel give the process its own copy. A cut: every private map reaching into the range
+   * is replaced by a copy, since a truncation takes even the process's own copies out of a
+   * private map (Linux unmaps them, and the next touch raises SIGBUS).
+   */
+  beforeFileChange(from: number, to: number, cut: boolean): void {
+    const P = this.pageSize;
+    const last = Math.min(this.chunks.length - 1, Math.floor((to - 1) / CHUNK_BYTES));
+    for (let c = Math.floor(from / CHUNK_BYTES); c <= last; c++) {
+      const chunk = this.chunks[c];
+      if (chunk === undefined || !this.mapped[c]) continue;
+      if (cut) {
+        this.detachChunk(c, chunk);
+        continue;
+      }
+      const slots = this.adopted[c]!;
+      const base = c * CHUNK_BYTES;
+      const end = Math.min(slots.length, Math.ceil((to - base) / P));
+      for (let k = Math.max(0, Math.floor((from - base) / P)); k < end; k++) {
+        if (slots[k] !== SHARED_LEAF) continue;
+        const stop = Math.min((k + 1) * P, chunk.length);
+        for (let o = k * P; o < stop; o += TOUCH_STRIDE) chunk[o] = chunk[o]!;
+        slots[k] = LEAF;
+      }
+    }
+  }
+
+  /**
+   * Replaces every private map by memory of its own (`compact()` replaced the file: a map
+   * would keep the old file's disk space).
+   */
+  detachFile(): void {
+    for (let c = 0; c < this.chunks.length; c++) {
+      const chunk = this.chunks[c];
+      if (chunk !== undefined && this.mapped[c]) this.detachChunk(c, chunk);
+    }
+    if (this.mapper !== undefined) this.mapper.onChange = undefined;
+    this.mapper = undefined;
+  }
+
+  /** Chunk `c`, a private map, becomes a copy; refs stay valid (offsets do not change). */
+  private detachChunk(c: number, chunk: Buffer): void {
+    const copy = Buffer.allocUnsafeSlow(chunk.length);
+    chunk.copy(copy);
+    this.chunks[c] = copy;
+    this.byBuffer.delete(chunk.buffer);
+    this.byBuffer.set(copy.buffer, c);
+    this.mapped[c] = false;
+    this.adopted[c]!.forEach((v, k, a) => {
+      if (v === SHARED_LEAF) a[k] = LEAF;
+    });
   }
 
   /**
@@ -114,7 +265,8 @@ export class ValueArena {
    */
   finishLoad(): void {
     for (let c = 0; c < this.chunks.length; c++) {
-      const chunk = this.chunks[c]!;
+      const chunk = this.chunks[c];
+      if (chunk === undefined) continue; // a stretch of the file without leaves (private maps)
       const used = this.used[c]!;
       if (used < chunk.length) {
         const cut = Buffer.allocUnsafeSlow(used);
@@ -207,7 +359,10 @@ export class ValueArena {
       if (chunk === undefined || !this.sparse(c)) continue;
       if (this.live[c]! > 0) {
         const pageSize = this.pageSize;
-        for (let at = 0; at < this.used[c]!; at += pageSize) {
+        const slots = this.adopted[c]!;
+        for (let k = 0; k < slots.length; k++) {
+          if (slots[k] === 0) continue;
+          const at = k * pageSize;
           const page = chunk.subarray(at, at + pageSize);
           const n = leafCount(page);
           for (let i = 0; i < n; i++) {
@@ -221,6 +376,8 @@ export class ValueArena {
       }
       this.liveBytes[c] = 0;
       this.chunks[c] = undefined;
+      this.adopted[c] = undefined;
+      this.mapped[c] = false;
       this.byBuffer.delete(chunk.buffer);
       this.held -= chunk.length;
     }
@@ -233,6 +390,8 @@ export class ValueArena {
     this.live.length = 0;
     this.liveBytes.length = 0;
     this.used.length = 0;
+    this.adopted.length = 0;
+    this.mapped.length = 0;
     this.due.clear();
     this.byBuffer.clear();
     this.held = 0;
