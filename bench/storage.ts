@@ -6,7 +6,8 @@
  *    touches O(changes × depth) pages, so the two should cost about the same.
  * 2. Reopen time and file size at 1M records of 16-byte keys and 100-byte values (the
  *    node-peers.md §4 workload). Reopen runs in a fresh child process (module import
- *    excluded), as the peers were measured.
+ *    excluded), as the peers were measured: four opens with the default pread reads, four
+ *    with `useMmap(true)` (values stay in private maps of the file), alternating.
  *
  * One-shot phases are timed with hrtime, not tinybench: each is a single long operation on
  * a database that the measurement itself changes.
@@ -91,6 +92,7 @@ function checkpointCost(n: number): number {
 function reopenAndSize(n: number): {
   build: number;
   reopen: number[];
+  reopenMmap: number[];
   fileMiB: number;
   ratio: number;
 } {
@@ -103,14 +105,15 @@ function reopenAndSize(n: number): {
     const bytes = fs.statSync(p).size + fs.statSync(`${p}.wal`).size;
     const self = fileURLToPath(import.meta.url);
     const reopen: number[] = [];
-    for (let r = 0; r < 4; r++) {
-      const out = execFileSync(process.execPath, ["--import", "tsx", self, "--reopen", p], {
-        encoding: "utf8",
-      });
-      reopen.push(Number(out.trim().split("\n").pop()));
+    const reopenMmap: number[] = [];
+    for (let r = 0; r < 8; r++) {
+      const mmap = r % 2 === 1;
+      const args = ["--import", "tsx", self, "--reopen", p, ...(mmap ? ["--mmap"] : [])];
+      const out = execFileSync(process.execPath, args, { encoding: "utf8" });
+      (mmap ? reopenMmap : reopen).push(Number(out.trim().split("\n").pop()));
     }
     const raw = n * 116;
-    return { build: buildMs, reopen, fileMiB: bytes / 2 ** 20, ratio: bytes / raw };
+    return { build: buildMs, reopen, reopenMmap, fileMiB: bytes / 2 ** 20, ratio: bytes / raw };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -119,7 +122,7 @@ function reopenAndSize(n: number): {
 if (child) {
   const p = process.argv[3]!;
   const t0 = process.hrtime.bigint();
-  const db = Emdb.open(p);
+  const db = Emdb.builder().path(p).useMmap(process.argv.includes("--mmap")).build();
   db.get(key(42));
   const t = ms(t0);
   db.close();
@@ -137,6 +140,9 @@ if (child) {
   console.log(`build ${large} records (one transaction + flush): ${r.build.toFixed(0)} ms`);
   console.log(
     `reopen ${large} (fresh process, open + one get): first ${r.reopen[0]!.toFixed(0)} ms, steady median ${median(r.reopen.slice(1)).toFixed(0)} ms`,
+  );
+  console.log(
+    `reopen ${large} with useMmap(true): ${r.reopenMmap.map((t) => t.toFixed(0)).join(", ")} ms, median ${median(r.reopenMmap).toFixed(0)} ms`,
   );
   console.log(
     `files on disk: ${r.fileMiB.toFixed(1)} MiB = ${r.ratio.toFixed(3)} × raw (16 + 100 bytes per record)`,

@@ -216,12 +216,13 @@ export class ValueArena {
     for (let c = Math.floor(from / CHUNK_BYTES); c <= last; c++) {
       const chunk = this.chunks[c];
       if (chunk === undefined || !this.mapped[c]) continue;
+      const base = c * CHUNK_BYTES;
       if (cut) {
-        this.detachChunk(c, chunk);
+        // A map ends where the file ended when it was made; the file may have grown since.
+        if (from < base + chunk.length) this.detachChunk(c, chunk);
         continue;
       }
       const slots = this.adopted[c]!;
-      const base = c * CHUNK_BYTES;
       const end = Math.min(slots.length, Math.ceil((to - base) / P));
       for (let k = Math.max(0, Math.floor((from - base) / P)); k < end; k++) {
         if (slots[k] !== SHARED_LEAF) continue;
