@@ -5,7 +5,7 @@
  * engine prints passes through untouched.
  *
  *   child.ts load   --engine E --n N --dir D [--variant V] [--bulk-only] [--bench-time MS]
- *   child.ts reopen --engine E --n N --dir D
+ *   child.ts reopen --engine E --n N --dir D [--variant V]
  *   child.ts fsync  --dir D --count C
  */
 import { parseArgs } from "node:util";
@@ -21,10 +21,15 @@ function emit(result: unknown): void {
   process.stdout.write(`\n${RESULT_TAG}${JSON.stringify(result)}\n`);
 }
 
-async function reopen(name: EngineName, n: number, dir: string): Promise<void> {
+async function reopen(
+  name: EngineName,
+  n: number,
+  dir: string,
+  variant: string | undefined,
+): Promise<void> {
   const loaded = await loadEngine(name);
   if (!loaded.ok) return emit({ skipped: loaded.reason });
-  const engine = loaded.module.create();
+  const engine = loaded.module.create(variant);
   if (engine.reopenAndGet === undefined) throw new Error(`${name} cannot reopen`);
   // The key and its expected value are computed before the clock starts.
   const i = prefixBounds(n).first;
@@ -64,7 +69,7 @@ async function main(): Promise<void> {
   }
   const name = values.engine as EngineName;
   const n = Number(values.n);
-  if (task === "reopen") return reopen(name, n, dir);
+  if (task === "reopen") return reopen(name, n, dir, values.variant);
   if (task !== "load") throw new Error(`unknown task ${String(task)}`);
   const loaded = await loadEngine(name);
   if (!loaded.ok) return emit({ skipped: loaded.reason });
@@ -81,6 +86,7 @@ async function main(): Promise<void> {
     persistent: about.persistent,
     describe: about.describe,
     variants: loaded.module.bulkVariants ?? {},
+    reopenVariants: loaded.module.reopenVariants ?? {},
   });
 }
 

@@ -66,10 +66,14 @@ export interface Engine<K = unknown> {
   closeReopened?(): MaybePromise<void>;
 }
 
-/** Bulk-load variants an engine offers besides its headline one (emdb: manual()+flush()). */
+/**
+ * Variants an engine offers besides its headline configuration, by name, each described:
+ * of the bulk load (emdb: manual()+flush()) and of the reopen (emdb: useMmap(true)).
+ */
 export interface EngineModule {
   create(variant?: string): Engine<unknown>;
   readonly bulkVariants?: Readonly<Record<string, string>>;
+  readonly reopenVariants?: Readonly<Record<string, string>>;
 }
 
 /** Throws unless a range scan returned keys in strictly ascending order. */

@@ -14,6 +14,7 @@ export type LineId =
   | "nonDurable"
   | "reopenFirst"
   | "reopenSteady"
+  | "reopenMmap"
   | "sizeAllocated"
   | "sizeApparent"
   | "rss"
@@ -66,6 +67,15 @@ const DEFS: Record<LineId, Omit<LineDef, "id">> = {
   ),
   reopenFirst: cost("reopen + 1 get, first after load (fresh child)", "reopen, first", "ms", 1),
   reopenSteady: cost("reopen + 1 get, steady (median of next opens)", "reopen, steady", "ms", 1),
+  reopenMmap: {
+    ...cost(
+      "reopen + 1 get, emdb useMmap(true), steady (peers: as above)",
+      "reopen, emdb useMmap(true)",
+      "ms",
+      1,
+    ),
+    peersFrom: "reopenSteady",
+  },
   sizeAllocated: cost(
     "files after close, allocated (st_blocks×512)",
     "file size, allocated",
@@ -93,6 +103,7 @@ export const MAP_HAS_NO: ReadonlySet<LineId> = new Set<LineId>([
   "durable",
   "reopenFirst",
   "reopenSteady",
+  "reopenMmap",
   "sizeAllocated",
   "sizeApparent",
   "rssReopen",

@@ -109,7 +109,10 @@ function renderNotes(res: ResultsJson): string {
       out.push(`- ${DISPLAY[e]}: **${info.status}**: ${info.reason ?? ""}`);
       continue;
     }
-    const how = Object.entries(info.describe ?? {})
+    const how = [
+      ...Object.entries(info.describe ?? {}),
+      ...Object.entries(info.variants ?? {}).map(([k, v]) => [`variant ${k}`, v]),
+    ]
       .map(([k, v]) => `${k}: ${v}`)
       .join("; ");
     out.push(`- ${DISPLAY[e]} (${res.meta.packages[e] ?? "?"}): ${how}`);

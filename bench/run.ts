@@ -27,6 +27,8 @@ import { evaluateTargets } from "./targets.js";
 
 /** Which report line each bulk-load variant's figure goes to. */
 const VARIANT_LINES: Record<string, LineId> = { manual: "bulkManual" };
+/** Which report line each reopen variant's figure (the median of its opens) goes to. */
+const REOPEN_VARIANT_LINES: Record<string, LineId> = { mmap: "reopenMmap" };
 
 export const FULL: RunOptions = {
   sizes: [100_000, 1_000_000],
@@ -163,7 +165,7 @@ export async function runBench(options: RunOptions, io: RunnerIo): Promise<Resul
       status: "measured",
       persistent: r.persistent as boolean,
       describe: r.describe as Record<string, string>,
-      variants: r.variants as Record<string, string>,
+      variants: { ...(r.variants as object), ...(r.reopenVariants as object) },
     };
     push(run, n, engine, r.figures as Figures);
     records[n] = { ...records[n], [engine]: r.records as number };
@@ -184,6 +186,21 @@ export async function runBench(options: RunOptions, io: RunnerIo): Promise<Resul
         push(run, n, engine, { reopenFirst: first.ms, rssReopen: first.rss });
       if (steady.length > 0)
         push(run, n, engine, { reopenSteady: median(steady.map((s) => s.ms)) });
+      // As many opens again with each variant, after the headline ones (all steady opens).
+      for (const variant of Object.keys((r.reopenVariants as Record<string, string>) ?? {})) {
+        const line = REOPEN_VARIANT_LINES[variant];
+        if (line === undefined || first === undefined) continue;
+        const ms: number[] = [];
+        for (let i = 0; i < options.steadyReopens; i++) {
+          const re = runChild(["reopen", ...common, "--variant", variant]);
+          if (!re.ok) {
+            failures.push({ run, n, engine, task: `reopen ${variant} ${i}`, error: re.error });
+            break;
+          }
+          ms.push(re.result.ms as number);
+        }
+        if (ms.length > 0) push(run, n, engine, { [line]: median(ms) });
+      }
     }
     fs.rmSync(dir, { recursive: true, force: true });
 

@@ -3,7 +3,7 @@
  * baselines in node-peers.md, which were measured on another day).
  */
 import type { EngineName } from "./engine.js";
-import type { LineId } from "./lines.js";
+import { LINES, type LineId } from "./lines.js";
 import type { Medians, TargetOutcome } from "./results.js";
 import { RECORD_BYTES } from "./workload.js";
 
@@ -85,7 +85,7 @@ export const TARGETS: readonly TargetDef[] = [
     text: "≥ 500,000/s",
   },
   {
-    lines: ["reopenFirst", "reopenSteady"],
+    lines: ["reopenFirst", "reopenSteady", "reopenMmap"],
     onlyAt: MILLION,
     against: { kind: "absolute", unit: " ms" },
     atLeast: false,
@@ -152,7 +152,7 @@ export function evaluateTargets(
             value = recs === undefined ? undefined : (emdb * 2 ** 20) / (recs * RECORD_BYTES);
           } else {
             // A variant line (bulkManual) is compared with the peers' headline figures.
-            const peerLine = line === "bulkManual" ? "bulk" : line;
+            const peerLine = LINES.find((l) => l.id === line)?.peersFrom ?? line;
             const peer = medians[nKey]?.[peerLine]?.[def.against.peer];
             value = peer === undefined ? undefined : emdb / peer;
           }
