@@ -3,10 +3,9 @@
  * the file held when it was mapped: the page copies an open loads values into
  * (`shards/value-arena.ts`), with `builder().useMmap(true)`.
  *
- * Why: reading the leaves of a 1M-record file into fresh memory made the kernel fault in
- * some 31,000 new pages, 75–85 ms of a ~450 ms open; a mapping of the same pages, which
- * the page cache already holds, faults them in, 16 at a time, in about 5 ms and copies
- * nothing.
+ * Why: reading the pages of a 1M-record file into fresh memory makes the kernel fault in
+ * some 31,000 new pages: 66–83 ms, against 24–30 ms to read them through private maps of
+ * the page cache that already holds them, 16 pages per fault, with nothing copied.
  *
  * The catch: an untouched page of a MAP_PRIVATE mapping still shows the file, so a page the
  * pager later overwrites (a freed leaf reused by a checkpoint) would change under the values
