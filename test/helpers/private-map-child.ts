@@ -2,9 +2,9 @@
  * Child process for test/private-map.test.ts: opens a database with `useMmap(true)`, so
  * the values it loads lie in private maps of the page file, then makes the pager overwrite
  * or truncate away the leaves they came from, and reads every value back. Run in a child
- * because a truncated page still shared with the file kills the process with SIGBUS when
- * touched. Prints one JSON line: what changed in the file, and the values that came back
- * wrong (none, when the maps were made private in time).
+ * because touching a mapped page the file was cut below kills the process with SIGBUS,
+ * even a page made private before. Prints one JSON line: what changed in the file, and the
+ * values that came back wrong (none, when the maps were kept in time).
  *
  *   private-map-child <file> <pageSize> <reuse | truncate>
  */
