@@ -143,3 +143,34 @@ test("after compact() and a collection, no private map of the replaced file is l
   assert.deepEqual(db.check(), []);
   db.close();
 });
+
+test("a file mostly of overflow pages keeps its loaded values in private maps (weighed against its leaves)", {
+  skip: NO_NATIVE,
+}, () => {
+  const p = freshPath();
+  const key = (i: number) => `k${String(i).padStart(6, "0")}`;
+  // Every third value spans two overflow pages, so leaves are a small part of each MiB.
+  const value = (i: number) => (i % 3 === 0 ? `big ${i} `.repeat(800) : `small ${i}`);
+  let db = Emdb.builder().path(p).flushPolicy(manual()).build();
+  db.transaction((tx) => {
+    for (let i = 0; i < 6000; i++) tx.insert(key(i), value(i));
+  });
+  db.close();
+  db = Emdb.builder().path(p).flushPolicy(manual()).useMmap(true).build();
+  try {
+    const mapped = db.stats().loadedPageBytes;
+    assert.ok(mapped >= CHUNK_BYTES, `only ${mapped} bytes of private maps kept after the load`);
+    for (let i = 0; i < 6000; i++) assert.equal(db.get(key(i))?.toString(), value(i), key(i));
+    // Overwriting most small values lets the maps go, as it does copies.
+    for (let i = 0; i < 6000; i++) if (i % 3 !== 0 && i % 10 !== 1) db.insert(key(i), "new");
+    db.flush();
+    assert.equal(db.stats().loadedPageBytes, 0);
+    for (let i = 0; i < 6000; i++) {
+      const want = i % 3 !== 0 && i % 10 !== 1 ? "new" : value(i);
+      assert.equal(db.get(key(i))?.toString(), want, key(i));
+    }
+    assert.deepEqual(db.check(), []);
+  } finally {
+    db.close();
+  }
+});

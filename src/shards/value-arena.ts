@@ -30,13 +30,14 @@
  *
  * A chunk counts its live refs and the bytes of their records (header, key and value). A
  * write, a removal or an expiry that replaces or removes a loaded value releases its ref;
- * once the records still referred to fill a quarter of the chunk or less, it is *due*: at
- * the next safe point (`Keyspace.reclaimDue`, after a write has settled, a sweep, a
- * `flush()` or a `compact()`) its remaining live values become strings and the chunk is let
- * go. The same test runs when the load ends, so a chunk of leaves whose records mostly
+ * once the records still referred to fill a quarter of the chunk's leaves or less, it is
+ * *due*: at the next safe point (`Keyspace.reclaimDue`, after a write has settled, a sweep,
+ * a `flush()` or a `compact()`) its remaining live values become strings and the chunk is
+ * let go. The same test runs when the load ends, so a chunk of leaves whose records mostly
  * loaded as strings (overflow values) goes at once. So the copies never hold more than four
- * times the bytes of the loaded records still in use, and overwriting everything once frees
- * them all. The reclaim cannot run in the middle of a write or a checkpoint: a failed batch
+ * times the bytes of the loaded records still in use (in a private map, counting the leaves
+ * only: its other pages are never touched), and overwriting everything once frees them
+ * all. The reclaim cannot run in the middle of a write or a checkpoint: a failed batch
  * puts back the refs it replaced, which must still point at their chunk.
  */
 import { inlineKeyAt, leafCount, PLAIN_KEY_AT, REC_EXPIRES, recordOffset } from "../btree/leaf.js";
@@ -76,6 +77,11 @@ export class ValueArena {
   private readonly byBuffer = new Map<ArrayBufferLike, number>();
   /** By chunk, one byte per page slot: 0, `LEAF` or `SHARED_LEAF`. */
   private readonly adopted: (Uint8Array | undefined)[] = [];
+  /**
+   * Bytes of the loaded leaves in each chunk, what the reclaim test weighs the records in
+   * use against: a private map also spans the file's other pages, which it never touches.
+   */
+  private readonly leafBytes: number[] = [];
   /**
    * Set for a load from private maps (`mapFrom`): chunk c is then the file's bytes
    * `[c * CHUNK_BYTES, (c + 1) * CHUNK_BYTES)`, so a ref is the file offset of its record.
@@ -124,6 +130,7 @@ export class ValueArena {
       this.liveBytes.push(0);
       this.used.push(0);
       this.adopted.push(new Uint8Array(Math.ceil(size / pageSize)));
+      this.leafBytes.push(0);
       this.mapped.push(false);
       this.held += size;
     }
@@ -164,6 +171,7 @@ export class ValueArena {
       this.liveBytes.push(0);
       this.used.push(0);
       this.adopted.push(undefined);
+      this.leafBytes.push(0);
       this.mapped.push(false);
     }
     this.chunks[c] = chunk;
@@ -198,7 +206,9 @@ export class ValueArena {
       page.copy(room.buf, room.at);
       at = room.at;
     }
-    this.adopted[c]![at / page.length] = shared ? SHARED_LEAF : LEAF;
+    const slots = this.adopted[c]!;
+    if (slots[at / page.length] === 0) this.leafBytes[c]! += page.length;
+    slots[at / page.length] = shared ? SHARED_LEAF : LEAF;
     return c * CHUNK_BYTES + at;
   }
 
@@ -303,9 +313,9 @@ export class ValueArena {
     if (this.sparse(c)) this.due.add(c);
   }
 
-  /** Whether the records still referred to fill a quarter of chunk `c` or less. */
+  /** Whether the records still referred to fill a quarter of chunk `c`'s leaves or less. */
   private sparse(c: number): boolean {
-    return this.liveBytes[c]! * 4 <= this.chunks[c]!.length;
+    return this.liveBytes[c]! * 4 <= this.leafBytes[c]!;
   }
 
   /** Bytes of a ref's record: header, key and value. */
@@ -378,6 +388,7 @@ export class ValueArena {
       this.liveBytes[c] = 0;
       this.chunks[c] = undefined;
       this.adopted[c] = undefined;
+      this.leafBytes[c] = 0;
       this.mapped[c] = false;
       this.byBuffer.delete(chunk.buffer);
       this.held -= chunk.length;
@@ -392,6 +403,7 @@ export class ValueArena {
     this.liveBytes.length = 0;
     this.used.length = 0;
     this.adopted.length = 0;
+    this.leafBytes.length = 0;
     this.mapped.length = 0;
     this.due.clear();
     this.byBuffer.clear();
@@ -421,7 +433,7 @@ export class ValueArena {
         );
       } else if (reclaimed && this.sparse(c)) {
         problems.push(
-          `value arena: chunk ${c} is held for ${this.liveBytes[c]} bytes of records in use (of ${this.chunks[c]!.length})`,
+          `value arena: chunk ${c} is held for ${this.liveBytes[c]} bytes of records in use (of ${this.leafBytes[c]} in its leaves)`,
         );
       }
     }
